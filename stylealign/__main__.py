@@ -1,0 +1,5 @@
+import sys
+
+from stylealign.cli import main
+
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""The `stylealign` command: a thin shell over package functions.
+
+Each area registers its subcommands from `stylealign.commands.<area>`; heavy imports (torch,
+transformers, gradio) happen inside the command functions so `stylealign --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+AREAS = ("personas", "train", "generate", "evaluate", "arena", "bench", "main")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every area's subcommands registered."""
+    parser = argparse.ArgumentParser(prog="stylealign", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for area in AREAS:
+        try:
+            module = importlib.import_module(f"stylealign.commands.{area}")
+        except ModuleNotFoundError as e:  # an area still being written must not break the others
+            if e.name != f"stylealign.commands.{area}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def _version() -> str:
+    from stylealign import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""CLI subcommand registration, one module per area; each exposes `register(subparsers)`."""
