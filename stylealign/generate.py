@@ -1,0 +1,244 @@
+"""The one generation path: a base model in memory, any number of adapters, mixed-adapter batches.
+
+Every caller (chat, evaluation, arena, benchmarks) goes through `Generator`. A batch may mix rows
+for the baseline (adapter None) and for adapters: PEFT routes each row through its own LoRA
+weights, so comparing two contestants costs one forward pass per token, not two. The decode loop
+is ours rather than `model.generate` so that each row gets its own RNG (a row's text does not
+depend on which other rows share its batch) and so that streaming is a plain iterator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+
+
+@dataclass
+class GenerationConfig:
+    """Sampling settings, recorded with every comparison and identical for baseline and adapter."""
+
+    max_new_tokens: int = 160
+    do_sample: bool = True
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+        if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
+            raise ValueError("sampling needs temperature > 0 and 0 < top_p <= 1")
+        if self.repetition_penalty <= 0:
+            raise ValueError("repetition_penalty must be > 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def adapter_dir(path: str | Path) -> Path:
+    """Return the PEFT adapter folder for a run folder or an adapter folder."""
+    path = Path(path)
+    if (path / "adapter" / "adapter_config.json").exists():
+        return path / "adapter"
+    if (path / "adapter_config.json").exists():
+        return path
+    raise FileNotFoundError(f"{path}: no adapter_config.json here or in {path / 'adapter'}")
+
+
+def run_manifest(path: str | Path) -> dict:
+    """Return a run folder's manifest, or {} for a bare adapter folder."""
+    for candidate in (Path(path) / "manifest.json", Path(path).parent / "manifest.json"):
+        if candidate.exists():
+            return json.loads(candidate.read_text())
+    return {}
+
+
+class Generator:
+    """One base model in memory with named adapters; batched, streaming, seeded generation."""
+
+    def __init__(self, base: str = "smollm2-135m", quant: str = "none", dtype: str = "auto",
+                 adapters: dict[str, str] | None = None, model=None, tokenizer=None):
+        from stylealign import models
+
+        if model is None:
+            resolved = models.resolve_base(base)
+            model = models.load_model(resolved, quant=quant, dtype=dtype)
+            tokenizer = tokenizer or models.load_tokenizer(resolved)
+        self.base, self.quant = base, quant
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.adapter_paths: dict[str, str] = {}
+        self._scalings: dict[str, dict] = {}
+        self.lock = threading.Lock()  # strengths are model state: one generation at a time
+        for name, path in (adapters or {}).items():
+            self.add_adapter(name, path)
+
+    @property
+    def adapter_names(self) -> list[str]:
+        return list(self.adapter_paths)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def add_adapter(self, name: str, path: str) -> None:
+        """Attach the adapter in a run folder (or adapter folder) under `name`, frozen, for inference."""
+        from peft import PeftModel
+
+        if name in self.adapter_paths or name == BASE_ROW:
+            raise ValueError(f"adapter name {name!r} is already taken")
+        folder = adapter_dir(path)
+        if not self.adapter_paths and not isinstance(self.model, PeftModel):
+            self.model = PeftModel.from_pretrained(self.model, folder, adapter_name=name, is_trainable=False).eval()
+        else:
+            self.model.load_adapter(folder, adapter_name=name, is_trainable=False)
+        self.adapter_paths[name] = str(path)
+        self._scalings[name] = {m: dict(m.scaling) for m in self._lora_layers()}
+
+    def _lora_layers(self):
+        from peft.tuners.lora import LoraLayer
+
+        return [m for m in self.model.modules() if isinstance(m, LoraLayer)]
+
+    @contextlib.contextmanager
+    def strengths(self, strengths: dict[str, float] | None):
+        """Scale each named adapter's LoRA contribution (0 = base, 1 = as trained) inside the block."""
+        strengths = {k: float(v) for k, v in (strengths or {}).items() if float(v) != 1.0}
+        for name in strengths:
+            if name not in self.adapter_paths:
+                raise ValueError(f"unknown adapter {name!r}; loaded: {self.adapter_names}")
+        try:
+            for name, scale in strengths.items():
+                for layer, saved in self._scalings[name].items():
+                    if name in saved:
+                        layer.scaling[name] = saved[name] * scale
+            yield
+        finally:
+            for name in strengths:
+                for layer, saved in self._scalings[name].items():
+                    layer.scaling.update({k: v for k, v in saved.items() if k == name})
+
+    def _adapter_kwargs(self, adapters: list[str | None]) -> dict:
+        unknown = {a for a in adapters if a is not None and a not in self.adapter_paths}
+        if unknown:
+            raise ValueError(f"unknown adapter(s) {sorted(unknown)}; loaded: {self.adapter_names}")
+        if not self.adapter_paths:
+            return {}
+        return {"adapter_names": [a if a is not None else BASE_ROW for a in adapters]}
+
+    def encode(self, conversations: list[list[dict]]) -> dict:
+        """Return left-padded input_ids/attention_mask for chat-templated conversations."""
+        texts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
+                 for c in conversations]
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def logits(self, input_ids, attention_mask, adapter: str | None):
+        """Return the [B, T, V] logits of `adapter` (None = base) for the given tokens, without grad."""
+        import torch
+
+        kwargs = self._adapter_kwargs([adapter] * input_ids.shape[0])
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        with torch.no_grad():
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                              use_cache=False, **kwargs).logits.float()
+
+    def stream(self, conversations, adapters, config: GenerationConfig, strengths=None) -> Iterator[list[str]]:
+        """Yield, after every decoding step, the text generated so far for each row."""
+        tokens: list[list[int]] = [[] for _ in conversations]
+        with self.lock, self.strengths(strengths):
+            for step in self._decode(conversations, adapters, config):
+                for row, tok in step.items():
+                    tokens[row].append(tok)
+                yield [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
+
+    def generate(self, conversations, adapters, config: GenerationConfig, strengths=None,
+                 batch_size: int = 8, progress: bool = False) -> list[str]:
+        """Return one answer per conversation; rows are batched by length, each with its own adapter."""
+        from tqdm.auto import tqdm
+
+        if len(adapters) != len(conversations):
+            raise ValueError(f"{len(conversations)} conversations but {len(adapters)} adapter entries")
+        lengths = [len(json.dumps(c, ensure_ascii=False)) for c in conversations]
+        order = sorted(range(len(conversations)), key=lambda i: -lengths[i])  # similar lengths pad less
+        answers: list[str] = [""] * len(conversations)
+        bar = tqdm(total=len(conversations), desc="generating", unit="answer", disable=not progress)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            final = [""] * len(idx)
+            for final in self.stream([conversations[i] for i in idx], [adapters[i] for i in idx], config, strengths):
+                pass
+            for i, text in zip(idx, final):
+                answers[i] = text
+            bar.update(len(idx))
+        bar.close()
+        return answers
+
+    def _decode(self, conversations, adapters, config: GenerationConfig) -> Iterator[dict[int, int]]:
+        """Yield {row: new token} per step for unfinished rows; KV cache, per-row seeded sampling."""
+        import torch
+        from transformers import DynamicCache
+
+        enc = self.encode(conversations)
+        kwargs = self._adapter_kwargs(list(adapters))
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        rngs = [torch.Generator(device=self.device).manual_seed(config.seed) for _ in conversations]
+        seen = [set(row[m.bool()].tolist()) for row, m in zip(ids, mask)]  # for the repetition penalty
+        stops = self._stop_ids()
+        done = torch.zeros(len(conversations), dtype=torch.bool)
+        cache = DynamicCache()
+        position = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        step_ids = ids
+        with torch.no_grad():
+            for _ in range(config.max_new_tokens):
+                out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=position,
+                                 past_key_values=cache, use_cache=True, logits_to_keep=1, **kwargs)
+                logits = out.logits[:, -1, :].float()
+                nxt = torch.tensor([self._pick(logits[r], seen[r], rngs[r], config) for r in range(len(rngs))])
+                emitted = {}
+                for r, tok in enumerate(nxt.tolist()):
+                    if done[r]:
+                        continue
+                    if tok in stops:
+                        done[r] = True
+                    else:
+                        emitted[r] = tok
+                        seen[r].add(tok)
+                if emitted:
+                    yield emitted
+                if bool(done.all()):
+                    return
+                nxt[done] = self.tokenizer.pad_token_id
+                step_ids = nxt[:, None].to(self.device)
+                mask = torch.cat([mask, (~done).long()[:, None].to(mask.device)], dim=1)
+                position = position[:, -1:] + 1
+
+    def _pick(self, logits, seen: set, rng, config: GenerationConfig) -> int:
+        """Return the next token for one row: repetition penalty, then greedy or top-p sampling."""
+        import torch
+
+        if config.repetition_penalty != 1.0 and seen:
+            idx = torch.tensor(sorted(seen), device=logits.device)
+            vals = logits[idx]
+            logits[idx] = torch.where(vals > 0, vals / config.repetition_penalty, vals * config.repetition_penalty)
+        if not config.do_sample:
+            return int(logits.argmax())
+        probs = torch.softmax(logits / config.temperature, dim=-1)
+        sorted_p, sorted_i = probs.sort(descending=True)
+        keep = sorted_p.cumsum(0) - sorted_p < config.top_p  # always keeps the top token
+        sorted_p = sorted_p * keep
+        choice = torch.multinomial(sorted_p / sorted_p.sum(), 1, generator=rng)
+        return int(sorted_i[choice])
+
+    def _stop_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+        ids.add(self.tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in self.tokenizer.get_vocab() else None)
+        return {i for i in ids if i is not None}
