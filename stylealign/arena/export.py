@@ -1,0 +1,84 @@
+"""Turn decisive arena votes into DPO preference rows (TRL conversational prompt/chosen/rejected).
+
+Each side of a battle has its own history (its own earlier answers). The prompt is the winner's
+conversation up to the last user turn; chosen is the winner's last answer and rejected the
+loser's. In a single-turn battle (the usual case) the two prompts are identical; for multi-turn
+battles this is an approximation, so `multi_turn="skip"` drops them instead. System messages
+(the persona prompt shown at vote time) are dropped unless `keep_system` is set, because the
+adapter is meant to carry the style without one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def vote_to_preference(vote, keep_system: bool = False, multi_turn: str = "last") -> dict | None:
+    """Return the preference row for a decisive vote, or None (tie, both bad, skipped multi-turn)."""
+    if vote.winner not in ("A", "B"):
+        return None
+    win, lose = (vote.conversation_a, vote.conversation_b)
+    if vote.winner == "B":
+        win, lose = lose, win
+    if multi_turn == "skip" and sum(m["role"] == "user" for m in win) > 1:
+        return None
+    prompt = [dict(role=m["role"], content=m["content"]) for m in win[:-1]
+              if keep_system or m["role"] != "system"]
+    chosen, rejected = _last_answer(win), _last_answer(lose)
+    if not prompt or prompt[-1]["role"] != "user" or not chosen or not rejected:
+        return None
+    return {
+        "id": f"arena-vote-{vote.id}",
+        "language": "zh" if _CJK.search(prompt[-1]["content"]) else "en",
+        "source": "arena",
+        "chosen_model": vote.model_a if vote.winner == "A" else vote.model_b,
+        "rejected_model": vote.model_b if vote.winner == "A" else vote.model_a,
+        "prompt": prompt,
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+    }
+
+
+def _last_answer(conversation: list[dict]) -> str:
+    last = conversation[-1] if conversation else {}
+    return last.get("content", "").strip() if last.get("role") == "assistant" else ""
+
+
+def votes_to_preferences(votes: Iterable, **options) -> list[dict]:
+    """Return preference rows for every decisive vote."""
+    rows = (vote_to_preference(v, **options) for v in votes)
+    return [r for r in rows if r is not None]
+
+
+def write_jsonl_atomic(rows: Iterable[dict], out: str | Path) -> int:
+    """Write rows as JSONL via a temp file and rename, so readers never see half a file; return the count."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n
+
+
+def export_preferences(votes_path: str | Path, out: str | Path, **options) -> int:
+    """Export the decisive votes in a vote database to a preference JSONL file; return the row count."""
+    from stylealign.arena.votes import VoteStore
+
+    return write_jsonl_atomic(votes_to_preferences(VoteStore(votes_path), **options), out)
