@@ -1,0 +1,187 @@
+"""Typed training recipes: YAML files whose every field can be overridden on the command line.
+
+A recipe is a `Recipe` dataclass with nested sections (`lora`, `sft`, `dpo`). Each field carries
+help text; `add_recipe_arguments` turns the fields into dotted flags (`--sft.learning_rate 1e-4`),
+so the CLI never lists options by hand and cannot drift from the dataclass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+def _f(default, help: str, **kw):
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class LoraSettings:
+    r: int = _f(16, "LoRA rank.")
+    alpha: int = _f(32, "LoRA alpha; the update is scaled by alpha / r.")
+    dropout: float = _f(0.05, "Dropout on the LoRA input.")
+    target_modules: str = _f("all-linear", "Which modules get adapters: 'all-linear' or a comma-separated list.")
+
+    def __post_init__(self):
+        if self.r < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:
+            raise ValueError("lora: need r >= 1, alpha > 0, 0 <= dropout < 1")
+
+
+@dataclass
+class StageSettings:
+    """Optimisation settings shared by the SFT and DPO stages."""
+
+    epochs: float = _f(1.0, "Passes over the training data (ignored when max_steps > 0).")
+    max_steps: int = _f(-1, "Stop after this many optimizer steps (-1: use epochs).")
+    learning_rate: float = _f(2e-4, "Peak learning rate (cosine schedule with warmup).")
+    batch_size: int = _f(8, "Examples per device per step.")
+    grad_accum: int = _f(1, "Gradient accumulation steps.")
+    warmup_ratio: float = _f(0.05, "Share of steps spent warming up the learning rate.")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    logging_steps: int = _f(5, "Log every N steps.")
+    save_steps: int = _f(50, "Checkpoint every N steps (for --resume).")
+    gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory (GPU, long sequences).")
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.grad_accum < 1 or self.learning_rate <= 0:
+            raise ValueError("stage: need batch_size >= 1, grad_accum >= 1, learning_rate > 0")
+        if self.max_steps == 0 or (self.max_steps < 0 and self.epochs <= 0):
+            raise ValueError("stage: need max_steps > 0 or epochs > 0")
+
+
+@dataclass
+class SFTSettings(StageSettings):
+    padding_free: bool = _f(True, "Concatenate a batch's examples without pad tokens (flash-style position ids).")
+
+
+@dataclass
+class DPOSettings(StageSettings):
+    learning_rate: float = _f(5e-5, "Peak learning rate (cosine schedule with warmup).")
+    beta: float = _f(0.1, "DPO temperature: how far the policy may move from the SFT reference.")
+    loss_type: str = _f("sigmoid", "DPO loss: sigmoid (the paper's), ipo, hinge, ...")
+    precompute_ref_log_probs: bool = _f(False, "Compute the reference log-probs once before training.")
+
+
+@dataclass
+class Recipe:
+    """Everything a training run needs besides the persona."""
+
+    base: str = _f("smollm2-135m", "Base model: embedded alias, local HF folder or hub id.")
+    quant: str = _f("nf4", "Base weights: 'nf4' (4-bit QLoRA via bitsandbytes) or 'none'.", choices=("nf4", "none"))
+    dtype: str = _f("auto", "Compute dtype: auto (bf16 where supported), bf16, fp16, fp32.")
+    max_length: int = _f(512, "Max tokens per example; longer examples fail validation.")
+    eval_fraction: float = _f(0.05, "Share of each dataset held out for evaluation loss.")
+    seed: int = _f(0, "Seed for the split, LoRA init and data order.")
+    threads: int = _f(0, "CPU threads for torch (0: all cores).")
+    lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapter shape."})
+    sft: SFTSettings = field(default_factory=SFTSettings, metadata={"help": "Supervised fine-tuning stage."})
+    dpo: DPOSettings = field(default_factory=DPOSettings, metadata={"help": "Preference (DPO) stage."})
+
+    def __post_init__(self):
+        if self.quant not in ("nf4", "none"):
+            raise ValueError(f"quant must be 'nf4' or 'none', got {self.quant!r}")
+        if not 0 <= self.eval_fraction < 0.5:
+            raise ValueError("eval_fraction must be in [0, 0.5)")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def from_dict(cls, data: dict, where: str = "recipe"):
+    """Build a (nested) dataclass from a dict, naming the unknown key and its place on error."""
+    hints, known = _hints(cls), {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+    kwargs = {}
+    for key, value in data.items():
+        if dataclasses.is_dataclass(hints[key]):
+            value = from_dict(hints[key], value or {}, f"{where}.{key}")
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def recipe_path(name_or_path: str) -> Path:
+    """Return a shipped recipe by name (without .yaml) or a YAML path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    shipped = RECIPES_DIR / f"{name_or_path}.yaml"
+    if shipped.exists():
+        return shipped
+    names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    raise FileNotFoundError(f"recipe {name_or_path!r}: no such file, and no shipped recipe of that name ({names})")
+
+
+def load_recipe(name_or_path: str | None = None, overrides: dict | None = None) -> Recipe:
+    """Return the recipe from YAML (or defaults), with dotted-key overrides applied."""
+    data: dict = {}
+    where = "recipe"
+    if name_or_path:
+        path = recipe_path(name_or_path)
+        where = str(path)
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a recipe is a YAML mapping")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return from_dict(Recipe, data, where)
+
+
+def _flags(cls, prefix: str = ""):
+    """Yield (dotted name, type, field) for every leaf field of a nested dataclass."""
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            yield from _flags(kind, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", kind, f
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --recipe plus one --<dotted.field> flag per recipe field (default: keep the recipe's value)."""
+    parser.add_argument("--recipe", default=None, help="Shipped recipe name or YAML path (default: built-in defaults).")
+    group = parser.add_argument_group("recipe overrides (any field of the recipe)")
+    for name, kind, f in _flags(Recipe):
+        if isinstance(kind, types.UnionType):
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        convert = _parse_bool if kind is bool else kind
+        group.add_argument(f"--{name}", type=convert, default=None, dest=f"recipe:{name}",
+                           choices=f.metadata.get("choices"), help=f"{f.metadata.get('help', '')} (default {f.default!r})"
+                           if f.default is not dataclasses.MISSING else f.metadata.get("help"))
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    """Return the recipe named by --recipe with every given --<field> flag applied."""
+    overrides = {k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith("recipe:") and v is not None}
+    return load_recipe(args.recipe, overrides)

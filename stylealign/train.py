@@ -1,0 +1,334 @@
+"""Training: LoRA SFT, then DPO from the SFT adapter, on one base model in memory.
+
+Lifecycle of `train_run`: validate all data (nothing loads before the data is clean) -> load the
+base once -> SFT -> DPO (the SFT adapter continues training; TRL keeps a frozen copy of it as the
+DPO reference, so there is no second model) -> save adapter, manifest, logs, plot -> publish the
+run folder by an atomic rename. Work happens in `<run>.partial/`, which `--resume` continues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stylealign.config import Recipe
+
+STAGES = ("sft", "dpo")
+DONE = "DONE"
+
+
+@dataclass
+class StageData:
+    """A stage's validated rows and what the manifest records about them."""
+
+    train: list[dict]
+    eval: list[dict]
+    files: list[dict] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- data
+
+
+def count_tokens_fn(tokenizer):
+    """Return a function giving a row's token count under the chat template (for max_length checks)."""
+
+    def count(row: dict) -> int:
+        if "messages" in row:
+            return len(tokenizer.apply_chat_template(row["messages"], tokenize=True))
+        prompt = len(tokenizer.apply_chat_template(row["prompt"], tokenize=True, add_generation_prompt=True))
+        return prompt + max(len(tokenizer(t["content"])["input_ids"]) for t in row["chosen"] + row["rejected"]) + 1
+
+    return count
+
+
+def file_record(path: Path, rows: int | None = None) -> dict:
+    """Return {path, sha256, rows} for the manifest."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return {"path": str(path), "sha256": digest, **({"rows": rows} if rows is not None else {})}
+
+
+def load_stage_data(persona, stage: str, recipe: Recipe, tokenizer, files=None) -> StageData:
+    """Return the validated, split rows of one stage; raises DataError naming file, line and field."""
+    from stylealign import data
+
+    files = [Path(f) for f in (files or (persona.sft_files() if stage == "sft" else persona.preference_files()))]
+    if not files:
+        raise FileNotFoundError(f"persona {persona.name!r} declares no {stage} data files")
+    loader = data.load_sft if stage == "sft" else data.load_preference
+    rows = loader(files, count_tokens=count_tokens_fn(tokenizer), max_length=recipe.max_length)
+    if persona.bake_system_prompt:
+        rows = data.with_system_prompt(rows, lambda r: persona.system_prompt_for(r.get("language")))
+    train, held = data.split(rows, recipe.eval_fraction, recipe.seed)
+    return StageData(train, held, [file_record(f) for f in files])
+
+
+def sft_rows(rows: list[dict]) -> list[dict]:
+    """Return prompt/completion rows: one per assistant turn, so loss falls on every assistant turn
+    and never on the user's words, with any chat template (no generation markers needed)."""
+    out = []
+    for row in rows:
+        msgs = [{"role": t["role"], "content": t["content"]} for t in row["messages"]]
+        for i, turn in enumerate(msgs):
+            if turn["role"] == "assistant":
+                out.append({"prompt": msgs[:i], "completion": [turn]})
+    return out
+
+
+def dpo_rows(rows: list[dict]) -> list[dict]:
+    """Return preference rows reduced to TRL's conversational columns."""
+    keep = lambda turns: [{"role": t["role"], "content": t["content"]} for t in turns]  # noqa: E731
+    return [{k: keep(r[k]) for k in ("prompt", "chosen", "rejected")} for r in rows]
+
+
+def as_dataset(rows: list[dict]):
+    from datasets import Dataset
+
+    return Dataset.from_list(rows) if rows else None
+
+
+# ---------------------------------------------------------------- trainers
+
+
+def lora_config(recipe: Recipe):
+    from peft import LoraConfig
+
+    targets = recipe.lora.target_modules
+    return LoraConfig(
+        r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout, task_type="CAUSAL_LM",
+        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+    )
+
+
+def _common_args(stage_cfg, recipe: Recipe, out: Path, has_eval: bool) -> dict:
+    """Return the TrainingArguments fields both stages share."""
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    from stylealign.models import parse_dtype
+
+    half = parse_dtype(recipe.dtype)
+    return dict(
+        output_dir=str(out), num_train_epochs=stage_cfg.epochs, max_steps=stage_cfg.max_steps,
+        learning_rate=stage_cfg.learning_rate, per_device_train_batch_size=stage_cfg.batch_size,
+        per_device_eval_batch_size=stage_cfg.batch_size, gradient_accumulation_steps=stage_cfg.grad_accum,
+        warmup_steps=stage_cfg.warmup_ratio, lr_scheduler_type="cosine", weight_decay=stage_cfg.weight_decay,
+        logging_steps=stage_cfg.logging_steps, save_steps=stage_cfg.save_steps, save_total_limit=2,
+        save_strategy="steps", eval_strategy="epoch" if has_eval else "no", report_to="none", seed=recipe.seed,
+        data_seed=recipe.seed, max_length=recipe.max_length, gradient_checkpointing=stage_cfg.gradient_checkpointing,
+        # On CPU the weights already carry the compute dtype; autocast on top only adds casts.
+        bf16=on_gpu and half == torch.bfloat16, fp16=on_gpu and half == torch.float16,
+        dataloader_num_workers=0, remove_unused_columns=True, disable_tqdm=False,
+        use_cpu=not on_gpu,
+    )
+
+
+def sft_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
+    """Return a TRL SFTTrainer that adds a LoRA adapter to `model` and trains it on completions."""
+    from trl import SFTConfig, SFTTrainer
+
+    common = _common_args(recipe.sft, recipe, out, bool(data.eval))
+    if recipe.sft.padding_free:
+        common["max_length"] = None  # validation already rejected rows over max_length; TRL insists
+    args = SFTConfig(**common, padding_free=recipe.sft.padding_free, completion_only_loss=True)
+    return SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora_config(recipe),
+                      train_dataset=as_dataset(sft_rows(data.train)), eval_dataset=as_dataset(sft_rows(data.eval)))
+
+
+def dpo_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
+    """Return a TRL DPOTrainer. Given a PeftModel (the SFT adapter, trainable), TRL adds a frozen copy
+    named "ref" as the reference, so one base model serves policy and reference; given a plain model,
+    a fresh LoRA is trained against the base with adapters disabled."""
+    from peft import PeftModel
+    from trl import DPOConfig, DPOTrainer
+
+    d = recipe.dpo
+    args = DPOConfig(**_common_args(d, recipe, out, bool(data.eval)), beta=d.beta, loss_type=[d.loss_type],
+                     precompute_ref_log_probs=d.precompute_ref_log_probs)
+    peft_config = None if isinstance(model, PeftModel) else lora_config(recipe)
+    return DPOTrainer(model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
+                      train_dataset=as_dataset(dpo_rows(data.train)), eval_dataset=as_dataset(dpo_rows(data.eval)))
+
+
+def latest_checkpoint(folder: Path) -> str | None:
+    """Return the newest checkpoint-N folder under `folder`, if any (for --resume)."""
+    points = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(points[-1]) if points else None
+
+
+def run_trainer(trainer, stage_dir: Path, resume: bool) -> dict:
+    """Train (resuming from the last checkpoint when asked), save the adapter, return the stage summary."""
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=latest_checkpoint(stage_dir) if resume else None)
+    model = trainer.model
+    # Save only the trained adapter: TRL's frozen "ref" copy is an implementation detail.
+    model.save_pretrained(stage_dir / "adapter", selected_adapters=["default"], safe_serialization=True)
+    history = trainer.state.log_history
+    (stage_dir / "log_history.json").write_text(json.dumps(history, indent=1))
+    (stage_dir / DONE).write_text("ok")
+    for ckpt in stage_dir.glob("checkpoint-*"):  # the finished adapter supersedes them
+        shutil.rmtree(ckpt, ignore_errors=True)
+    return {"wall_s": round(time.time() - start, 1), "steps": trainer.state.global_step,
+            "train_loss": result.training_loss, "final": final_metrics(history)}
+
+
+def final_metrics(history: list[dict]) -> dict:
+    """Return the last logged value of each metric (loss, eval_loss, rewards/margins, ...)."""
+    out: dict = {}
+    for entry in history:
+        for key, value in entry.items():
+            if isinstance(value, (int, float)) and key not in ("epoch", "step"):
+                out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run_paths(run_dir: str | Path) -> tuple[Path, Path]:
+    """Return (final run folder, work folder). Only a finished run has the final name."""
+    final = Path(run_dir)
+    return final, final.with_name(final.name + ".partial")
+
+
+def train_run(persona, recipe: Recipe, run_dir: str | Path, stages=STAGES, resume: bool = False,
+              init_adapter: str | None = None, data_files: dict | None = None, overwrite: bool = False) -> Path:
+    """Train `stages` of `persona` under `recipe` and return the published run folder."""
+    from stylealign import models
+
+    final, work = _claim(run_dir, resume, overwrite)
+    _set_threads(recipe)
+    base = models.resolve_base(recipe.base)
+    tokenizer = models.load_tokenizer(base)
+    datasets = {s: load_stage_data(persona, s, recipe, tokenizer, (data_files or {}).get(s)) for s in stages}
+    started, summary = time.time(), {}
+    model = models.load_model(base, quant=recipe.quant, dtype=recipe.dtype)
+    if init_adapter:
+        model = _attach_trainable(model, init_adapter)
+    for stage in stages:
+        stage_dir = work / "stages" / stage
+        if (stage_dir / DONE).exists():  # finished before an interruption: reload its adapter
+            model = _attach_trainable(_unwrap(model), stage_dir / "adapter")
+            summary[stage] = json.loads((stage_dir / "summary.json").read_text())
+            continue
+        make = sft_trainer if stage == "sft" else dpo_trainer
+        trainer = make(model, tokenizer, datasets[stage], recipe, stage_dir)
+        summary[stage] = run_trainer(trainer, stage_dir, resume)
+        (stage_dir / "summary.json").write_text(json.dumps(summary[stage], indent=1))
+        model = _only_default(trainer.model)
+    _finish(work, persona, recipe, base, datasets, summary, started, stages, init_adapter)
+    os.replace(work, final)  # atomic publish: a folder named like a run is always complete
+    return final
+
+
+def _claim(run_dir, resume: bool, overwrite: bool) -> tuple[Path, Path]:
+    final, work = run_paths(run_dir)
+    if final.exists():
+        if not overwrite:
+            raise FileExistsError(f"{final} already exists (a finished run); pass --overwrite or another --run")
+        shutil.rmtree(final)
+    if work.exists() and not resume:
+        raise FileExistsError(f"{work} holds an interrupted run; pass --resume to continue it, or delete it")
+    work.mkdir(parents=True, exist_ok=True)
+    return final, work
+
+
+def _set_threads(recipe: Recipe) -> None:
+    import torch
+
+    torch.manual_seed(recipe.seed)
+    if recipe.threads > 0:
+        torch.set_num_threads(recipe.threads)
+
+
+def _attach_trainable(model, adapter: str | Path):
+    """Return `model` wrapped with `adapter` loaded trainable under the name "default"."""
+    from peft import PeftModel
+
+    from stylealign.generate import adapter_dir
+
+    return PeftModel.from_pretrained(model, adapter_dir(adapter), adapter_name="default", is_trainable=True)
+
+
+def _unwrap(model):
+    from peft import PeftModel
+
+    return model.unload() if isinstance(model, PeftModel) else model
+
+
+def _only_default(model):
+    """Return the model with any extra adapters (TRL's "ref") removed, leaving "default" trainable."""
+    for name in list(getattr(model, "peft_config", {})):
+        if name != "default":
+            model.delete_adapter(name)
+    return model
+
+
+def _finish(work: Path, persona, recipe, base, datasets, summary, started, stages, init_adapter) -> None:
+    """Copy the last stage's adapter to adapter/, write manifest.json and the training plot."""
+    from stylealign import plots
+
+    last = work / "stages" / stages[-1] / "adapter"
+    shutil.copytree(last, work / "adapter", dirs_exist_ok=True)
+    _write_json(work / "manifest.json", manifest(persona, recipe, base, datasets, summary, started, init_adapter))
+    histories = {s: json.loads((work / "stages" / s / "log_history.json").read_text()) for s in stages}
+    plots.training_plot(histories, work / "training.png")
+
+
+def manifest(persona, recipe, base, datasets, summary, started, init_adapter) -> dict:
+    """Return the run's manifest: what was trained, from what, how, and what it measured."""
+    from stylealign import models
+
+    return {
+        "schema_version": 1,
+        "persona": persona.name,
+        "persona_path": str(persona.path),
+        "system_prompt": persona.system_prompt,
+        "system_prompt_zh": persona.system_prompt_zh,
+        "bake_system_prompt": persona.bake_system_prompt,
+        "base_model": {"name": base.name, "path": base.path, "sha256": models.weights_hash(base),
+                       "quant": recipe.quant, "dtype": str(models.parse_dtype(recipe.dtype)).replace("torch.", "")},
+        "init_adapter": init_adapter,
+        "data": {s: {"files": d.files, "train_rows": len(d.train), "eval_rows": len(d.eval)} for s, d in datasets.items()},
+        "recipe": recipe.to_dict(),
+        "stages": summary,
+        "versions": versions(),
+        "wall_s": round(time.time() - started, 1),
+        "peak_memory_mb": peak_memory_mb(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def versions() -> dict:
+    """Return the versions of the libraries a run depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("stylealign", "torch", "transformers", "peft", "trl", "datasets", "bitsandbytes", "accelerate"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def peak_memory_mb() -> dict:
+    """Return peak process RSS (and peak CUDA allocation when on a GPU), in MiB."""
+    import resource
+
+    import torch
+
+    out = {"rss": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if torch.cuda.is_available():
+        out["cuda_allocated"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+    os.replace(tmp, path)
