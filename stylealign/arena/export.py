@@ -32,8 +32,8 @@ def vote_to_preference(vote, keep_system: bool = False, multi_turn: str = "last"
     prompt = [dict(role=m["role"], content=m["content"]) for m in win[:-1]
               if keep_system or m["role"] != "system"]
     chosen, rejected = _last_answer(win), _last_answer(lose)
-    if not prompt or prompt[-1]["role"] != "user" or not chosen or not rejected:
-        return None
+    if not prompt or prompt[-1]["role"] != "user" or not chosen or not rejected or chosen == rejected:
+        return None  # nothing to learn from (or a row the preference loader would refuse)
     return {
         "id": f"arena-vote-{vote.id}",
         "language": "zh" if _CJK.search(prompt[-1]["content"]) else "en",
@@ -52,9 +52,21 @@ def _last_answer(conversation: list[dict]) -> str:
 
 
 def votes_to_preferences(votes: Iterable, **options) -> list[dict]:
-    """Return preference rows for every decisive vote."""
-    rows = (vote_to_preference(v, **options) for v in votes)
-    return [r for r in rows if r is not None]
+    """Return preference rows for every decisive vote, without repeats of the same pair."""
+    out, seen = [], set()
+    for row in (vote_to_preference(v, **options) for v in votes):
+        key = row and json.dumps([row["prompt"], row["chosen"], row["rejected"]], ensure_ascii=False)
+        if row is not None and key not in seen:  # the same seeded pair voted twice is one example
+            seen.add(key)
+            out.append(row)
+    return out
+
+
+def validate(rows: list[dict]) -> None:
+    """Raise stylealign.data.DataError if the rows are not valid preference rows."""
+    from stylealign.data import validate_preference
+
+    validate_preference(rows, source="arena-votes")
 
 
 def write_jsonl_atomic(rows: Iterable[dict], out: str | Path) -> int:
@@ -81,4 +93,6 @@ def export_preferences(votes_path: str | Path, out: str | Path, **options) -> in
     """Export the decisive votes in a vote database to a preference JSONL file; return the row count."""
     from stylealign.arena.votes import VoteStore
 
-    return write_jsonl_atomic(votes_to_preferences(VoteStore(votes_path), **options), out)
+    rows = votes_to_preferences(VoteStore(votes_path), **options)
+    validate(rows)  # never write a file that `stylealign train dpo` would refuse
+    return write_jsonl_atomic(rows, out)
