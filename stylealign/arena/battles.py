@@ -81,7 +81,7 @@ class BattleRegistry:
             return None, f"Unknown vote {choice!r}."
         with self.lock:
             battle = self.get(session_id)
-            if battle is None or not battle.history_a:
+            if battle is None or not (battle.busy or battle.history_a):
                 return None, "Start a battle first: send a message."
             if battle.voted:
                 return None, "You already voted on this battle: send a message to start a new one."

@@ -61,3 +61,16 @@ class FakeGenerator:
         for out in self.stream(conversations, adapters, config, strengths):
             pass
         return out
+
+
+def fake_service(votes_path, adapters=("sharp-candid", "calm"), seed: int | None = 0, **generator_options):
+    """Return an ArenaService over a FakeGenerator with these adapter names (tests, UI demos)."""
+    from stylealign.arena.contestants import Contestant, baseline
+    from stylealign.arena.service import ArenaService
+    from stylealign.arena.votes import VoteStore
+
+    contestants = [baseline()] + [
+        Contestant(a, a, persona=a, system_prompts={"en": f"You are {a}.", "zh": f"你是{a}。"}) for a in adapters
+    ]
+    return ArenaService(FakeGenerator(list(adapters), **generator_options), contestants, VoteStore(votes_path),
+                        seed=seed)

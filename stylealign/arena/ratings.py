@@ -73,15 +73,11 @@ def as_battles(votes: Iterable) -> list[Battle]:
 def fit_bt(battles: Sequence[Battle], style_control: bool = False, C: float = 1.0,
            anchor: str = ANCHOR_NAME) -> Fit:
     """Fit Bradley–Terry ratings. C is the inverse L2 strength: a N(0, C) prior in log-odds units."""
-    from sklearn.linear_model import LogisticRegression
-
     names = contestants(battles)
     if len(names) < 2:
         return Fit({n: ANCHOR_RATING for n in names})
-    X, y, w = _design(battles, names, style_control)
-    model = LogisticRegression(C=C, fit_intercept=False, max_iter=1000, tol=1e-8)
-    model.fit(X, y, sample_weight=w)
-    coef = model.coef_[0]
+    X, score = _arrays(battles, names, style_control)
+    coef = _fit(X, score, C)
     ratings = _anchor(dict(zip(names, SCALE * coef[: len(names)])), anchor)
     style = dict(zip(STYLE_FEATURES, coef[len(names):].tolist())) if style_control else {}
     return Fit(ratings, style)
@@ -92,18 +88,38 @@ def contestants(battles: Iterable[Battle]) -> list[str]:
     return sorted({n for b in battles for n in (b.model_a, b.model_b)})
 
 
-def _design(battles: Sequence[Battle], names: list[str], style_control: bool):
+def _arrays(battles: Sequence[Battle], names: list[str], style_control: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Return the design matrix (+1 for A's column, -1 for B's, then style features) and A's scores."""
     index = {n: i for i, n in enumerate(names)}
-    n = len(battles)
-    X = np.zeros((n, len(names)))
-    rows = np.arange(n)
+    X = np.zeros((len(battles), len(names)))
+    rows = np.arange(len(battles))
     X[rows, [index[b.model_a] for b in battles]] = 1.0
     X[rows, [index[b.model_b] for b in battles]] = -1.0
     if style_control:
         X = np.hstack([X, _style_matrix(battles)])
-    score = np.array([SCORES[b.winner] for b in battles])
-    # Each battle twice: a win with weight `score` and a loss with weight `1 - score`.
-    return np.vstack([X, X]), np.r_[np.ones(n), np.zeros(n)], np.r_[score, 1.0 - score]
+    return X, np.array([SCORES[b.winner] for b in battles])
+
+
+def _fit(X: np.ndarray, score: np.ndarray, C: float) -> np.ndarray:
+    """Return the logistic-regression coefficients, each battle a win weighted `score` and a loss `1 - score`."""
+    from sklearn.linear_model import LogisticRegression
+
+    n = len(score)
+    Xm, y, w = _merge(np.vstack([X, X]), np.r_[np.ones(n), np.zeros(n)], np.r_[score, 1.0 - score])
+    if len(set(y)) < 2:  # cannot happen with both rows per battle unless every weight is on one side
+        Xm, y, w = np.vstack([Xm, Xm[:1]]), np.r_[y, 1 - y[:1]], np.r_[w, 0.0]
+    model = LogisticRegression(C=C, fit_intercept=False, solver="newton-cholesky", max_iter=200, tol=1e-8)
+    model.fit(Xm, y, sample_weight=w)
+    return model.coef_[0]
+
+
+def _merge(X: np.ndarray, y: np.ndarray, w: np.ndarray):
+    """Merge identical (row, label) pairs by summing their weights: same fit, far fewer rows."""
+    keep = w > 0
+    X, y, w = X[keep], y[keep], w[keep]
+    rows, inverse = np.unique(np.column_stack([X, y]), axis=0, return_inverse=True)
+    weights = np.bincount(inverse.ravel(), weights=w, minlength=len(rows))
+    return rows[:, :-1], rows[:, -1], weights
 
 
 def _style_matrix(battles: Sequence[Battle]) -> np.ndarray:
@@ -116,21 +132,29 @@ def _style_matrix(battles: Sequence[Battle]) -> np.ndarray:
 
 
 def _anchor(ratings: dict[str, float], anchor: str) -> dict[str, float]:
-    shift = ratings[anchor] if anchor in ratings else float(np.mean(list(ratings.values())))
+    present = {n: r for n, r in ratings.items() if r == r}  # NaN: absent from this sample
+    shift = present[anchor] if anchor in present else float(np.mean(list(present.values())))
     return {n: float(ANCHOR_RATING + r - shift) for n, r in ratings.items()}
 
 
 def bootstrap(battles: Sequence[Battle], rounds: int = 100, seed: int = 0, style_control: bool = False,
-              C: float = 1.0, alpha: float = 0.05) -> dict[str, tuple[float, float]]:
+              C: float = 1.0, alpha: float = 0.05, anchor: str = ANCHOR_NAME) -> dict[str, tuple[float, float]]:
     """Return each contestant's (low, high) percentile interval over `rounds` resampled fits."""
+    names = contestants(battles)
+    if len(names) < 2 or rounds < 1:
+        return {}
+    X, score = _arrays(battles, names, style_control)
     rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {n: [] for n in contestants(battles)}
-    for _ in range(rounds):
-        sample = [battles[i] for i in rng.integers(0, len(battles), len(battles))]
-        for name, rating in fit_bt(sample, style_control, C).ratings.items():
-            draws[name].append(rating)
+    draws = np.full((rounds, len(names)), np.nan)
+    for r in range(rounds):
+        idx = rng.integers(0, len(battles), len(battles))
+        coef = SCALE * _fit(X[idx], score[idx], C)[: len(names)]
+        seen = np.abs(X[idx, : len(names)]).sum(axis=0) > 0
+        ratings = _anchor(dict(zip(names, np.where(seen, coef, np.nan))), anchor)
+        draws[r] = [ratings[n] for n in names]
     q = (100 * alpha / 2, 100 * (1 - alpha / 2))
-    return {n: tuple(float(x) for x in np.percentile(d, q)) for n, d in draws.items() if d}
+    return {n: tuple(float(x) for x in np.nanpercentile(draws[:, i], q))
+            for i, n in enumerate(names) if not np.isnan(draws[:, i]).all()}
 
 
 def win_matrix(battles: Iterable[Battle], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
