@@ -20,7 +20,7 @@ CSS = """
 footer {display: none !important;}
 """
 THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate")
-VOTES = {"A": "👈  A is better", "B": "👉  B is better", "tie": "🤝  Tie", "both_bad": "👎  Both are bad"}
+VOTES = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 
 
 def build_app(service: ArenaService, concurrency: int = 4, max_queue: int = 64) -> gr.Blocks:
@@ -60,6 +60,11 @@ def _settings_panel(service: ArenaService) -> dict:
             "persona_prompt": persona_prompt}
 
 
+def _pane(label: str, elem_id: str) -> gr.Chatbot:
+    return gr.Chatbot(label=label, elem_id=elem_id, height=420, feedback_options=None, buttons=["copy_all"],
+                      placeholder="Answers stream here.")
+
+
 def _to_settings(values: dict, strength: float = 1.0) -> Settings:
     return Settings(strength=strength, **values)
 
@@ -73,9 +78,8 @@ def _side_by_side(service: ArenaService, settings: dict) -> None:
         strength = gr.Slider(0, service.limits.max_strength, 1.0, step=0.05, label="Style strength", scale=3,
                              info="0 = baseline · 1 = as trained · >1 exaggerated")
     with gr.Row(equal_height=True):
-        left = gr.Chatbot(label="Baseline (no adapter)", elem_id="left-pane", height=420, feedback_options=None)
-        right = gr.Chatbot(label=views.pane_label(first, 1.0), elem_id="right-pane", height=420,
-                           feedback_options=None)
+        left = _pane("Baseline (no adapter)", "left-pane")
+        right = _pane(views.pane_label(first, 1.0), "right-pane")
     with gr.Row():
         message = gr.Textbox(placeholder="Ask both panes…", show_label=False, scale=6, elem_id="sbs-input",
                              max_length=service.limits.max_message_chars)
@@ -94,8 +98,12 @@ def _side_by_side(service: ArenaService, settings: dict) -> None:
                  outputs=[left, right, history, status, message], concurrency_id="generate", concurrency_limit=1)
     send.click(api_name="side_by_side", **event)
     message.submit(api_visibility="private", **event)
-    clear.click(lambda: {left: [], right: [], history: None, status: ""}, outputs=[left, right, history, status],
-                api_name="clear")
+    def on_clear() -> dict:
+        return {left: [], right: [], history: None, status: ""}
+
+    clear.click(on_clear, outputs=[left, right, history, status], api_name="clear")
+    for pane in (left, right):  # the panes' own trash icons clear the shared history too
+        pane.clear(on_clear, outputs=[left, right, history, status], api_visibility="private")
     for control in (adapter, strength):
         control.change(lambda a, s: gr.update(label=views.pane_label(a, s)), [adapter, strength], right,
                        api_visibility="private", queue=False)
@@ -103,8 +111,8 @@ def _side_by_side(service: ArenaService, settings: dict) -> None:
 
 def _battle(service: ArenaService, settings: dict):
     with gr.Row(equal_height=True):
-        a = gr.Chatbot(label="Model A", elem_id="pane-a", height=420, feedback_options=None)
-        b = gr.Chatbot(label="Model B", elem_id="pane-b", height=420, feedback_options=None)
+        a = _pane("Model A", "pane-a")
+        b = _pane("Model B", "pane-b")
     with gr.Row():
         message = gr.Textbox(placeholder="Ask both anonymous models…", show_label=False, scale=6,
                              elem_id="battle-input", max_length=service.limits.max_message_chars)
@@ -131,6 +139,8 @@ def _battle(service: ArenaService, settings: dict):
         return view(service.new_battle(request.session_hash))
 
     new.click(on_new, None, [a, b, status, reveal], api_name="new_battle")
+    for pane in (a, b):
+        pane.clear(on_new, None, [a, b, status, reveal], api_visibility="private")
     voted = None
     for choice, button in buttons.items():
         voted = button.click(_vote_fn(service, choice, status, reveal), None, [status, reveal],

@@ -30,7 +30,10 @@ def win_rate_table(board: Leaderboard) -> pd.DataFrame:
 
 def summary(board: Leaderboard) -> str:
     """Return a one-paragraph Markdown note on what the table shows."""
-    text = (f"**{board.votes} votes.** Bradley–Terry ratings on the Elo scale, baseline anchored at 1000; "
+    rated = {r["contestant"] for r in board.rows if r["rating"] is not None}
+    anchor = "baseline" if "baseline" in rated else "the mean rating"
+    votes = f"{board.votes} vote" + ("" if board.votes == 1 else "s")
+    text = (f"**{votes}.** Bradley–Terry ratings on the Elo scale, {anchor} anchored at 1000; "
             "ties and *both bad* count as half a win each way; 95% bootstrap intervals.")
     if board.style_control and board.style:
         coefs = ", ".join(f"{k} {v:+.2f}" for k, v in board.style.items())

@@ -20,7 +20,7 @@ from stylealign.arena.settings import Limits, Settings
 from stylealign.arena.votes import Vote, VoteStore
 
 log = logging.getLogger(__name__)
-ERROR_PREFIX = "⚠️ Generation failed"
+ERROR_PREFIX = "Error: generation failed"
 
 
 class ArenaService:

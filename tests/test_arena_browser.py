@@ -1,0 +1,91 @@
+"""A real headless Chromium drives the arena page: side by side, a blind vote, the leaderboard.
+
+Needs Debian's chromium at /usr/bin/chromium (never downloaded by Playwright). Without it the test
+fails when CI is set and skips locally. Screenshots go to tests/artifacts/ (gitignored).
+"""
+
+import os
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+from stylealign.arena.app import build_app, launch_app
+from stylealign.arena.fake import fake_service
+
+CHROMIUM = Path(os.environ.get("STYLEALIGN_CHROMIUM", "/usr/bin/chromium"))
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def arena(tmp_path_factory):
+    service = fake_service(tmp_path_factory.mktemp("arena") / "votes.sqlite", delay=0.01, words=40)
+    demo = build_app(service)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch_app(demo, port=port, block=False)
+    yield service, f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def assistant_text(page, pane: str) -> str:
+    """Return the text of the last bot message in a chat pane ("" if none yet)."""
+    bots = page.locator(f"#{pane} .message.bot")
+    return bots.last.inner_text() if bots.count() else ""
+
+
+def test_page_side_by_side_vote_and_leaderboard(browser, arena):
+    from playwright.sync_api import expect
+
+    service, url = arena
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 960})
+    page.goto(url)
+
+    page.locator("#sbs-input textarea").fill("Should I rewrite our backend in Rust?")
+    page.click("#sbs-send")
+    expect(page.locator("#status")).to_contain_text("Done.", timeout=20_000)
+    left, right = assistant_text(page, "left-pane"), assistant_text(page, "right-pane")
+    assert left.startswith("Baseline:") and len(left.split()) > 20
+    assert right and right != left
+    page.screenshot(path=str(ARTIFACTS / "arena.png"), full_page=True)
+
+    page.get_by_role("tab", name="Blind battle").click()
+    page.locator("#battle-input textarea").fill("Tabs or spaces?")
+    page.click("#battle-send")
+    expect(page.locator("#battle-status")).to_contain_text("which is better", timeout=20_000)
+    assert assistant_text(page, "pane-a") and assistant_text(page, "pane-b")
+    assert page.locator("#reveal").inner_text().strip() == ""  # nothing revealed before the vote
+    page.click("#vote-A")
+    expect(page.locator("#reveal")).to_contain_text("was", timeout=10_000)
+    battle = service.battles.get(next(iter(service.battles._by_session)))
+    assert re.search(rf"A\s+was\s+{battle.model_a}", page.locator("#reveal").inner_text())
+    page.screenshot(path=str(ARTIFACTS / "arena-battle.png"), full_page=True)
+
+    page.get_by_role("tab", name="Leaderboard").click()
+    expect(page.get_by_text("1 vote.")).to_be_visible(timeout=20_000)
+    table = page.locator("#ratings")
+    for name in service.names:
+        expect(table).to_contain_text(name)
+    assert len(service.store) == 1 and service.store.all()[0].winner == "A"
+    page.screenshot(path=str(ARTIFACTS / "arena-leaderboard.png"), full_page=True)
+    page.close()
