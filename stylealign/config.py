@@ -176,7 +176,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         if isinstance(kind, types.UnionType):
             kind = next(a for a in typing.get_args(kind) if a is not type(None))
         convert = _parse_bool if kind is bool else kind
-        group.add_argument(f"--{name}", type=convert, default=None, dest=f"recipe:{name}",
+        group.add_argument(f"--{name}", type=convert, default=None, dest=f"recipe:{name}", metavar=name.split(".")[-1].upper(),
                            choices=f.metadata.get("choices"), help=f"{f.metadata.get('help', '')} (default {f.default!r})"
                            if f.default is not dataclasses.MISSING else f.metadata.get("help"))
 

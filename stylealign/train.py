@@ -200,11 +200,11 @@ def train_run(persona, recipe: Recipe, run_dir: str | Path, stages=STAGES, resum
     """Train `stages` of `persona` under `recipe` and return the published run folder."""
     from stylealign import models
 
-    final, work = _claim(run_dir, resume, overwrite)
     _set_threads(recipe)
     base = models.resolve_base(recipe.base)
     tokenizer = models.load_tokenizer(base)
     datasets = {s: load_stage_data(persona, s, recipe, tokenizer, (data_files or {}).get(s)) for s in stages}
+    final, work = _claim(run_dir, resume, overwrite)  # only after the data is known to be clean
     started, summary = time.time(), {}
     model = models.load_model(base, quant=recipe.quant, dtype=recipe.dtype)
     if init_adapter:
