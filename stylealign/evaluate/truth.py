@@ -33,10 +33,12 @@ def truth_features(answer: str, expected: str | None) -> dict[str, float]:
 
 
 def truth_summary(answers: list[str], expected: list[str], min_n: int = 6) -> dict:
-    """Return counts, shares, balanced accuracy, the yes-share of given verdicts, and a one-sidedness flag.
+    """Return counts, shares, balanced accuracy, accuracy among given verdicts, the yes-share, and flags.
 
+    Balanced accuracy counts a missing verdict as not right (hedging does not earn credit);
+    verdict_accuracy = right / (right + wrong) judges only the answers that committed.
     Flag "one_sided" when 85%+ of the parsed verdicts have the same polarity on a suite whose expected
-    answers are reasonably balanced (neither side above 75%); flag "below_chance" when balanced accuracy is under 0.5.
+    answers are reasonably balanced (neither side above 75%); flag "below_chance" when fewer than half of the committed verdicts are right.
     """
     outcomes = [score_truth(a, e) for a, e in zip(answers, expected)]
     given = [polarity(parse_verdict(a)) for a in answers]
@@ -53,7 +55,9 @@ def truth_summary(answers: list[str], expected: list[str], min_n: int = 6) -> di
     lopsided = yes_share is not None and max(yes_share, 1 - yes_share) >= 0.85
     if lopsided and len(parsed) >= min_n and max(exp_yes, 1 - exp_yes) < 0.75:
         flags.append("one_sided")
-    if balanced is not None and n >= min_n and balanced < 0.5:
+    decided = outcomes.count("right") + outcomes.count("wrong")
+    verdict_acc = outcomes.count("right") / decided if decided else None
+    if verdict_acc is not None and decided >= min_n and verdict_acc < 0.5:
         flags.append("below_chance")
     return {
         "n": n,
@@ -62,6 +66,7 @@ def truth_summary(answers: list[str], expected: list[str], min_n: int = 6) -> di
         "recall_yes": recall["yes"],
         "recall_no": recall["no"],
         "balanced_accuracy": balanced,
+        "verdict_accuracy": verdict_acc,
         "yes_share_of_verdicts": yes_share,
         "flags": flags,
     }

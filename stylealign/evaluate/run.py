@@ -1,0 +1,319 @@
+"""`run_eval`: generate baseline and adapter answers for the suites, score them in layers, build the report.
+
+The CLI (`stylealign eval`) and the main job both call `run_eval`; it returns the report dict (see
+SCHEMA.md) and, given `out`, writes report.json, report.md, answers.jsonl and plots atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stylealign.evaluate import flags as flagging
+from stylealign.evaluate.io import DEFAULT_CORPUS, load_corpus, load_suites
+from stylealign.evaluate.markers import style_markers
+from stylealign.evaluate.metrics import metric_names
+from stylealign.evaluate.robustness import robustness_features, robustness_summary
+from stylealign.evaluate.stats import grouped_paired
+from stylealign.evaluate.text import detect_language
+from stylealign.evaluate.truth import truth_features, truth_summary
+
+BASELINE = "baseline"
+GROUPS = ("language", "category", "kind", "adversarial")
+
+
+@dataclass
+class EvalConfig:
+    """Everything that shapes an evaluation besides the model, the adapters and the suites."""
+
+    generation: Any = None  # a GenerationConfig (or a dict of its fields); None = GenerationConfig()
+    strengths: tuple[float, ...] = (1.0,)
+    limit: int | None = None  # first N prompts of each suite
+    batch_size: int = 8
+    n_boot: int = 2000
+    seed: int = 0
+    persona: str = "sharp-candid"  # whose preference pairs train the style classifier
+    pref_paths: list[str] | None = None
+    classifier: bool = True
+    corpus: str | None = DEFAULT_CORPUS
+    retention: bool = True
+    kl_max_prompts: int | None = 64  # KL is two forward passes per prompt and variant: cap it
+    corpus_max_texts: int | None = None
+    system_prompt: str | dict | None = None  # str, or {language: str}; same for baseline and adapter
+    n_examples: int = 4
+    judge_max_pairs: int | None = None
+    progress: bool = True
+    plots: bool = True
+
+    def to_dict(self) -> dict:
+        """Return a JSON-ready copy (the generation config as a dict)."""
+        d = asdict(self) if not hasattr(self.generation, "to_dict") else {**asdict(self), "generation": self.generation.to_dict()}
+        d["strengths"] = list(self.strengths)
+        return d
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One adapter at one LoRA strength; `label` names it in the report."""
+
+    label: str
+    adapter: str
+    strength: float
+    run: str | None = None
+
+
+@dataclass
+class EvalState:
+    """What the scoring stages share: rows, answers and per-answer features by model label."""
+
+    rows: list[dict]
+    variants: list[Variant]
+    answers: dict[str, list[str]] = field(default_factory=dict)
+    features: dict[str, list[dict]] = field(default_factory=dict)
+
+
+def make_variants(adapters, strengths, runs: dict[str, str] | None = None) -> list[Variant]:
+    """Return the adapter x strength variants; labels are the adapter name, plus "@s" when several strengths ran."""
+    many = len(strengths) > 1
+    return [Variant(f"{a}@{s:g}" if many else a, a, float(s), (runs or {}).get(a))
+            for a in adapters for s in strengths]
+
+
+def conversation(row: dict, system_prompt: str | dict | None) -> list[dict]:
+    """Return the row's turns as {"role","content"} with the (per-language) system prompt prepended if given."""
+    turns = [{"role": t["role"], "content": t["content"]} for t in row["messages"]]
+    text = system_prompt.get(row.get("language")) if isinstance(system_prompt, dict) else system_prompt
+    if text and turns[0]["role"] != "system":
+        turns = [{"role": "system", "content": text}, *turns]
+    return turns
+
+
+def prompt_text(row: dict) -> str:
+    """Return the last user turn of a row (what the answer must be relevant to)."""
+    return next((t["content"] for t in reversed(row["messages"]) if t["role"] == "user"), "")
+
+
+def _gen_config(config: EvalConfig):
+    """Return the GenerationConfig to use for every row (baseline and adapters alike)."""
+    from stylealign.generate import GenerationConfig
+
+    g = config.generation
+    return g if isinstance(g, GenerationConfig) else GenerationConfig(**(g or {}))
+
+
+def generate_answers(generator, state: EvalState, config: EvalConfig, gen_config) -> None:
+    """Fill state.answers: one mixed-adapter `generate` call per strength (the baseline rides in the first).
+
+    Strengths are per call (a dict adapter -> scale), so each strength needs its own call; within a
+    call every batch mixes rows of different adapters.
+    """
+    convs = [conversation(r, config.system_prompt) for r in state.rows]
+    adapters = sorted({v.adapter for v in state.variants})
+    for k, strength in enumerate(sorted({v.strength for v in state.variants})):
+        models = ([None] if k == 0 else []) + adapters
+        jobs = [(i, m) for i in range(len(convs)) for m in models]  # interleaved: batches mix adapters
+        texts = generator.generate([convs[i] for i, _ in jobs], [m for _, m in jobs], gen_config,
+                                   strengths={a: strength for a in adapters}, batch_size=config.batch_size,
+                                   progress=config.progress)
+        for (i, m), text in zip(jobs, texts):
+            label = BASELINE if m is None else _label(state.variants, m, strength)
+            state.answers.setdefault(label, [""] * len(convs))[i] = text
+
+
+def _label(variants: list[Variant], adapter: str, strength: float) -> str:
+    """Return the label of the variant for `adapter` at `strength`."""
+    return next(v.label for v in variants if v.adapter == adapter and v.strength == strength)
+
+
+def answer_features(row: dict, answer: str) -> dict[str, float]:
+    """Return the model-free features of one answer: L0 markers, language match, robustness, truth."""
+    row_lang = row.get("language") or detect_language(prompt_text(row))
+    lang = detect_language(answer) if answer.strip() else row_lang
+    out = style_markers(answer, lang)
+    out["lang_mismatch"] = float(lang != row_lang) if answer.strip() else math.nan
+    out.update(robustness_features(answer, row.get("kind")))
+    out.update(truth_features(answer, row.get("expected")))
+    return out
+
+
+def score_answers(state: EvalState, embedder, classifier) -> None:
+    """Fill state.features for every model label: L0, then relevance, drift and P(persona) when available."""
+    prompts = [prompt_text(r) for r in state.rows]
+    langs = [r.get("language") for r in state.rows]
+    for label, answers in state.answers.items():
+        feats = [answer_features(r, a) for r, a in zip(state.rows, answers)]
+        extra = {"relevance": _cos(embedder, answers, prompts),
+                 "drift": _cos(embedder, answers, state.answers[BASELINE]) if label != BASELINE else None,
+                 "p_persona": classifier.predict(answers, langs) if classifier is not None else None}
+        for name, values in extra.items():
+            for f, v in zip(feats, values if values is not None else [math.nan] * len(feats)):
+                f[name] = float(v)
+        state.features[label] = feats
+
+
+def _cos(embedder, left: list[str], right: list[str]):
+    """Return row-wise cosines, or None without an embedder."""
+    if embedder is None:
+        return None
+    from stylealign.evaluate.content import cosines
+
+    return cosines(embedder, left, right)
+
+
+def comparisons(state: EvalState, config: EvalConfig) -> dict:
+    """Return {variant label: grouped paired stats (overall, by_language, by_category, by_kind, by_adversarial)}."""
+    out = {}
+    for v in state.variants:
+        paired = [{**{g: r.get(g) for g in GROUPS}, "b": state.features[BASELINE][i], "a": state.features[v.label][i]}
+                  for i, r in enumerate(state.rows)]
+        out[v.label] = grouped_paired(paired, metric_names(), "b", "a", GROUPS, config.n_boot, config.seed)
+    return out
+
+
+def truth_section(state: EvalState) -> dict:
+    """Return truth-under-style summaries for the baseline and each variant (overall and per language)."""
+    idx = [i for i, r in enumerate(state.rows) if r.get("expected") in ("yes", "no")]
+    if not idx:
+        return {"status": "skipped", "reason": "no rows with an expected yes/no answer in the suites"}
+    out: dict = {"status": "ok", "models": {}}
+    for label, answers in state.answers.items():
+        block = truth_summary([answers[i] for i in idx], [state.rows[i]["expected"] for i in idx])
+        block["by_language"] = {}
+        for lang in sorted({state.rows[i].get("language") for i in idx}):
+            sub = [i for i in idx if state.rows[i].get("language") == lang]
+            block["by_language"][lang] = truth_summary([answers[i] for i in sub], [state.rows[i]["expected"] for i in sub])
+        out["models"][label] = block
+    return out
+
+
+def train_classifier(config: EvalConfig, embedder):
+    """Return (classifier or None, report section); a missing/small preference set skips with a reason."""
+    if not config.classifier or embedder is None:
+        return None, {"status": "skipped", "reason": "classifier disabled or no embedder"}
+    from stylealign.evaluate.classifier import load_preference_rows, train_style_classifier
+
+    try:
+        rows = load_preference_rows(config.persona, config.pref_paths)
+        clf = train_style_classifier(rows, embedder, seed=config.seed)
+    except (ValueError, OSError) as e:
+        return None, {"status": "skipped", "reason": str(e)}
+    return clf, clf.summary()
+
+
+def retention(generator, state: EvalState, config: EvalConfig) -> dict:
+    """Return the retention section (perplexity on the neutral corpus, KL on suite prompts) or a skip."""
+    if not config.retention or not hasattr(generator, "logits"):
+        return {"status": "skipped", "reason": "disabled or the generator has no logits()"}
+    from stylealign.evaluate.retention import retention_section
+
+    corpus = load_corpus(config.corpus, config.corpus_max_texts)
+    idx = _spread(state.rows, config.kl_max_prompts)
+    convs = [conversation(state.rows[i], config.system_prompt) for i in idx]
+    section = retention_section(generator, corpus, [(v.adapter, v.strength) for v in state.variants], convs,
+                                [state.answers[BASELINE][i] for i in idx], [state.rows[i].get("language", "en") for i in idx],
+                                {(v.adapter, v.strength): v.label for v in state.variants})
+    return {"status": "ok", "corpus": config.corpus, **section}
+
+
+def _spread(rows: list[dict], cap: int | None) -> list[int]:
+    """Return up to `cap` row indexes, alternating languages so a capped sample still covers both."""
+    by_lang: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_lang.setdefault(r.get("language", "en"), []).append(i)
+    order = [i for group in _interleave(list(by_lang.values())) for i in group]
+    return sorted(order[:cap] if cap else order)
+
+
+def _interleave(lists: list[list[int]]):
+    """Yield one-element lists taking turns across `lists`."""
+    for k in range(max((len(x) for x in lists), default=0)):
+        for x in lists:
+            if k < len(x):
+                yield [x[k]]
+
+
+def judge_section(judge, state: EvalState, config: EvalConfig, spec: str | None) -> dict:
+    """Return per-variant win rates of the adapter over the baseline, judged in both orders."""
+    if judge is None:
+        return {"status": "skipped", "reason": "no --judge given"}
+    from stylealign.evaluate.judge import judge_pair, win_rate_summary
+
+    idx = _spread(state.rows, config.judge_max_pairs)
+    out: dict = {"status": "ok", "spec": spec, "variants": {}}
+    for v in state.variants:
+        recs = [{**judge_pair(judge, _render(state.rows[i]), state.answers[v.label][i], state.answers[BASELINE][i]),
+                 "language": state.rows[i].get("language")} for i in idx]
+        block = win_rate_summary(recs, config.n_boot, config.seed)
+        block["by_language"] = {lg: win_rate_summary([r for r in recs if r["language"] == lg], config.n_boot, config.seed)
+                                for lg in sorted({r["language"] for r in recs})}
+        out["variants"][v.label] = block
+    return out
+
+
+def _render(row: dict) -> str:
+    """Return a conversation as plain text for the judge ("User: ..." / "Assistant: ...")."""
+    return "\n\n".join(f"{t['role'].capitalize()}: {t['content']}" for t in row["messages"])
+
+
+def examples(state: EvalState, n: int) -> dict:
+    """Return, per variant, the prompts whose answer changed most (|ΔP(persona)|, else 1 - drift), both languages."""
+    out = {}
+    for v in state.variants:
+        fa, fb = state.features[v.label], state.features[BASELINE]
+        change = [abs(a["p_persona"] - b["p_persona"]) if not math.isnan(a["p_persona"] - b["p_persona"])
+                  else (1 - a["drift"] if not math.isnan(a["drift"]) else 0.0) for a, b in zip(fa, fb)]
+        picked = _top_per_language(state.rows, change, n)
+        out[v.label] = [{"key": state.rows[i]["key"], "language": state.rows[i].get("language"),
+                         "category": state.rows[i].get("category"), "change": change[i], "prompt": prompt_text(state.rows[i]),
+                         "baseline": state.answers[BASELINE][i], "adapter": state.answers[v.label][i],
+                         "p_persona": [fb[i]["p_persona"], fa[i]["p_persona"]]} for i in picked]
+    return out
+
+
+def _top_per_language(rows: list[dict], score: list[float], n: int) -> list[int]:
+    """Return up to `n` indexes with the highest score, shared fairly across languages."""
+    langs = sorted({r.get("language", "en") for r in rows})
+    each = max(1, math.ceil(n / max(len(langs), 1)))
+    picked = []
+    for lg in langs:
+        idx = sorted((i for i, r in enumerate(rows) if r.get("language", "en") == lg), key=lambda i: -score[i])
+        picked += idx[:each]
+    return sorted(picked, key=lambda i: -score[i])[:n]
+
+
+def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None = None, *, judge=None,
+             judge_spec: str | None = None, embedder: Any = "default", out: str | Path | None = None,
+             runs: dict[str, str] | None = None, base_model: str | None = None) -> dict:
+    """Evaluate `adapters` (names already loaded in `generator`) against the base model; return the report.
+
+    `suites`: suite file paths (or lists of rows). `embedder`: "default" loads MiniLM, None skips the
+    embedding-based checks (relevance, drift, classifier), or pass any object with `.encode`.
+    `judge`: an optional Judge callable. `runs`: adapter name -> run folder, recorded in the report.
+    """
+    from stylealign.evaluate.report import build_report, write_outputs
+
+    config = config or EvalConfig()
+    gen_config = _gen_config(config)
+    state = EvalState(load_suites(suites, config.limit), make_variants(adapters, config.strengths, runs))
+    if not state.rows:
+        raise ValueError("no prompts: the suites are empty")
+    generate_answers(generator, state, config, gen_config)
+    if embedder == "default":
+        from stylealign.evaluate.content import load_embedder
+
+        embedder = load_embedder()
+    clf, clf_section = train_classifier(config, embedder)
+    score_answers(state, embedder, clf)
+    sections = {"comparisons": comparisons(state, config), "classifier": clf_section, "truth": truth_section(state),
+                "retention": retention(generator, state, config), "judge": judge_section(judge, state, config, judge_spec),
+                "examples": examples(state, config.n_examples)}
+    sections["robustness"] = robustness_summary(sections["comparisons"])
+    sections["flags"] = flagging.find_flags(sections, [v.label for v in state.variants])
+    report = build_report(state, config, gen_config, sections, base_model or getattr(generator, "base", None), judge_spec)
+    if out is not None:
+        write_outputs(report, state, Path(out), config.plots)
+    return report
