@@ -198,7 +198,7 @@ class Generator:
         with torch.no_grad():
             for _ in range(config.max_new_tokens):
                 out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=position,
-                                 past_key_values=cache, use_cache=True, logits_to_keep=1, **kwargs)
+                                 use_cache=True, logits_to_keep=1, **{self._cache_kwarg(): cache}, **kwargs)
                 logits = out.logits[:, -1, :].float()
                 nxt = torch.tensor([self._pick(logits[r], seen[r], rngs[r], config) for r in range(len(rngs))])
                 emitted = {}
@@ -236,9 +236,44 @@ class Generator:
         choice = torch.multinomial(sorted_p / sorted_p.sum(), 1, generator=rng)
         return int(sorted_i[choice])
 
+    def _cache_kwarg(self) -> str:
+        """Return the forward() name of the KV cache argument (renamed from past_key_values in transformers 5.x)."""
+        import inspect
+
+        from peft import PeftModel
+
+        base = self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
+        return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
     def _stop_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
         gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
         ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos])
         ids.add(self.tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in self.tokenizer.get_vocab() else None)
         return {i for i in ids if i is not None}
+
+
+def generator_for_runs(runs: list[str], base: str | None = None, quant: str | None = None,
+                       dtype: str = "auto") -> Generator:
+    """Return a Generator on the runs' shared base (from their manifests) with each run attached
+    under its folder name. Runs trained on different bases cannot share one model: that is an error."""
+    manifests = [run_manifest(r) for r in runs]
+    bases = {m.get("base_model", {}).get("name") for m in manifests if m} - {None}
+    if base is None:
+        if len(bases) > 1:
+            raise ValueError(f"runs were trained on different bases {sorted(bases)}; pass --base")
+        base = bases.pop() if bases else "smollm2-135m"
+    quants = {m.get("base_model", {}).get("quant") for m in manifests if m} - {None}
+    gen = Generator(base=base, quant=quant or (quants.pop() if len(quants) == 1 else "none"), dtype=dtype)
+    for run in runs:
+        gen.add_adapter(unique_name(Path(run).resolve().name, gen.adapter_names), run)
+    return gen
+
+
+def unique_name(name: str, taken: list[str]) -> str:
+    """Return `name`, or `name-2`, `name-3`, ... if taken."""
+    out, n = name, 1
+    while out in taken:
+        n += 1
+        out = f"{name}-{n}"
+    return out
