@@ -134,19 +134,25 @@ class ArenaService:
 
     def _battle_stream(self, battle: Battle, message: str, settings: Settings) -> Iterator[dict]:
         sides = [self.contestants[battle.model_a], self.contestants[battle.model_b]]
-        convs = [self.conversation(h, message, c if settings.persona_prompt else None)
-                 for h, c in zip((battle.history_a, battle.history_b), sides)]
+        histories = (battle.history_a, battle.history_b)
+        prompts = [c if settings.persona_prompt else None for c in sides]
+        convs = [self.conversation(h, message, p) for h, p in zip(histories, prompts)]
         step = {"texts": ["", ""], "error": None}
         for step in self.stream(convs, [c.adapter for c in sides], settings):
-            a, b = (h + _turn(message, t, step["error"]) for h, t in zip((battle.history_a, battle.history_b), step["texts"]))
+            a, b = (h + _turn(message, t, step["error"]) for h, t in zip(histories, step["texts"]))
             error = step["error"] and f"{ERROR_PREFIX}: {step['error']}. Send again or start a new battle."
             yield {"a": a, "b": b, "status": error or "Answering…", "reveal": "", "done": bool(error)}
         if step["error"] is None:
-            battle.history_a = battle.history_a + _turn(message, step["texts"][0])
-            battle.history_b = battle.history_b + _turn(message, step["texts"][1])
-            battle.sent_a, battle.sent_b = (c + [{"role": "assistant", "content": t}] for c, t in zip(convs, step["texts"]))
-            battle.settings, battle.complete = settings.to_dict(), True
+            self._finish_turn(battle, message, convs, step["texts"], settings)
             yield _battle_view(battle, "Both answers are in: which is better?")
+
+    def _finish_turn(self, battle: Battle, message: str, convs: list, texts: list[str], settings: Settings) -> None:
+        """Store the finished turn and open the battle for votes (before the last update reaches the page)."""
+        with self.battles.lock:
+            battle.history_a = battle.history_a + _turn(message, texts[0])
+            battle.history_b = battle.history_b + _turn(message, texts[1])
+            battle.sent_a, battle.sent_b = (c + [{"role": "assistant", "content": t}] for c, t in zip(convs, texts))
+            battle.settings, battle.complete, battle.busy = settings.to_dict(), True, False
 
     def vote(self, session_id: str, choice: str) -> dict:
         """Record a vote if the session's battle is complete; reveal the contestants only then."""
