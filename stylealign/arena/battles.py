@@ -68,6 +68,8 @@ class BattleRegistry:
         """Mark the session's battle busy for a new turn (a fresh one if none or voted); or say why not."""
         with self.lock:
             battle = self.get(session_id)
+            if len(self.names) < 2:
+                return None, "Battles need at least one adapter: start the arena with --adapter RUN."
             if battle is None or battle.voted:
                 battle = self.new(session_id)
             if battle.busy:

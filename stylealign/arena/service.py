@@ -110,6 +110,8 @@ class ArenaService:
     # ---- blind battles --------------------------------------------------------------------
     def new_battle(self, session_id: str) -> dict:
         """Start a new battle for the session and return the cleared view."""
+        if len(self.names) < 2:
+            return _battle_view(None, "Battles need at least one adapter: start the arena with --adapter RUN.")
         self.battles.new(session_id)
         return {"a": [], "b": [], "status": "New battle: two anonymous contestants are ready.",
                 "reveal": "", "done": True}
