@@ -113,7 +113,7 @@ def render_markdown(report: dict) -> str:
     """Return report.md: headline tables with CIs per language, truth, retention, judge, flags, examples."""
     lines = [f"# stylealign eval — {', '.join(v['label'] for v in report['variants'])} vs baseline", "",
              _meta_line(report), ""]
-    lines += _flags_md(report)
+    lines += _gate_md(report) + _flags_md(report)
     for v in report["variants"]:
         lines += _headline_md(report, v["label"])
     lines += _truth_md(report) + _retention_md(report) + _judge_md(report) + _classifier_md(report)
@@ -128,6 +128,16 @@ def _meta_line(report: dict) -> str:
     langs = ", ".join(f"{k} {v}" for k, v in p["by_language"].items())
     return (f"{p['n']} prompts ({langs}); suites: {', '.join(p['by_suite'])}; base model: {report.get('base_model')}; "
             f"generation: {', '.join(f'{k}={v}' for k, v in g.items())}; created {report['created']}.")
+
+
+def _gate_md(report: dict) -> list[str]:
+    gate = report.get("gate")
+    if not gate:
+        return []
+    rows = [[c["rule"], f"`{c['spec']}`", c["variant"], fmt(c["value"]), "pass" if c["passed"] else "**FAIL**"]
+            for c in gate["checks"]]
+    return [f"## CI gate: {'passed' if gate['passed'] else 'FAILED'}", "",
+            *_table(["rule", "spec", "variant", "value", "result"], rows), ""]
 
 
 def _flags_md(report: dict) -> list[str]:
@@ -254,6 +264,8 @@ def headline(report: dict) -> str:
                 per_lang = "; ".join(f"{lg} {fmt((s.get(m) or {}).get('diff'), m, True)}" for lg, s in comp["by_language"].items())
                 lines.append(f"  {m:<17} {cell(comp['overall'][m], m)}   [{per_lang}]")
         lines += _headline_extras(report, lab)
+    if report.get("gate"):
+        lines.append(f"gate: {'passed' if report['gate']['passed'] else 'FAILED'}")
     flags = report.get("flags") or []
     lines.append("flags: " + ("; ".join(f"{f['code']}({f['variant'] or 'all'})" for f in flags) if flags else "none"))
     return "\n".join(lines)

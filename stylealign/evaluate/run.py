@@ -287,12 +287,14 @@ def _top_per_language(rows: list[dict], score: list[float], n: int) -> list[int]
 
 def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None = None, *, judge=None,
              judge_spec: str | None = None, embedder: Any = "default", out: str | Path | None = None,
-             runs: dict[str, str] | None = None, base_model: str | None = None) -> dict:
+             runs: dict[str, str] | None = None, base_model: str | None = None,
+             fail_under: list[str] = (), fail_over: list[str] = ()) -> dict:
     """Evaluate `adapters` (names already loaded in `generator`) against the base model; return the report.
 
     `suites`: suite file paths (or lists of rows). `embedder`: "default" loads MiniLM, None skips the
     embedding-based checks (relevance, drift, classifier), or pass any object with `.encode`.
     `judge`: an optional Judge callable. `runs`: adapter name -> run folder, recorded in the report.
+    `fail_under` / `fail_over`: gate specs (see gate.py); the result lands in report["gate"].
     """
     from stylealign.evaluate.report import build_report, write_outputs
 
@@ -314,6 +316,10 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
     sections["robustness"] = robustness_summary(sections["comparisons"])
     sections["flags"] = flagging.find_flags(sections, [v.label for v in state.variants])
     report = build_report(state, config, gen_config, sections, base_model or getattr(generator, "base", None), judge_spec)
+    if fail_under or fail_over:
+        from stylealign.evaluate.gate import check_gates
+
+        report["gate"] = check_gates(report, list(fail_under), list(fail_over))
     if out is not None:
         write_outputs(report, state, Path(out), config.plots)
     return report

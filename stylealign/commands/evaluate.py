@@ -1,0 +1,138 @@
+"""`stylealign eval`: thin shell over stylealign.evaluate.run_eval (baseline vs adapters, scored in layers)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DESCRIPTION = """Generate answers from the base model and each adapter (optionally at several LoRA strengths)
+for every prompt in the suites, score them (L0 style markers, L1 classifier/content/retention/robustness/
+truth, optional L2 judge) with bootstrap CIs overall, per language and per category, and write
+report.json, report.md, answers.jsonl and plots. --fail-under/--fail-over turn it into a CI gate
+(exit 1 when a gate fails). Gate metric names: see stylealign/evaluate/gate.py or SCHEMA.md."""
+
+
+def register(sub) -> None:
+    from stylealign.commands.generate import add_generation_arguments
+
+    p = sub.add_parser("eval", help="Measure what an adapter changed vs the base model (report + CI gates).",
+                       description=DESCRIPTION)
+    p.add_argument("--adapter", action="append", required=True, metavar="RUN",
+                   help="Run folder (runs/<run> or its name) or adapter folder; repeatable.")
+    p.add_argument("--strength", action="append", type=float, default=None, metavar="S",
+                   help="LoRA strength(s) to evaluate (repeatable; default 1.0).")
+    p.add_argument("--suite", action="append", default=None, metavar="FILE",
+                   help="Eval suite JSONL (repeatable; default: style_en, style_zh, known_answers).")
+    p.add_argument("--judge", default=None, metavar="hf:PATH|openai:URL#MODEL",
+                   help="Optional pairwise judge (never the small base model).")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="First N prompts of each suite.")
+    p.add_argument("--out", default=None, metavar="DIR", help="Output folder (default runs/<first run>/eval).")
+    p.add_argument("--fail-under", action="append", default=[], metavar="METRIC=VALUE",
+                   help="Exit 1 if METRIC < VALUE for any adapter (repeatable), e.g. p_persona.diff=0.2.")
+    p.add_argument("--fail-over", action="append", default=[], metavar="METRIC=VALUE",
+                   help="Exit 1 if METRIC > VALUE for any adapter (repeatable), e.g. retention.ppl_ratio=1.2.")
+    add_eval_arguments(p)
+    add_generation_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_eval_arguments(p) -> None:
+    """Add the model, persona and scoring switches."""
+    from stylealign.evaluate.io import DEFAULT_CORPUS
+
+    p.add_argument("--base", default=None, help="Base model (default: the runs' own, from their manifests).")
+    p.add_argument("--quant", default=None, choices=("nf4", "none"), help="Base weights (default: as trained).")
+    p.add_argument("--persona", default=None, help="Persona whose preference pairs train the style classifier "
+                   "(default: the run's persona, else sharp-candid).")
+    p.add_argument("--system-prompt", default="auto", choices=("auto", "persona", "none"),
+                   help="System prompt for baseline AND adapter: auto = the persona's if the run baked it into "
+                        "training, persona = always, none = never.")
+    p.add_argument("--corpus", default=DEFAULT_CORPUS, help="Neutral corpus for the perplexity check.")
+    p.add_argument("--no-retention", action="store_true", help="Skip perplexity/KL (saves forward passes).")
+    p.add_argument("--kl-prompts", type=int, default=64, help="Suite prompts used for KL (0 = all).")
+    p.add_argument("--no-classifier", action="store_true", help="Skip the style classifier.")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--n-boot", type=int, default=2000, help="Bootstrap resamples for every CI.")
+    p.add_argument("--examples", type=int, default=4, help="Changed-most example pairs per adapter in report.md.")
+    p.add_argument("--quiet", action="store_true", help="No progress bar.")
+
+
+def resolve_run(name: str) -> str:
+    """Return an existing run/adapter folder for `name` (a path, or a name under runs/)."""
+    for candidate in (Path(name), Path("runs") / name):
+        if candidate.is_dir():
+            return str(candidate)
+    raise FileNotFoundError(f"{name}: no such run folder (looked at {name} and runs/{name})")
+
+
+def system_prompts(mode: str, manifest: dict, persona) -> dict | None:
+    """Return {language: system prompt} for `--system-prompt` mode, or None."""
+    if mode == "none" or (mode == "auto" and not manifest.get("bake_system_prompt")):
+        return None
+    if mode == "auto":
+        en = manifest.get("system_prompt")
+        return {"en": en, "zh": manifest.get("system_prompt_zh") or en} if en else None
+    return {"en": persona.system_prompt_for("en"), "zh": persona.system_prompt_for("zh")} if persona else None
+
+
+def _persona(name: str):
+    """Return the loaded persona, or None when it cannot be loaded (the classifier then reads raw files)."""
+    try:
+        from stylealign.personas import load_persona
+
+        return load_persona(name)
+    except Exception:
+        return None
+
+
+def _persona_text(persona) -> str:
+    """Return the persona description given to a judge."""
+    from stylealign.evaluate.judge import DEFAULT_PERSONA
+
+    if persona is None:
+        return DEFAULT_PERSONA
+    return " ".join(persona.description.split()) + "\nDo: " + "; ".join(persona.style_do) + "\nDon't: " + "; ".join(persona.style_dont)
+
+
+def run(args) -> int:
+    from stylealign.commands.generate import generation_config
+    from stylealign.evaluate.gate import GateError, describe_failures, parse_spec
+    from stylealign.evaluate.io import DEFAULT_SUITES
+    from stylealign.evaluate.judge import JudgeError, make_judge
+    from stylealign.evaluate.report import headline
+    from stylealign.evaluate.run import EvalConfig, run_eval
+    from stylealign.generate import generator_for_runs, run_manifest
+
+    try:
+        for spec in args.fail_under + args.fail_over:
+            parse_spec(spec)  # fail before minutes of generation, not after
+        runs = [resolve_run(a) for a in args.adapter]
+        manifest = run_manifest(runs[0])
+        persona_name = args.persona or manifest.get("persona") or "sharp-candid"
+        persona = _persona(persona_name)
+        base = args.base or (manifest.get("base_model") or {}).get("name")
+        judge = make_judge(args.judge, base_model=base, persona=_persona_text(persona)) if args.judge else None
+    except (GateError, JudgeError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    gen = generator_for_runs(runs, base=args.base, quant=args.quant)
+    names = gen.adapter_names
+    out = Path(args.out or Path(runs[0]) / "eval")
+    config = EvalConfig(generation=generation_config(args), strengths=tuple(args.strength or (1.0,)), limit=args.limit,
+                        batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed, persona=persona_name,
+                        classifier=not args.no_classifier, corpus=args.corpus, retention=not args.no_retention,
+                        kl_max_prompts=args.kl_prompts or None, system_prompt=system_prompts(args.system_prompt, manifest, persona),
+                        n_examples=args.examples, progress=not args.quiet, plots=not args.no_plots)
+    report = run_eval(gen, names, args.suite or [s for s in DEFAULT_SUITES if Path(s).exists()], config, judge=judge,
+                      judge_spec=args.judge, out=out, runs=dict(zip(names, runs)), base_model=gen.base,
+                      fail_under=args.fail_under, fail_over=args.fail_over)
+    print(headline(report))
+    print(f"report: {out / 'report.md'}")
+    if "gate" not in report:
+        return 0
+    if not report["gate"]["passed"]:
+        print(describe_failures(report["gate"]), file=sys.stderr)
+        return 1
+    print(f"gates passed ({len(report['gate']['checks'])} checks)")
+    return 0
