@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny random Llama with the embedded model's real tokenizer, and the embedded model.
+
+Fast tests use the tiny model (2 layers, hidden 64) so they run in seconds on a CPU with no network;
+tests marked `slow` use the embedded SmolLM2-135M (converted once into the cache).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach a hub
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def embedded_dir() -> Path:
+    """Return the cached HF folder of the embedded SmolLM2-135M-Instruct (converting it on first use)."""
+    from stylealign.models import resolve_base
+
+    return Path(resolve_base("smollm2-135m").path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, embedded_dir) -> Path:
+    """Return a local HF folder holding a randomly initialised 2-layer Llama and the embedded tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tok = AutoTokenizer.from_pretrained(embedded_dir)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def tiny_recipe_overrides(tiny_model_dir) -> dict:
+    """Return recipe overrides for a seconds-long run on the tiny model."""
+    return {"base": str(tiny_model_dir), "quant": "none", "dtype": "fp32", "max_length": 512,
+            "eval_fraction": 0.0, "sft.max_steps": 3, "sft.batch_size": 4, "sft.logging_steps": 1,
+            "sft.learning_rate": 5e-3, "dpo.max_steps": 3, "dpo.batch_size": 2, "dpo.logging_steps": 1,
+            "dpo.learning_rate": 5e-3, "lora.r": 4, "lora.alpha": 8}
