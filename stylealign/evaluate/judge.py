@@ -43,10 +43,9 @@ def load_rubric(path: str | Path | None = None) -> str:
 
 
 def build_prompt(template: str, persona: str, prompt: str, answer_a: str, answer_b: str) -> str:
-    """Return the filled-in judge prompt (str.replace, so braces inside answers are safe)."""
-    for key, value in (("persona", persona), ("prompt", prompt), ("answer_a", answer_a), ("answer_b", answer_b)):
-        template = template.replace("{" + key + "}", value)
-    return template
+    """Return the filled-in judge prompt: one pass over the template, so braces inside answers stay as written."""
+    values = {"persona": persona, "prompt": prompt, "answer_a": answer_a, "answer_b": answer_b}
+    return re.sub(r"\{(persona|prompt|answer_a|answer_b)\}", lambda m: values[m.group(1)], template)
 
 
 def parse_verdict(text: str) -> str:
