@@ -37,10 +37,13 @@ class StageData:
 def count_tokens_fn(tokenizer):
     """Return a function giving a row's token count under the chat template (for max_length checks)."""
 
+    def n_template(turns, **kw) -> int:
+        return len(tokenizer.apply_chat_template(turns, tokenize=True, return_dict=False, **kw))
+
     def count(row: dict) -> int:
         if "messages" in row:
-            return len(tokenizer.apply_chat_template(row["messages"], tokenize=True))
-        prompt = len(tokenizer.apply_chat_template(row["prompt"], tokenize=True, add_generation_prompt=True))
+            return n_template(row["messages"])
+        prompt = n_template(row["prompt"], add_generation_prompt=True)
         return prompt + max(len(tokenizer(t["content"])["input_ids"]) for t in row["chosen"] + row["rejected"]) + 1
 
     return count

@@ -1,0 +1,197 @@
+"""Training: SFT and DPO on LoRA; what moves, what stays frozen, what a run folder holds, resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from stylealign.config import load_recipe
+from stylealign.data import DataError
+from stylealign.personas import load_persona
+from stylealign.train import train_run
+
+SHIPPED = Path(__file__).resolve().parents[1] / "personas" / "sharp-candid"
+
+
+def _rows(path_glob: str, n: int) -> list[str]:
+    lines = []
+    for f in sorted(SHIPPED.glob(path_glob)):
+        lines += [line for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return lines[:n]
+
+
+@pytest.fixture
+def small_persona(tmp_path) -> Path:
+    """Return a persona folder with a dozen of the shipped SFT rows and eight preference pairs."""
+    folder = tmp_path / "mini"
+    (folder / "data").mkdir(parents=True)
+    text = (SHIPPED / "persona.yaml").read_text(encoding="utf-8").split("\ndata:")[0]
+    (folder / "persona.yaml").write_text(text.replace("name: sharp-candid", "name: mini")
+                                         + "\ndata:\n  sft: [data/sft.jsonl]\n  preference: [data/pref.jsonl]\n")
+    (folder / "data" / "sft.jsonl").write_text("\n".join(_rows("data/sft_en_*.jsonl", 12)) + "\n", encoding="utf-8")
+    (folder / "data" / "pref.jsonl").write_text("\n".join(_rows("data/pref_en_*.jsonl", 8)) + "\n", encoding="utf-8")
+    return folder
+
+
+def _lora_and_base(model):
+    lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    return lora, base
+
+
+def test_sft_moves_lora_keeps_base_and_writes_a_complete_run(small_persona, tiny_recipe_overrides, tmp_path,
+                                                             tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    recipe = load_recipe(None, tiny_recipe_overrides)
+    run = train_run(load_persona(small_persona), recipe, tmp_path / "run", stages=("sft",))
+    assert not (tmp_path / "run.partial").exists()
+    for name in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "manifest.json", "training.png"):
+        assert (run / name).exists(), name
+    assert not list(run.rglob("*.bin")) and not list(run.rglob("*.pt")), "safetensors only, no pickles"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["persona"] == "mini" and manifest["data"]["sft"]["train_rows"] == 12
+    assert manifest["base_model"]["sha256"] and manifest["recipe"]["sft"]["max_steps"] == 3
+    assert manifest["stages"]["sft"]["steps"] == 3 and manifest["peak_memory_mb"]["rss"] > 0
+    # LoRA B starts at zero, so any non-zero B means training moved the adapter.
+    trained = load_file(run / "adapter" / "adapter_model.safetensors")
+    assert any(t.abs().sum() > 0 for n, t in trained.items() if "lora_B" in n)
+    # The base weights did not move: the tiny model on disk is what PeftModel loads under the adapter.
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = PeftModel.from_pretrained(base, run / "adapter")
+    fresh = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    for name, tensor in model.get_base_model().state_dict().items():
+        if "lora_" not in name and name.replace(".base_layer", "") in fresh:
+            assert torch.equal(tensor, fresh[name.replace(".base_layer", "")]), name
+
+
+def test_all_runs_dpo_from_the_sft_adapter_with_one_base(small_persona, tiny_recipe_overrides, tmp_path):
+    recipe = load_recipe(None, tiny_recipe_overrides)
+    run = train_run(load_persona(small_persona), recipe, tmp_path / "run")
+    sft = load_file(run / "stages" / "sft" / "adapter" / "adapter_model.safetensors")
+    dpo = load_file(run / "adapter" / "adapter_model.safetensors")
+    assert sft.keys() == dpo.keys(), "DPO continued the SFT adapter (same tensors), not a new one"
+    assert any(not torch.equal(sft[k], dpo[k]) for k in sft), "DPO moved the adapter"
+    history = json.loads((run / "stages" / "dpo" / "log_history.json").read_text())
+    assert any("rewards/margins" in e for e in history)
+    cfg = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert cfg["r"] == 4 and "ref" not in str(sorted((run / "adapter").iterdir()))
+
+
+def test_bad_data_trains_nothing_and_names_file_line_field(small_persona, tiny_recipe_overrides, tmp_path):
+    bad = small_persona / "data" / "sft.jsonl"
+    lines = bad.read_text(encoding="utf-8").splitlines()
+    lines[2] = lines[2].replace('"role": "user"', '"role": "usr"', 1)
+    lines.append("{not json")
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        train_run(load_persona(small_persona), load_recipe(None, tiny_recipe_overrides), tmp_path / "run")
+    message = str(err.value)
+    assert "sft.jsonl:3: messages[0].role" in message.replace("messages.0", "messages[0]") or "sft.jsonl:3:" in message
+    assert f"sft.jsonl:{len(lines)}:" in message
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+
+
+def test_too_long_examples_fail_validation(small_persona, tiny_recipe_overrides, tmp_path):
+    recipe = load_recipe(None, {**tiny_recipe_overrides, "max_length": 40})
+    with pytest.raises(DataError, match="too long"):
+        train_run(load_persona(small_persona), recipe, tmp_path / "run", stages=("sft",))
+
+
+def test_interrupted_run_leaves_no_complete_folder_and_resumes(small_persona, tiny_recipe_overrides, tmp_path,
+                                                               monkeypatch):
+    from transformers import TrainerCallback
+
+    from stylealign import train as train_mod
+
+    class Boom(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            raise KeyboardInterrupt
+
+    overrides = {**tiny_recipe_overrides, "sft.max_steps": 4, "sft.save_steps": 2}
+    real = train_mod.sft_trainer
+
+    def interrupted(*a, **kw):
+        trainer = real(*a, **kw)
+        trainer.add_callback(Boom())
+        return trainer
+
+    monkeypatch.setattr(train_mod, "sft_trainer", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(load_persona(small_persona), load_recipe(None, overrides), tmp_path / "run", stages=("sft",))
+    assert not (tmp_path / "run").exists()
+    assert list((tmp_path / "run.partial" / "stages" / "sft").glob("checkpoint-2"))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_run(load_persona(small_persona), load_recipe(None, overrides), tmp_path / "run", stages=("sft",))
+    steps_after_resume = []
+
+    class Count(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            steps_after_resume.append(state.global_step)
+
+    def counted(*a, **kw):
+        trainer = real(*a, **kw)
+        trainer.add_callback(Count())
+        return trainer
+
+    monkeypatch.setattr(train_mod, "sft_trainer", counted)
+    run = train_run(load_persona(small_persona), load_recipe(None, overrides), tmp_path / "run", stages=("sft",),
+                    resume=True)
+    assert json.loads((run / "manifest.json").read_text())["stages"]["sft"]["steps"] == 4
+    assert steps_after_resume == [3, 4], "resumed after the step-2 checkpoint, not from scratch"
+    assert not (tmp_path / "run.partial").exists()
+
+
+@pytest.mark.slow
+def test_embedded_qlora_sft_then_dpo_end_to_end(small_persona, tmp_path, embedded_dir):
+    """The real path: 4-bit NF4 SmolLM2-135M, SFT then DPO, reload reproduces logits, margins grew."""
+    import bitsandbytes as bnb
+    from peft import PeftModel
+
+    from stylealign import models
+    from stylealign.generate import Generator
+
+    recipe = load_recipe("smollm2-135m_qlora_cpu", {"sft.max_steps": 3, "dpo.max_steps": 3, "sft.batch_size": 4,
+                                                     "dpo.batch_size": 2, "dpo.learning_rate": 5e-4,
+                                                     "sft.save_steps": 100, "dpo.save_steps": 100})
+    run = train_run(load_persona(small_persona), recipe, tmp_path / "run")
+    assert json.loads((run / "manifest.json").read_text())["base_model"]["quant"] == "nf4"
+
+    gen = Generator(base="smollm2-135m", quant="nf4")
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in gen.model.modules())
+    gen.add_adapter("sft", str(run / "stages" / "sft"))
+    gen.add_adapter("dpo", str(run))
+    pairs = [json.loads(line) for line in (small_persona / "data" / "pref.jsonl").read_text().splitlines()]
+
+    def margin(adapter):
+        return sum(_logp(gen, p["prompt"], p["chosen"], adapter) - _logp(gen, p["prompt"], p["rejected"], adapter)
+                   for p in pairs) / len(pairs)
+
+    assert margin("dpo") > margin("sft"), "DPO raised log p(chosen) - log p(rejected) on its training pairs"
+
+    # A plain PeftModel.from_pretrained on a fresh 4-bit base reproduces the Generator's adapter logits.
+    fresh = PeftModel.from_pretrained(models.load_model("smollm2-135m", quant="nf4"), run / "adapter").eval()
+    enc = gen.encode([pairs[0]["prompt"]])
+    with torch.no_grad():
+        plain = fresh(**enc).logits.float()
+    assert torch.allclose(plain, gen.logits(enc["input_ids"], enc["attention_mask"], "dpo"), atol=1e-3)
+    shutil.rmtree(run)
+
+
+def _logp(gen, prompt, answer, adapter) -> float:
+    """Return the summed log-probability of `answer` after `prompt` under `adapter`."""
+    tok = gen.tokenizer
+    head = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    full = tok.apply_chat_template(prompt + answer, tokenize=False)
+    ids = tok(full, return_tensors="pt", add_special_tokens=False)
+    start = len(tok(head, add_special_tokens=False)["input_ids"])
+    logits = gen.logits(ids["input_ids"], ids["attention_mask"], adapter)[0, :-1]
+    targets = ids["input_ids"][0, 1:]
+    logp = torch.log_softmax(logits, -1).gather(-1, targets[:, None])[:, 0]
+    return float(logp[start - 1:].sum())
