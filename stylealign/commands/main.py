@@ -1,0 +1,89 @@
+"""`stylealign quickstart`: the README's main job — train, compare, evaluate, open the arena."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DEFAULT_RUN = "runs/sharp-candid-quickstart"
+SUITES = ("eval/suites/style_en.jsonl", "eval/suites/style_zh.jsonl", "eval/suites/known_answers.jsonl")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("quickstart", help="Train sharp-candid on the embedded model, evaluate it, open the arena.",
+                       description="The main job: train (or reuse) a run, print baseline vs adapter answers to "
+                                   "held-out prompts, run the evaluation, then serve the arena on 127.0.0.1.")
+    p.add_argument("--persona", default="sharp-candid")
+    p.add_argument("--recipe", default="smollm2-135m_qlora_cpu", help="Shipped recipe name or YAML path.")
+    p.add_argument("--run", default=DEFAULT_RUN, help=f"Run folder (default {DEFAULT_RUN}); reused if complete.")
+    p.add_argument("--retrain", action="store_true", help="Train again even if the run folder is complete.")
+    p.add_argument("--limit", type=int, default=16, help="Prompts per evaluation suite (0: skip the evaluation).")
+    p.add_argument("--no-arena", action="store_true", help="Stop after the evaluation instead of serving the arena.")
+    p.add_argument("--port", type=int, default=7860, help="Arena port on 127.0.0.1.")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from stylealign.generate import generator_for_runs
+
+    run_dir = train_or_reuse(args)
+    gen = generator_for_runs([str(run_dir)])
+    name = gen.adapter_names[0]
+    show_comparison(gen, name)
+    if args.limit > 0:
+        evaluate(gen, name, run_dir, args.limit)
+    if not args.no_arena:
+        serve_arena(gen, run_dir, args.port)
+    return 0
+
+
+def train_or_reuse(args) -> Path:
+    """Return a finished run folder: the existing one, or a freshly trained (or resumed) one."""
+    from stylealign.config import load_recipe
+    from stylealign.personas import load_persona
+    from stylealign.train import run_paths, train_run
+
+    final, work = run_paths(args.run)
+    if final.exists() and not args.retrain:
+        print(f"== reusing the finished run {final} (pass --retrain to train again)")
+        return final
+    print(f"== training {args.persona} with recipe {args.recipe} -> {final}")
+    return train_run(load_persona(args.persona), load_recipe(args.recipe), final, resume=work.exists(),
+                     overwrite=args.retrain)
+
+
+def show_comparison(gen, name: str, n: int = 4) -> None:
+    """Print baseline and adapter answers to a few held-out prompts (same sampling settings and seed)."""
+    from stylealign.data import load_eval
+    from stylealign.generate import GenerationConfig
+
+    rows = load_eval(["eval/suites/smoke.jsonl"])[:n]
+    convs = [r["messages"] for r in rows]
+    cfg = GenerationConfig()
+    answers = gen.generate(convs + convs, [None] * len(rows) + [name] * len(rows), cfg)
+    print(f"\n== held-out prompts, baseline vs {name} ({cfg.to_dict()})")
+    for i, row in enumerate(rows):
+        print(f"\n> {row['messages'][-1]['content']}\n[baseline] {answers[i]}\n[{name}] {answers[len(rows) + i]}")
+
+
+def evaluate(gen, name: str, run_dir: Path, limit: int) -> dict:
+    """Run the evaluation on `limit` prompts per suite, write it under run/eval, print the headline."""
+    from stylealign.evaluate.report import headline
+    from stylealign.evaluate.run import EvalConfig, run_eval
+
+    print(f"\n== evaluating {name} against the baseline ({limit} prompts per suite)", flush=True)
+    report = run_eval(gen, [name], list(SUITES), EvalConfig(limit=limit), out=run_dir / "eval",
+                      runs={name: str(run_dir)})
+    print(headline(report))
+    print(f"full report: {run_dir / 'eval' / 'report.md'}")
+    return report
+
+
+def serve_arena(gen, run_dir: Path, port: int) -> None:
+    """Serve the arena on 127.0.0.1 with the baseline and this run, reusing the loaded model."""
+    from stylealign.arena.app import build_app, launch_app
+    from stylealign.arena.service import ArenaService
+
+    service = ArenaService.from_runs([str(run_dir)], ".stylealign/arena/votes.sqlite", generator=gen)
+    print(f"\n== arena on http://127.0.0.1:{port} (Ctrl+C to stop)", file=sys.stderr)
+    launch_app(build_app(service), host="127.0.0.1", port=port)
