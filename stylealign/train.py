@@ -163,11 +163,15 @@ def latest_checkpoint(folder: Path) -> str | None:
     return str(points[-1]) if points else None
 
 
-def run_trainer(trainer, stage_dir: Path, resume: bool) -> dict:
+def run_trainer(trainer, stage_dir: Path, resume: bool, main_process: bool = True) -> dict:
     """Train (resuming from the last checkpoint when asked), save the adapter, return the stage summary."""
     start = time.time()
     result = trainer.train(resume_from_checkpoint=latest_checkpoint(stage_dir) if resume else None)
-    model = trainer.model
+    summary = {"wall_s": round(time.time() - start, 1), "steps": trainer.state.global_step,
+               "train_loss": result.training_loss, "final": final_metrics(trainer.state.log_history)}
+    if not main_process:  # one writer: the other ranks hold the same weights
+        return summary
+    model = trainer.accelerator.unwrap_model(trainer.model)
     # Save only the trained adapter: TRL's frozen "ref" copy is an implementation detail.
     model.save_pretrained(stage_dir / "adapter", selected_adapters=["default"], safe_serialization=True)
     history = trainer.state.log_history
@@ -175,8 +179,7 @@ def run_trainer(trainer, stage_dir: Path, resume: bool) -> dict:
     (stage_dir / DONE).write_text("ok")
     for ckpt in stage_dir.glob("checkpoint-*"):  # the finished adapter supersedes them
         shutil.rmtree(ckpt, ignore_errors=True)
-    return {"wall_s": round(time.time() - start, 1), "steps": trainer.state.global_step,
-            "train_loss": result.training_loss, "final": final_metrics(history)}
+    return summary
 
 
 def final_metrics(history: list[dict]) -> dict:
@@ -207,7 +210,11 @@ def train_run(persona, recipe: Recipe, run_dir: str | Path, stages=STAGES, resum
     base = models.resolve_base(recipe.base)
     tokenizer = models.load_tokenizer(base)
     datasets = {s: load_stage_data(persona, s, recipe, tokenizer, (data_files or {}).get(s)) for s in stages}
-    final, work = _claim(run_dir, resume, overwrite)  # only after the data is known to be clean
+    state = _dist_state()
+    if state.is_main_process:
+        final, work = _claim(run_dir, resume, overwrite)  # only after the data is known to be clean
+    state.wait_for_everyone()
+    final, work = run_paths(run_dir)
     started, summary = time.time(), {}
     model = models.load_model(base, quant=recipe.quant, dtype=recipe.dtype)
     if init_adapter:
@@ -220,12 +227,22 @@ def train_run(persona, recipe: Recipe, run_dir: str | Path, stages=STAGES, resum
             continue
         make = sft_trainer if stage == "sft" else dpo_trainer
         trainer = make(model, tokenizer, datasets[stage], recipe, stage_dir)
-        summary[stage] = run_trainer(trainer, stage_dir, resume)
-        (stage_dir / "summary.json").write_text(json.dumps(summary[stage], indent=1))
+        summary[stage] = run_trainer(trainer, stage_dir, resume, state.is_main_process)
+        if state.is_main_process:
+            (stage_dir / "summary.json").write_text(json.dumps(summary[stage], indent=1))
         model = _only_default(trainer.model)
-    _finish(work, persona, recipe, base, datasets, summary, started, stages, init_adapter)
-    os.replace(work, final)  # atomic publish: a folder named like a run is always complete
+    if state.is_main_process:
+        _finish(work, persona, recipe, base, datasets, summary, started, stages, init_adapter)
+        os.replace(work, final)  # atomic publish: a folder named like a run is always complete
+    state.wait_for_everyone()
     return final
+
+
+def _dist_state():
+    """Return accelerate's process state (one process unless run under `accelerate launch`)."""
+    from accelerate import PartialState
+
+    return PartialState()
 
 
 def _claim(run_dir, resume: bool, overwrite: bool) -> tuple[Path, Path]:

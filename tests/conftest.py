@@ -50,3 +50,26 @@ def tiny_recipe_overrides(tiny_model_dir) -> dict:
             "eval_fraction": 0.0, "sft.max_steps": 3, "sft.batch_size": 4, "sft.logging_steps": 1,
             "sft.learning_rate": 5e-3, "dpo.max_steps": 3, "dpo.batch_size": 2, "dpo.logging_steps": 1,
             "dpo.learning_rate": 5e-3, "lora.r": 4, "lora.alpha": 8}
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "personas" / "sharp-candid"
+
+
+def _rows(path_glob: str, n: int) -> list[str]:
+    lines = []
+    for f in sorted(SHIPPED.glob(path_glob)):
+        lines += [line for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return lines[:n]
+
+
+@pytest.fixture
+def small_persona(tmp_path) -> Path:
+    """Return a persona folder with a dozen of the shipped SFT rows and eight preference pairs."""
+    folder = tmp_path / "mini"
+    (folder / "data").mkdir(parents=True)
+    text = (SHIPPED / "persona.yaml").read_text(encoding="utf-8").split("\ndata:")[0]
+    (folder / "persona.yaml").write_text(text.replace("name: sharp-candid", "name: mini")
+                                         + "\ndata:\n  sft: [data/sft.jsonl]\n  preference: [data/pref.jsonl]\n")
+    (folder / "data" / "sft.jsonl").write_text("\n".join(_rows("data/sft_en_*.jsonl", 12)) + "\n", encoding="utf-8")
+    (folder / "data" / "pref.jsonl").write_text("\n".join(_rows("data/pref_en_*.jsonl", 8)) + "\n", encoding="utf-8")
+    return folder

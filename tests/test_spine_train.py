@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,34 +13,6 @@ from stylealign.config import load_recipe
 from stylealign.data import DataError
 from stylealign.personas import load_persona
 from stylealign.train import train_run
-
-SHIPPED = Path(__file__).resolve().parents[1] / "personas" / "sharp-candid"
-
-
-def _rows(path_glob: str, n: int) -> list[str]:
-    lines = []
-    for f in sorted(SHIPPED.glob(path_glob)):
-        lines += [line for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return lines[:n]
-
-
-@pytest.fixture
-def small_persona(tmp_path) -> Path:
-    """Return a persona folder with a dozen of the shipped SFT rows and eight preference pairs."""
-    folder = tmp_path / "mini"
-    (folder / "data").mkdir(parents=True)
-    text = (SHIPPED / "persona.yaml").read_text(encoding="utf-8").split("\ndata:")[0]
-    (folder / "persona.yaml").write_text(text.replace("name: sharp-candid", "name: mini")
-                                         + "\ndata:\n  sft: [data/sft.jsonl]\n  preference: [data/pref.jsonl]\n")
-    (folder / "data" / "sft.jsonl").write_text("\n".join(_rows("data/sft_en_*.jsonl", 12)) + "\n", encoding="utf-8")
-    (folder / "data" / "pref.jsonl").write_text("\n".join(_rows("data/pref_en_*.jsonl", 8)) + "\n", encoding="utf-8")
-    return folder
-
-
-def _lora_and_base(model):
-    lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
-    base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
-    return lora, base
 
 
 def test_sft_moves_lora_keeps_base_and_writes_a_complete_run(small_persona, tiny_recipe_overrides, tmp_path,
