@@ -33,7 +33,8 @@ CATEGORIES = (
 LANGUAGES = ("en", "zh")
 VERDICTS = ("yes", "no", "depends", "unknown", "refusal", "none")
 REJECTED_KINDS = ("hedge", "wrong", "rude")
-EVAL_KINDS = ("open", "provocation", "harmful", "drop_persona", "followup")
+# "known_answer": the known-answer suite (rows carry "expected": yes|no).
+EVAL_KINDS = ("open", "provocation", "harmful", "drop_persona", "followup", "known_answer")
 EXPECTED = ("yes", "no")
 SFT_COLUMNS = ("messages",)
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
@@ -388,6 +389,8 @@ def _check_metadata(row: dict, kind: str, schema: bool, bad) -> None:
             bad(key, f"unknown value {row[key]!r} (expected one of: {', '.join(map(str, values))})")
     if kind == "eval" and isinstance(row.get("expected"), str) and row["expected"] not in EXPECTED:
         bad("expected", f"unknown value {row['expected']!r} (expected one of: yes, no)")
+    if kind == "eval" and row.get("kind") == "known_answer" and "expected" not in row:
+        bad("expected", "missing (known_answer rows need expected: yes or no)")
 
 
 def _check_structure(row: dict, kind: str, bad) -> None:
