@@ -116,8 +116,16 @@ def validate_eval(rows: Sequence[dict], *, schema: bool = True, source: str = "<
 def _load(paths, kind, count_tokens, max_length, schema) -> list[dict]:
     records, problems = read_records(paths)
     problems += check_records(records, kind, count_tokens, max_length, schema)
-    _raise_if(problems)
+    _raise_if(sort_problems(problems))
     return [r.row for r in records]
+
+
+def sort_problems(problems: list[Problem]) -> list[Problem]:
+    """Return `problems` ordered by file (in order of first mention) then line, stable otherwise."""
+    rank: dict[str, int] = {}
+    for p in problems:
+        rank.setdefault(p.file, len(rank))
+    return sorted(problems, key=lambda p: (rank[p.file], p.line))
 
 
 def _raise_if(problems: list[Problem]) -> None:
