@@ -11,9 +11,10 @@ different lead-ins ("Is there a bug here?" / "帮我看下这个函数有没有�
 or two words changed scores 0.8-0.9 (median; short prompts less). A persona can change it with
 `requirements.near_duplicate_max`.
 
-Language labels: "zh" rows need CJK characters to be most of the text, "en" rows almost none. A Latin
-word counts as one unit, like one Chinese character: counting letters would let a line of code or a
-product name in a Chinese prompt outvote the Chinese.
+Language labels: "zh" rows need CJK characters to be most of the text (over 50%), "en" rows almost
+none (at most 25%, so a quoted Chinese term passes). A Latin word counts as one unit, like one Chinese
+character: counting letters would let a product name in a Chinese prompt outvote the Chinese; code
+(fenced, inline, or unfenced lines without CJK that look like code) and URLs are not counted.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from stylealign.personas import Persona
 
 NEAR_DUPLICATE_MAX = 0.75
 TOP_PAIRS = 10
-# "en" rows may quote a Chinese word or two; more CJK than this share of units means mislabelled.
-EN_MAX_CJK_SHARE = 0.05
+# An "en" row may quote a Chinese term ("What does 内卷 mean in a job ad?" is 22% CJK units);
+# a row more than a quarter Chinese is not an English row.
+EN_MAX_CJK_SHARE = 0.25
 BAD_REJECTED_KINDS = ("wrong", "rude")
 SET_KINDS = {"sft": "sft", "preference": "preference", "baseline": "sft", "eval": "eval"}
 SET_LABELS = {"sft": "SFT", "preference": "preference", "baseline": "baseline", "eval": "eval"}
@@ -214,7 +216,9 @@ def _baseline_problems(sets: dict[str, Loaded]) -> list[str]:
     """Each baseline row answers the SFT row with id = its id minus "neutral-", with the same user turns."""
     if "baseline" not in sets or "sft" not in sets:
         return []
-    sft = {r.row.get("id"): r.row for r in sets["sft"].records}
+    sft: dict[str, dict] = {}
+    for r in sets["sft"].records:
+        sft.setdefault(r.row.get("id"), r.row)  # a duplicated id is reported elsewhere; the first one counts
     problems = []
     for record in sets["baseline"].records:
         rid = record.row.get("id", "")
@@ -265,15 +269,22 @@ def similar_prompts(prompts: Sequence[PromptRef], min_score: float = 0.5) -> lis
 
 
 def cjk_share(text: str) -> float:
-    """Return CJK characters / (CJK characters + Latin words) in `text`, outside fenced code and URLs."""
-    prose = _CODE.sub(" ", text)
+    """Return CJK characters / (CJK characters + Latin words) in `text`, leaving out code (fenced,
+    inline, or lines without CJK that are indented or carry code punctuation) and URLs."""
+    prose = "\n".join(line for line in _CODE.sub(" ", text).splitlines() if not _looks_like_code(line))
     cjk, latin = len(_CJK.findall(prose)), len(_LATIN_WORD.findall(prose))
     return cjk / (cjk + latin) if cjk + latin else 0.0
 
 
+def _looks_like_code(line: str) -> bool:
+    """Return True for a line with no CJK that is indented or has code punctuation: unfenced code
+    pasted into a Chinese prompt must not count as English."""
+    return not _CJK.search(line) and bool(re.match(r"\s{2,}\S", line) or re.search(r"[(){}\[\]=;<>]", line))
+
+
 def language_problem(text: str, language: str | None) -> str | None:
-    """Return why `text` does not look like `language` ("zh": CJK is most of the letters; "en": almost
-    no CJK), or None when it matches or the language is not one we can check."""
+    """Return why `text` does not look like `language` ("zh": CJK is most of the text; "en": at most
+    EN_MAX_CJK_SHARE of it), or None when it matches or the language is not one we can check."""
     share = cjk_share(text)
     if language == "zh" and share <= 0.5:
         return f"labelled 'zh' but only {share:.0%} of the text is CJK"
