@@ -10,6 +10,7 @@ from pathlib import Path
 from stylealign.evaluate.metrics import HEADLINE, metric_table
 
 SCHEMA_VERSION = 1
+SECTION_ORDER = ("comparisons", "classifier", "truth", "retention", "robustness", "judge", "examples", "flags")
 NOTES = [
     "Embedding-based metrics (relevance, drift, the classifier's embedding features) use all-MiniLM-L6-v2, "
     "an English-centric model: Chinese numbers are reported separately and deserve less trust.",
@@ -37,7 +38,7 @@ def build_report(state, config, gen_config, sections: dict, base_model: str | No
         "baseline": {"label": "baseline", "adapter": None},
         "variants": [asdict(v) for v in state.variants],
         "metrics": metric_table(),
-        **sections,
+        **{k: sections[k] for k in SECTION_ORDER if k in sections},
         "notes": NOTES,
         "files": {},
     }

@@ -68,7 +68,7 @@ def _prompt_texts(tokenizer, conversations: list[list[dict]]) -> list[str]:
 
 def kl_per_token(generator, conversations: list[list[dict]], continuations: list[str],
                  variants: list[tuple[str, float | None]], batch_size: int = 4,
-                 max_length: int = 384) -> dict[tuple[str, float | None], list[float]]:
+                 max_length: int = 512) -> dict[tuple[str, float | None], list[float]]:
     """Return, per (adapter, strength) variant, the mean per-token KL(adapter || base) of each row.
 
     Each row is its templated prompt followed by `continuations[i]`; the KL is averaged over the
@@ -96,7 +96,8 @@ def kl_per_token(generator, conversations: list[list[dict]], continuations: list
                 logq = torch.log_softmax(generator.logits(ids, mask, adapter).float()[:, :-1], dim=-1)
             kl = (logq.exp() * (logq - base)).sum(-1)
             per_row = (kl * keep).sum(-1) / keep.sum(-1).clamp(min=1)
-            result[(adapter, strength)] += [float(x) for x in per_row]
+            # a row truncated before its answer has nothing to score: nan, not a fake 0
+            result[(adapter, strength)] += [float(x) if n > 0 else math.nan for x, n in zip(per_row, keep.sum(-1))]
     return result
 
 
@@ -127,9 +128,9 @@ def _retention_block(base_nll, nll, corpus_lang, kl, kl_lang) -> dict:
         return {"ppl_base": b, "ppl_adapter": a, "ppl_ratio": (a / b) if a and b else None}
 
     kl = np.asarray(kl, dtype=float)
-    block = {**ppl_pair([True] * len(base_nll)), "kl_per_token": float(kl.mean()) if kl.size else None, "by_language": {}}
+    mean = lambda x: float(np.nanmean(x)) if np.isfinite(x).any() else None
+    block = {**ppl_pair([True] * len(base_nll)), "kl_per_token": mean(kl), "by_language": {}}
     for lang in sorted(set(corpus_lang.tolist()) | set(kl_lang.tolist() if kl.size else [])):
         sel_kl = kl[kl_lang == lang] if kl.size else kl
-        block["by_language"][lang] = {**ppl_pair(list(corpus_lang == lang)),
-                                      "kl_per_token": float(sel_kl.mean()) if sel_kl.size else None}
+        block["by_language"][lang] = {**ppl_pair(list(corpus_lang == lang)), "kl_per_token": mean(sel_kl)}
     return block

@@ -76,6 +76,14 @@ class EvalState:
     features: dict[str, list[dict]] = field(default_factory=dict)
 
 
+def _say(config: EvalConfig, message: str) -> None:
+    """Print a phase message to stderr when progress output is on (the slow phases are otherwise silent)."""
+    if config.progress:
+        import sys
+
+        print(f"[eval] {message}", file=sys.stderr, flush=True)
+
+
 def make_variants(adapters, strengths, runs: dict[str, str] | None = None) -> list[Variant]:
     """Return the adapter x strength variants; labels are the adapter name, plus "@s" when several strengths ran."""
     many = len(strengths) > 1
@@ -303,16 +311,20 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
     state = EvalState(load_suites(suites, config.limit), make_variants(adapters, config.strengths, runs))
     if not state.rows:
         raise ValueError("no prompts: the suites are empty")
+    _say(config, f"generating {len(state.rows)} prompts x (baseline + {len(state.variants)} variant(s))")
     generate_answers(generator, state, config, gen_config)
+    _say(config, "scoring: markers, embeddings, style classifier")
     if embedder == "default":
         from stylealign.evaluate.content import load_embedder
 
         embedder = load_embedder()
     clf, clf_section = train_classifier(config, embedder)
     score_answers(state, embedder, clf)
-    sections = {"comparisons": comparisons(state, config), "classifier": clf_section, "truth": truth_section(state),
-                "retention": retention(generator, state, config), "judge": judge_section(judge, state, config, judge_spec),
-                "examples": examples(state, config.n_examples)}
+    _say(config, "retention (perplexity, KL)" + (" and judge" if judge else ""))
+    sections = {"retention": retention(generator, state, config), "judge": judge_section(judge, state, config, judge_spec)}
+    _say(config, "statistics (bootstrap CIs)")
+    sections.update({"comparisons": comparisons(state, config), "classifier": clf_section, "truth": truth_section(state),
+                     "examples": examples(state, config.n_examples)})
     sections["robustness"] = robustness_summary(sections["comparisons"])
     sections["flags"] = flagging.find_flags(sections, [v.label for v in state.variants])
     report = build_report(state, config, gen_config, sections, base_model or getattr(generator, "base", None), judge_spec)
