@@ -50,7 +50,7 @@ def final(service, strength: float, message: str = "Should I learn Rust?") -> di
     from stylealign.arena.settings import Settings
 
     out = None
-    for out in service.side_by_side(None, message, "style", Settings(strength=strength, max_new_tokens=24, seed=3)):
+    for out in service.side_by_side(None, message, "style", Settings(strength=strength, max_new_tokens=16, seed=3)):
         pass
     assert out["status"] == "Done.", out["status"]
     return out
@@ -59,7 +59,7 @@ def final(service, strength: float, message: str = "Should I learn Rust?") -> di
 def alone(service, adapter, message: str = "Should I learn Rust?") -> str:
     from stylealign.arena.settings import Settings
 
-    config = Settings(max_new_tokens=24, seed=3).generation_config()
+    config = Settings(max_new_tokens=16, seed=3).generation_config()
     return service.generator.generate([[{"role": "user", "content": message}]], [adapter], config)[0]
 
 

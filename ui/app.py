@@ -33,11 +33,12 @@ def build_app(service: ArenaService, concurrency: int = 4, max_queue: int = 64) 
             with gr.Tab("Side by side", id="side"):
                 _side_by_side(service, settings)
             with gr.Tab("Blind battle", id="battle"):
-                battle_voted = _battle(service, settings)
+                votes = _battle(service, settings)
             with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
                 refresh = _leaderboard(service)
         board_tab.select(**refresh)
-        battle_voted.then(**refresh)
+        for vote in votes:  # every vote button refreshes the ratings
+            vote.then(**refresh)
         demo.load(**refresh)
     demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
     return demo
@@ -98,6 +99,7 @@ def _side_by_side(service: ArenaService, settings: dict) -> None:
                  outputs=[left, right, history, status, message], concurrency_id="generate", concurrency_limit=1)
     send.click(api_name="side_by_side", **event)
     message.submit(api_visibility="private", **event)
+
     def on_clear() -> dict:
         return {left: [], right: [], history: None, status: ""}
 
@@ -109,7 +111,7 @@ def _side_by_side(service: ArenaService, settings: dict) -> None:
                        api_visibility="private", queue=False)
 
 
-def _battle(service: ArenaService, settings: dict):
+def _battle(service: ArenaService, settings: dict) -> list:
     with gr.Row(equal_height=True):
         a = _pane("Model A", "pane-a")
         b = _pane("Model B", "pane-b")
@@ -135,17 +137,15 @@ def _battle(service: ArenaService, settings: dict):
                  concurrency_id="generate", concurrency_limit=1)
     send.click(api_name="battle", **event)
     message.submit(api_visibility="private", **event)
+
     def on_new(request: gr.Request) -> dict:
         return view(service.new_battle(request.session_hash))
 
     new.click(on_new, None, [a, b, status, reveal], api_name="new_battle")
     for pane in (a, b):
         pane.clear(on_new, None, [a, b, status, reveal], api_visibility="private")
-    voted = None
-    for choice, button in buttons.items():
-        voted = button.click(_vote_fn(service, choice, status, reveal), None, [status, reveal],
-                             api_name=f"vote_{choice}")
-    return voted
+    return [button.click(_vote_fn(service, choice, status, reveal), None, [status, reveal], api_name=f"vote_{choice}")
+            for choice, button in buttons.items()]
 
 
 def _vote_fn(service: ArenaService, choice: str, status, reveal):
