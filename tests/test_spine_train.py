@@ -166,3 +166,24 @@ def _logp(gen, prompt, answer, adapter) -> float:
     targets = ids["input_ids"][0, 1:]
     logp = torch.log_softmax(logits, -1).gather(-1, targets[:, None])[:, 0]
     return float(logp[start - 1:].sum())
+
+
+def test_padding_free_batches_give_the_padded_loss(small_persona, tiny_recipe_overrides, tmp_path, tiny_model_dir):
+    """Padding-free batches must not attend across examples: same loss as the padded batch. (A forward
+    pass with a KV cache would skip transformers' packed-sequence masking; the Trainer turns it off.)"""
+    from stylealign import models
+    from stylealign.train import load_stage_data, sft_trainer
+
+    losses = {}
+    for free in (True, False):
+        recipe = load_recipe(None, {**tiny_recipe_overrides, "sft.padding_free": free})
+        model = models.load_model(str(tiny_model_dir), quant="none", dtype="fp32")
+        tok = models.load_tokenizer(str(tiny_model_dir))
+        data = load_stage_data(load_persona(small_persona), "sft", recipe, tok)
+        trainer = sft_trainer(model, tok, data, recipe, tmp_path / f"pf{free}")
+        batch = next(iter(trainer.get_train_dataloader()))
+        trainer.model.eval()
+        assert trainer.model.config.use_cache is False
+        with torch.no_grad():
+            losses[free] = float(trainer.model(**batch).loss)
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
