@@ -45,7 +45,8 @@ class ArenaService:
 
             generator = Generator(base)
         for c in contestants[1:]:
-            generator.add_adapter(c.adapter, c.run)
+            if c.adapter not in generator.adapter_names:  # a generator handed over may already hold it
+                generator.add_adapter(c.adapter, c.run)
         return cls(generator, contestants, VoteStore(votes), **kwargs)
 
     @property
