@@ -77,3 +77,13 @@ def test_cli_eval_end_to_end_on_the_embedded_model(tmp_path, embedded_dir, monke
     assert report["classifier"]["status"] in ("ok", "skipped") and report["retention"]["status"] == "ok"
     gated = ["--out", str(tmp_path / "gated"), "--no-retention", "--no-classifier", "--no-plots"]
     assert main(args + gated + ["--fail-under", "relevance=1.01"]) == 1
+
+
+def test_hf_judge_runs_a_local_chat_model(tiny_model_dir):
+    # plumbing only: a random tiny model is no judge, but the call path (template, greedy decode, parse) is real
+    from stylealign.evaluate.judge import HFJudge, judge_pair, make_judge
+
+    judge = make_judge(f"hf:{tiny_model_dir}")
+    assert isinstance(judge, HFJudge)
+    assert judge("Is it worth it?", "No.", "Maybe.") in ("A", "B", "tie")
+    assert judge_pair(judge, "q", "a", "b")["outcome"] in ("adapter", "baseline", "tie")

@@ -17,6 +17,8 @@ NOTES = [
     "Lexicon markers (hedges, boosters, boilerplate, insults, refusals) are hand-compiled heuristics, used "
     "comparatively (same scorer for baseline and adapter), not absolute measures.",
     "Rates are per 100 English words or per 1,000 Chinese characters, by the language the answer is written in.",
+    "P(persona) separates persona answers from hedgy assistant answers; it is not a coherence check (a broken "
+    "model's gibberish can score high): read it together with relevance, drift, degenerate and perplexity.",
     "CIs are 95% percentile-bootstrap intervals over prompts of the paired difference (adapter - baseline).",
 ]
 

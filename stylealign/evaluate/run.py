@@ -218,7 +218,8 @@ def retention(generator, state: EvalState, config: EvalConfig) -> dict:
         return {"status": "skipped", "reason": "disabled or the generator has no logits()"}
     from stylealign.evaluate.retention import retention_section
 
-    corpus = load_corpus(config.corpus, config.corpus_max_texts)
+    corpus = load_corpus(config.corpus)
+    corpus = [corpus[i] for i in _spread(corpus, config.corpus_max_texts)]  # a capped sample keeps both languages
     idx = _spread(state.rows, config.kl_max_prompts)
     convs = [conversation(state.rows[i], config.system_prompt) for i in idx]
     section = retention_section(generator, corpus, [(v.adapter, v.strength) for v in state.variants], convs,
