@@ -25,7 +25,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from stylealign import data as D
 from stylealign.personas import Persona
@@ -154,17 +154,17 @@ def check_persona(persona: Persona) -> CheckReport:
     report.problems += _requirement_problems(persona, sets)
     report.problems += [p for s in sets.values() for p in _language_problems(s)]
     report.problems += _baseline_problems(sets)
-    pairs = [p for p in similar_prompts(_prompts(sets), min_score=min(threshold, 0.5)) if _compared(p)]
+    pairs = similar_prompts(_prompts(sets), min_score=threshold + 1e-9, top=TOP_PAIRS, compare=_compared)
     report.closest = pairs[:TOP_PAIRS]
     report.problems += [f"{p.b.where}: messages[0].content: near-duplicate prompt of {_ref(p.a)}, "
                         f"similarity {p.score:.3f} > {threshold:.2f}" for p in pairs if p.score > threshold]
     return report
 
 
-def _compared(pair: SimilarPair) -> bool:
+def _compared(a: PromptRef, b: PromptRef) -> bool:
     """Return False for two eval rows from different suite files (suites may share prompts on purpose)."""
-    same_file = pair.a.where.rsplit(":", 1)[0] == pair.b.where.rsplit(":", 1)[0]
-    return not (pair.a.set == pair.b.set == "eval" and not same_file)
+    same_file = a.where.rsplit(":", 1)[0] == b.where.rsplit(":", 1)[0]
+    return not (a.set == b.set == "eval" and not same_file)
 
 
 def _duplicate_ids(sets: dict[str, Loaded]) -> list[str]:
@@ -249,20 +249,29 @@ def _prompts(sets: dict[str, Loaded]) -> list[PromptRef]:
     return refs
 
 
-def similar_prompts(prompts: Sequence[PromptRef], min_score: float = 0.5) -> list[SimilarPair]:
-    """Return the pairs of prompts with cosine similarity >= min_score, most similar first
-    (TF-IDF over char_wb 3-5-grams; sparse, so ~2000 prompts take well under a second)."""
+def similar_prompts(prompts: Sequence[PromptRef], min_score: float = 0.5, top: int = 0,
+                    compare: Callable[[PromptRef, PromptRef], bool] | None = None) -> list[SimilarPair]:
+    """Return, most similar first, every pair of prompts with cosine similarity >= min_score, and at
+    least the `top` most similar pairs whatever their score; `compare(a, b)` False skips a pair.
+    (TF-IDF over char_wb 3-5-grams, sparse: ~2000 prompts take about a second.)"""
     if len(prompts) < 2:
         return []
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    import numpy as np
     from scipy.sparse import triu
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
     texts = [" ".join(p.text.lower().split()) for p in prompts]
     matrix = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)).fit_transform(texts)
     sims = triu(matrix @ matrix.T, k=1).tocoo()  # rows are L2-normalised: the product is cosine
-    keep = sims.data >= min_score - 1e-9
-    found = sorted(zip(sims.data[keep], sims.row[keep], sims.col[keep]), key=lambda t: (-t[0], t[1], t[2]))
-    return [SimilarPair(round(float(s), 4), prompts[i], prompts[j]) for s, i, j in found]
+    order = np.lexsort((sims.col, sims.row, -sims.data))  # by score, ties by position: deterministic
+    found: list[SimilarPair] = []
+    for k in order:  # walk down the scores only as far as needed
+        score, a, b = float(sims.data[k]), prompts[sims.row[k]], prompts[sims.col[k]]
+        if score < min_score - 1e-9 and len(found) >= top:
+            break
+        if compare is None or compare(a, b):
+            found.append(SimilarPair(round(score, 4), a, b))
+    return found
 
 
 # ---------------------------------------------------------------- language
@@ -378,7 +387,7 @@ def persona_stats(persona: Persona) -> dict[str, Any]:
     for kind, loaded in sets.items():
         per_file = {f: set_stats([r.row for r in loaded.records if r.file == f], kind) for f in loaded.files}
         out["sets"][kind] = {"total": set_stats(loaded.rows, kind), "files": per_file}
-    out["closest"] = [p for p in similar_prompts(_prompts(sets)) if _compared(p)][:TOP_PAIRS]
+    out["closest"] = similar_prompts(_prompts(sets), min_score=1.1, top=TOP_PAIRS, compare=_compared)
     return out
 
 

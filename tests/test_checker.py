@@ -106,7 +106,10 @@ def test_valid_persona_passes_and_reports_closest_pairs(persona_dir):
     report = C.check_persona(load_persona(persona_dir))
     assert report.ok, report.format()
     assert report.counts == {"sft": 10, "preference": 4, "baseline": 5, "eval": 2}
+    assert len(report.closest) == C.TOP_PAIRS  # the closest pairs are shown even when all are far apart
     assert all(p.score <= C.NEAR_DUPLICATE_MAX for p in report.closest)
+    assert [p.score for p in report.closest] == sorted((p.score for p in report.closest), reverse=True)
+    assert not any(p.a.set == p.b.set == "eval" for p in report.closest)  # smoke copies another suite
     assert report.format().endswith("OK")
 
 
