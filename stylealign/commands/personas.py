@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -117,7 +118,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     except PersonaError as e:
         return _fail(e)
     for persona in personas:
-        stats = persona_stats(persona)
+        # paths in the tables are shown relative to the repo (the personas folder's parent), wherever we run
+        with contextlib.chdir(persona.path.resolve().parent.parent):
+            stats = persona_stats(persona)
         if args.json:
             print(json.dumps(stats, default=_jsonable, ensure_ascii=False, indent=2))
         else:
