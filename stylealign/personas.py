@@ -190,7 +190,7 @@ def _load_file(file: Path) -> Persona:
     return persona
 
 
-def _parse(raw: dict, folder: Path, bad) -> Persona | None:
+def _parse(raw: dict, folder: Path, bad) -> Persona:
     """Return a Persona built from `raw`, calling bad(field, message) for each problem."""
     for key in sorted(set(raw) - TOP_LEVEL_KEYS, key=str):
         bad(key, f"unknown field (known: {', '.join(sorted(TOP_LEVEL_KEYS))})")
