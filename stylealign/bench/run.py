@@ -1,0 +1,508 @@
+"""Orchestration: pick the rows once, run every arm in its own process (kit and reference alternated),
+then turn the step timings into rates, ratios, FLOPs, utilisation and pass/fail per target.
+
+Every kit figure is a ratio against a reference measured in the same invocation, because the
+machine may be shared: absolute numbers move with other people's load, ratios much less.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from stylealign.bench import arith
+
+CPU_RECIPE = "smollm2-135m_qlora_cpu"
+GPU_RECIPE_SMALL = "smollm2-135m_lora_gpu"
+GPU_RECIPE_LARGE = "qwen2.5-7b_qlora_gpu"
+AREAS = ("sft", "dpo", "gen")
+REF_LORA_R = 16  # the plain-TRL arm's LoRA rank (worker.LORA_R)
+
+
+@dataclass
+class Settings:
+    """What one bench invocation measures; `for_mode` fills the quick / full defaults."""
+
+    quick: bool = False
+    model: str = "smollm2-135m"
+    shape: str | None = None
+    quant: str | None = None           # kit's base weights (default: the recipe's)
+    recipe: str | None = None
+    persona: str = "sharp-candid"
+    out: str | None = None
+    threads: int = 0                   # 0: leave torch's default (all cores) in every arm
+    areas: tuple = AREAS
+    profile: bool = True
+    reps: int = 0                      # 0: mode default
+    sft_batch: int = 0
+    sft_steps: int = 0
+    dpo_batch: int = 0
+    dpo_steps: int = 0
+    warmup: int = 1
+    max_tokens: int = 0                # longest row used (0: mode default)
+    seq_len: int = 0                   # stitch rows to about this many tokens (0: natural rows; --shape: 2048)
+    gen_pairs: int = 0
+    gen_batch: int = 8
+    max_new_tokens: int = 0
+    kit_variants: tuple = ()           # stylealign.bench.variants: proposed fast paths, kit arms only
+    kit_set: dict = field(default_factory=dict)  # recipe overrides for the kit arms ({"sft.padding_free": False})
+
+    def for_mode(self, recipe) -> "Settings":
+        q = self.quick
+        pick = lambda given, quick, full: given or (quick if q else full)  # noqa: E731
+        self.reps = pick(self.reps, 1, 2)
+        self.sft_batch = pick(self.sft_batch, 4, recipe.sft.batch_size)
+        self.dpo_batch = pick(self.dpo_batch, 2, recipe.dpo.batch_size)
+        self.sft_steps = pick(self.sft_steps, 2, 3)
+        self.dpo_steps = pick(self.dpo_steps, 2, 2)
+        self.max_tokens = pick(self.max_tokens, 160, recipe.max_length)
+        self.seq_len = self.seq_len or (2048 if self.shape else 0)
+        self.gen_pairs = pick(self.gen_pairs, 4, 8)
+        self.max_new_tokens = pick(self.max_new_tokens, 24, 64)
+        return self
+
+
+# ---------------------------------------------------------------- machine
+
+
+def machine() -> dict:
+    """Return CPU model, cores, memory, torch version and GPU (when one is visible)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    cpu, flags = platform.processor() or platform.machine(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and cpu in ("", platform.machine(), platform.processor()):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        pass
+    out = {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem_gb, "python": platform.python_version(),
+           "bf16_matmul": any(f in flags for f in ("avx512_bf16", "amx_bf16")), "gpu": None}
+    for name in ("torch", "transformers", "trl", "peft", "bitsandbytes"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    try:
+        got = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        if got.returncode == 0 and got.stdout.strip():
+            out["gpu"] = got.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------- the model
+
+
+def shape_model(shape: str, root: Path | None = None) -> Path:
+    """Return a local HF folder with a randomly initialised Llama of `shape` and the embedded tokenizer
+    (built once under the cache). For memory and speed only: its answers are noise."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from stylealign.models import home, resolve_base
+
+    if shape not in arith.SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; known: {sorted(arith.SHAPES)}")
+    folder = (root or home() / "bench-shapes") / shape
+    if (folder / "config.json").exists():
+        return folder
+    tok = AutoTokenizer.from_pretrained(resolve_base("smollm2-135m").path)
+    config = LlamaConfig(**arith.SHAPES[shape], max_position_embeddings=8192, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=None)
+    dtype = torch.bfloat16 if shape != "tiny" else torch.float32
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        torch.manual_seed(0)
+        with torch.device(device):
+            model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
+    tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    del model
+    os.replace(tmp, folder)
+    return folder
+
+
+def on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# ---------------------------------------------------------------- running arms
+
+
+class Runner:
+    """Runs arms as subprocesses, logging each to <out>/logs/ and collecting their JSON results."""
+
+    def __init__(self, out: Path, settings: Settings, echo=print):
+        self.out, self.settings, self.echo = out, settings, echo
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+        (out / "work").mkdir(exist_ok=True)
+
+    def __call__(self, name: str, spec: dict) -> dict:
+        spec = {**spec, "threads": self.settings.threads, "work": str(self.out / "work" / name),
+                "result": str(self.out / "work" / f"{name}.json")}
+        Path(spec["work"]).mkdir(parents=True, exist_ok=True)
+        spec_path = self.out / "work" / f"{name}.spec.json"
+        spec_path.write_text(json.dumps(spec, indent=1))
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error",
+               "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
+        if self.settings.threads:
+            env["OMP_NUM_THREADS"] = str(self.settings.threads)
+        started = time.perf_counter()
+        self.echo(f"  {name} ...", end="", flush=True)
+        with open(self.out / "logs" / f"{name}.log", "w") as log:
+            code = subprocess.call([sys.executable, "-m", "stylealign.bench.worker", str(spec_path)],
+                                   stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd())
+        wall = time.perf_counter() - started
+        if code != 0 or not Path(spec["result"]).exists():
+            tail = (self.out / "logs" / f"{name}.log").read_text(errors="replace").strip().splitlines()[-8:]
+            self.echo(f" FAILED ({wall:.0f}s; see logs/{name}.log)")
+            return {"error": f"exit {code}", "log_tail": tail, "wall_seconds": round(wall, 1)}
+        self.echo(f" {wall:.0f}s")
+        result = json.loads(Path(spec["result"]).read_text())
+        result["wall_seconds"] = round(wall, 1)
+        return result
+
+
+def run_bench(settings: Settings, echo=print) -> dict:
+    """Measure everything `settings` asks for; write report.json and report.md; return the report."""
+    from stylealign import models
+    from stylealign.bench import variants
+    from stylealign.bench.rows import select
+    from stylealign.config import load_recipe
+    from stylealign.personas import load_persona
+
+    started = time.time()
+    settings.kit_variants = tuple(variants.check(settings.kit_variants))
+    gpu = on_gpu()
+    if settings.shape:
+        model_path = str(shape_model(settings.shape))
+    else:
+        model_path = models.resolve_base(settings.model).path
+    recipe_name = settings.recipe or (CPU_RECIPE if not gpu else
+                                      GPU_RECIPE_SMALL if settings.model == "smollm2-135m" and not settings.shape
+                                      else GPU_RECIPE_LARGE)
+    recipe = load_recipe(recipe_name)
+    settings.for_mode(recipe)
+    out = Path(settings.out or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    settings.out = str(out)
+    run = Runner(out, settings, echo)
+    max_length = max(recipe.max_length, settings.seq_len + 256) if settings.seq_len else None
+
+    tokenizer = models.load_tokenizer(models.resolve_base(model_path))
+    persona = load_persona(settings.persona)
+    sft_total = settings.sft_steps + settings.warmup + (1 if settings.profile else 0)
+    dpo_total = settings.dpo_steps + settings.warmup + (1 if settings.profile else 0)
+    rows = select(persona, tokenizer, sft_rows=sft_total * settings.sft_batch, pref_rows=dpo_total * settings.dpo_batch,
+                  prompts=settings.gen_pairs, max_tokens=settings.max_tokens, seq_len=settings.seq_len or None)
+    rows_path = out / "work" / "rows.json"
+    rows_path.write_text(json.dumps(rows, ensure_ascii=False))
+    config = json.loads((Path(model_path) / "config.json").read_text())
+    dims = arith.Dims.from_config(config)
+
+    echo(f"stylealign bench ({'quick' if settings.quick else 'full'}) on {model_path} -> {out}")
+    report: dict = {"schema_version": 1, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "mode": "quick" if settings.quick else "full",
+                    "machine": machine(), "load_before": load(),
+                    "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
+                            if os.environ.get(k)}, "settings": asdict(settings), "recipe": recipe_name,
+                    "model": {"name": settings.shape and f"random {settings.shape}" or settings.model, "path": model_path,
+                              "dims": dims.to_dict(), "linear_params": arith.linear_params(dims)},
+                    "data": {"skipped_rows": rows["skipped"], "sft_rows": len(rows["sft"]),
+                             "preference_rows": len(rows["preference"]), "prompts": len(rows["prompts"])},
+                    "arms": {}, "peak": []}
+    arms = report["arms"]
+    report["peak"].append(run("peak-start", {"area": "peak", "trials": 3 if settings.quick else 5}))
+    for area in ("sft", "dpo"):
+        if area not in settings.areas:
+            continue
+        steps, batch = (settings.sft_steps, settings.sft_batch) if area == "sft" else (settings.dpo_steps, settings.dpo_batch)
+        for rep in range(settings.reps):
+            for arm in ("kit", "ref"):
+                last = rep == settings.reps - 1
+                spec = {"area": area, "arm": arm, "rep": rep, "model": model_path, "recipe": recipe_name,
+                        "quant": settings.quant, "batch_size": batch, "warmup": settings.warmup,
+                        "total_steps": steps + settings.warmup + (1 if settings.profile and last else 0),
+                        "max_length": max_length, "rows": str(rows_path),
+                        "variants": list(settings.kit_variants), "kit_set": settings.kit_set,
+                        "profile": str(out / f"profile-{area}-{arm}.txt") if settings.profile and last else None}
+                arms.setdefault(f"{area}-{arm}", []).append(run(f"{area}-{arm}-{rep}", spec))
+    if "gen" in settings.areas:
+        gen_quant = "none" if "gen-bf16" in settings.kit_variants else (settings.quant or recipe.quant)
+        spec = {"area": "gen", "model": model_path, "quant": gen_quant, "rows": str(rows_path),
+                "variants": list(settings.kit_variants),
+                "reps": settings.reps, "batch_size": settings.gen_batch, "max_new_tokens": settings.max_new_tokens,
+                "profile": str(out / "profile-gen.txt") if settings.profile else None}
+        arms["gen"] = [run("gen", spec)]
+    if not settings.quick:  # a second measurement brackets the arms; quick mode saves the seconds
+        report["peak"].append(run("peak-end", {"area": "peak"}))
+    report["load_after"] = load()
+    report["wall_seconds"] = round(time.time() - started, 1)
+    summarise(report, dims, recipe.lora.r, gpu)
+    write_report(report, out)
+    return report
+
+
+# ---------------------------------------------------------------- summary
+
+
+def _ok(results: list[dict]) -> list[dict]:
+    return [r for r in results or [] if "error" not in r]
+
+
+def train_summary(results: list[dict], dims: arith.Dims, r: int, mode: str, gpu: bool) -> dict | None:
+    """Pool the timed steps of every rep of one arm into medians."""
+    results = _ok(results)
+    steps = [s for res in results for s in res["steps"]]
+    if not steps:
+        return None
+    secs = [s["seconds"] for s in steps]
+    lengths = [n for res in results for n in res["lengths"]]
+    context = arith.mean_context(lengths)
+    fpt = arith.flops_per_token(dims, mode, r, context)
+    mem_key = "cuda_peak_mb" if gpu else "peak_rss_mb"
+    out = {
+        "tokens_per_s": arith.rate([s["tokens"] for s in steps], secs),
+        "pairs_per_s": arith.rate([s["sequences"] / 2 for s in steps], secs) if mode == "dpo" else None,
+        "step_seconds": arith.median(secs),
+        "tokens_per_step": arith.median([s["tokens"] for s in steps]),
+        "padding_share": 1 - sum(s["tokens"] for s in steps) / max(1, sum(s["slots"] for s in steps)),
+        "timed_steps": len(steps),
+        "peak_memory_mb": max(res["memory"].get(mem_key) or 0 for res in results),
+        "train_window_peak_rss_mb": max(res["memory"].get("window_peak_rss_mb") or 0 for res in results),
+        "memory_kind": "cuda max allocated" if gpu else "process peak RSS",
+        "model_copies": results[-1].get("model_copies"),
+        "setup": results[-1].get("setup"),
+        "threads": results[-1].get("threads"),
+        "mean_context": round(context, 1),
+        "flops_per_token": fpt,
+        "profile": next((res.get("profile") for res in results if res.get("profile")), None),
+        "profile_top": next((res.get("profile_top") for res in results if res.get("profile_top")), None),
+    }
+    out["gflops_per_s"] = out["tokens_per_s"] * fpt / 1e9 if out["tokens_per_s"] else None
+    return out
+
+
+def gen_summary(results: list[dict], dims: arith.Dims) -> dict | None:
+    results = _ok(results)
+    if not results:
+        return None
+    res = results[0]
+    per = lambda runs, key: arith.median([x[key] / x["seconds"] for x in runs])  # noqa: E731
+    pane = lambda runs: {  # noqa: E731
+        "ttft_s": arith.median([x["ttft"] for x in runs]),
+        "seconds": arith.median([x["seconds"] for x in runs]),
+        "steps": arith.median([x["steps"] for x in runs]),
+        "seconds_per_step": arith.median([x["seconds"] / max(1, x["steps"]) for x in runs]),
+        "tokens_per_s_per_pane": arith.median([sum(x["tokens"]) / len(x["tokens"]) / x["seconds"] for x in runs
+                                               if x["tokens"]]),
+    }
+    prompt = arith.median(res["prompt_lengths"]) or 0
+    fpt = arith.flops_per_token(dims, "forward", 16, prompt + res["max_new_tokens"] / 2)
+    out = {"batched": {"answers_per_s": per(res["batched"], "answers"), "tokens_per_s": per(res["batched"], "tokens")},
+           "one_by_one": {"answers_per_s": per(res["one_by_one"], "answers"),
+                          "tokens_per_s": per(res["one_by_one"], "tokens")},
+           "pane1": pane(res["pane1"]), "pane2": pane(res["pane2"]),
+           "answers": res["batched"][0]["answers"], "max_new_tokens": res["max_new_tokens"],
+           "batch_size": res["batch_size"], "quant": res["quant"], "dtype": res["dtype"], "threads": res["threads"],
+           "variants": res.get("variants") or [],
+           "flops_per_token": fpt, "profile": res.get("profile"), "profile_top": res.get("profile_top"),
+           "tokens_generated": {"batched": [x["tokens"] for x in res["batched"]],
+                                "one_by_one": [x["tokens"] for x in res["one_by_one"]]}}
+    p1, p2 = out["pane1"], out["pane2"]
+    # Per decode step, so a pane that stopped early does not flatter either side; equal to the plain
+    # time ratio when both ran the same number of steps (the bench's zero-init adapter ensures that).
+    out["two_pane_time_ratio"] = arith.ratio(p2["seconds_per_step"], p1["seconds_per_step"])
+    out["two_pane_wall_ratio"] = arith.ratio(p2["seconds"], p1["seconds"])
+    return out
+
+
+def peak_summary(peaks: list[dict]) -> dict:
+    trials: dict[str, list[float]] = {}
+    for p in _ok(peaks):
+        for k, vals in p["gflops"].items():
+            trials.setdefault(k, []).extend(vals)
+    return {k: {"median_gflops": arith.median(v), "max_gflops": max(v), "trials": len(v)} for k, v in trials.items()}
+
+
+def summarise(report: dict, dims: arith.Dims, r: int, gpu: bool) -> None:
+    arms = report["arms"]
+    report["peak_summary"] = peak = peak_summary(report["peak"])
+    bf16 = (peak.get("bf16") or {}).get("median_gflops")
+    fp32 = (peak.get("fp32") or {}).get("median_gflops")
+    s: dict = {}
+    for area, mode in (("sft", "train"), ("dpo", "dpo")):
+        kit = train_summary(arms.get(f"{area}-kit"), dims, r, mode, gpu)
+        ref = train_summary(arms.get(f"{area}-ref"), dims, REF_LORA_R, mode, gpu)
+        for part in (kit, ref):
+            if part:
+                part["util_bf16"] = arith.utilisation(part["tokens_per_s"], part["flops_per_token"], bf16 and bf16 * 1e9)
+                part["util_fp32"] = arith.utilisation(part["tokens_per_s"], part["flops_per_token"], fp32 and fp32 * 1e9)
+        s[area] = {"kit": kit, "ref": ref,
+                   "speed_ratio": arith.ratio(kit and kit["tokens_per_s"], ref and ref["tokens_per_s"]),
+                   "memory_ratio": arith.ratio(kit and kit["peak_memory_mb"], ref and ref["peak_memory_mb"])}
+        if area == "dpo":
+            s[area]["pairs_ratio"] = arith.ratio(kit and kit["pairs_per_s"], ref and ref["pairs_per_s"])
+    gen = gen_summary(arms.get("gen"), dims)
+    if gen:
+        gen["speed_ratio"] = arith.ratio(gen["batched"]["answers_per_s"], gen["one_by_one"]["answers_per_s"])
+        gen["util_bf16"] = arith.utilisation(gen["batched"]["tokens_per_s"], gen["flops_per_token"], bf16 and bf16 * 1e9)
+    s["gen"] = gen
+    report["summary"] = s
+    values = {
+        "sft_speed": s["sft"]["speed_ratio"], "sft_memory": s["sft"]["memory_ratio"],
+        "dpo_speed": s["dpo"]["speed_ratio"],
+        "dpo_copies": (s["dpo"]["kit"] or {}).get("model_copies"),
+        "eval_speed": gen and gen["speed_ratio"], "arena_two_panes": gen and gen["two_pane_time_ratio"],
+        "utilisation": (s["sft"]["kit"] or {}).get("util_bf16"),
+    }
+    report["targets"] = arith.evaluate_targets(values)
+    profiles = {"sft_speed": "sft", "sft_memory": "sft", "dpo_speed": "dpo", "eval_speed": "gen",
+                "arena_two_panes": "gen"}
+    for t in report["targets"]:
+        area = profiles.get(t["key"])
+        if t["pass"] is False and area:
+            part = s[area] if area == "gen" else s[area]["kit"]
+            t["profile"] = part and part.get("profile")
+
+
+# ---------------------------------------------------------------- report
+
+
+def _n(x, digits=1, suffix="") -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float) and abs(x) >= 100:
+        return f"{x:,.0f}{suffix}"
+    return f"{x:.{digits}f}{suffix}"
+
+
+def _pct(x) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def _verdict(t: dict | None) -> str:
+    if not t or t["pass"] is None:
+        return "reported" if t and t["op"] == "report" else "—"
+    return "PASS" if t["pass"] else "FAIL"
+
+
+def markdown(report: dict) -> str:
+    """Return the report as Markdown: header (date, machine) and one table."""
+    m, s = report["machine"], report["summary"]
+    targets = {t["key"]: t for t in report["targets"]}
+    peak = report["peak_summary"]
+    model = report["model"]
+    threads = next((x.get("threads") for x in (s["sft"]["kit"], s["dpo"]["kit"], s["gen"]) if x), None)
+    lines = [
+        f"### stylealign bench ({report['mode']}) — {report['date']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+        + f"; torch {m['torch']}, transformers {m['transformers']}, trl {m['trl']}, peft {m['peft']}; "
+        f"torch threads {threads}"
+        + "".join(f", {k}={v}" for k, v in (report.get("env") or {}).items())
+        + f"; load average {report['load_before']} → {report['load_after']}.",
+        f"Model: {model['name']} ({model['dims']['layers']} layers, hidden {model['dims']['hidden']}, "
+        f"{model['linear_params'] / 1e6:.1f}M linear weights); recipe `{report['recipe']}`; "
+        f"bench wall time {report['wall_seconds']:.0f} s.",
+        f"Matmul peak now (median of {(peak.get('bf16') or {}).get('trials', 0)} trials): "
+        f"fp32 {_n((peak.get('fp32') or {}).get('median_gflops'))} GFLOP/s, "
+        f"bf16 {_n((peak.get('bf16') or {}).get('median_gflops'))} GFLOP/s.",
+        "",
+        "| area | metric | kit | reference | kit / ref | target | result |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for area, label in (("sft", "SFT"), ("dpo", "DPO")):
+        kit, ref = s[area]["kit"], s[area]["ref"]
+        if not kit and not ref:
+            continue
+        kit, ref = kit or {}, ref or {}
+        speed = targets[f"{area}_speed"]
+        lines.append(f"| {label} | non-padding tokens/s | {_n(kit.get('tokens_per_s'))} | {_n(ref.get('tokens_per_s'))} | "
+                     f"{_n(s[area]['speed_ratio'], 2, '×')} | ≥ {speed['threshold']}× | {_verdict(speed)} |")
+        if area == "dpo":
+            lines.append(f"| DPO | pairs/s | {_n(kit.get('pairs_per_s'), 3)} | {_n(ref.get('pairs_per_s'), 3)} | "
+                         f"{_n(s[area].get('pairs_ratio'), 2, '×')} | | |")
+            copies = targets["dpo_copies"]
+            lines.append(f"| DPO | model copies in memory | {kit.get('model_copies', '—')} | {ref.get('model_copies', '—')} | "
+                         f"| = 1 | {_verdict(copies)} |")
+        mem_t = targets.get("sft_memory") if area == "sft" else None
+        lines.append(f"| {label} | peak memory, MiB ({kit.get('memory_kind') or ref.get('memory_kind')}) | "
+                     f"{_n(kit.get('peak_memory_mb'))} | {_n(ref.get('peak_memory_mb'))} | "
+                     f"{_n(s[area]['memory_ratio'], 2, '×')} | {'≤ 0.8×' if mem_t else ''} | {_verdict(mem_t) if mem_t else ''} |")
+        lines.append(f"| {label} | step time, s (tokens/step) | {_n(kit.get('step_seconds'), 2)} ({_n(kit.get('tokens_per_step'), 0)}) | "
+                     f"{_n(ref.get('step_seconds'), 2)} ({_n(ref.get('tokens_per_step'), 0)}) | | | |")
+        lines.append(f"| {label} | model GFLOP/s (of fp32 / bf16 peak) | {_n(kit.get('gflops_per_s'))} "
+                     f"({_pct(kit.get('util_fp32'))} / {_pct(kit.get('util_bf16'))}) | {_n(ref.get('gflops_per_s'))} "
+                     f"({_pct(ref.get('util_fp32'))} / {_pct(ref.get('util_bf16'))}) | | "
+                     f"{'reported' if area == 'sft' else ''} | |")
+    g = s["gen"]
+    if g:
+        t = targets["eval_speed"]
+        lines.append(f"| Evaluation | answers/s ({g['answers']} answers, ≤ {g['max_new_tokens']} new tokens) | "
+                     f"{_n(g['batched']['answers_per_s'], 3)} | {_n(g['one_by_one']['answers_per_s'], 3)} | "
+                     f"{_n(g['speed_ratio'], 2, '×')} | ≥ 4× | {_verdict(t)} |")
+        lines.append(f"| Evaluation | generated tokens/s | {_n(g['batched']['tokens_per_s'])} | "
+                     f"{_n(g['one_by_one']['tokens_per_s'])} | | | |")
+        p1, p2 = g["pane1"], g["pane2"]
+        t = targets["arena_two_panes"]
+        lines.append(f"| Arena | time to first token, s (2 panes vs 1) | {_n(p2['ttft_s'], 3)} | {_n(p1['ttft_s'], 3)} | "
+                     f"{_n(arith.ratio(p2['ttft_s'], p1['ttft_s']), 2, '×')} | | |")
+        lines.append(f"| Arena | tokens/s per pane (2 panes vs 1) | {_n(p2['tokens_per_s_per_pane'])} | "
+                     f"{_n(p1['tokens_per_s_per_pane'])} | | | |")
+        lines.append(f"| Arena | time per decode step, s (2 panes vs 1) | {_n(p2['seconds_per_step'], 3)} | "
+                     f"{_n(p1['seconds_per_step'], 3)} | {_n(g['two_pane_time_ratio'], 2, '×')} | ≤ 1.6× | {_verdict(t)} |")
+    lines.append("")
+    lines.append("Targets: " + "; ".join(f"{t['label']}: {_verdict(t)}" + (f" (profile: {t['profile']})" if t.get("profile") else "")
+                                         for t in report["targets"]) + ".")
+    setups = []
+    for area in ("sft", "dpo"):
+        for arm in ("kit", "ref"):
+            part = s[area][arm]
+            if part and part.get("setup"):
+                st = part["setup"]
+                setups.append(f"{area} {arm}: {st.get('quant')}/{st.get('dtype')}"
+                              + (", bf16 autocast" if st.get("autocast_bf16") else "")
+                              + (", padding-free" if st.get("padding_free") else "")
+                              + (", gradient checkpointing" if st.get("gradient_checkpointing") else "")
+                              + "".join(f", variant {v}" for v in st.get("variants") or []))
+    if g:
+        setups.append(f"generation: {g['quant']}/{g['dtype']}, batch {g['batch_size']}"
+                      + "".join(f", variant {v}" for v in g.get("variants") or []))
+    lines.append("Setups: " + "; ".join(setups) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out: Path) -> None:
+    (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False, default=str))
+    (out / "report.md").write_text(markdown(report))

@@ -1,0 +1,101 @@
+"""Bench: the arithmetic (FLOPs per token, utilisation, medians, ratios, targets) and an end-to-end
+`stylealign bench --quick` on the tiny random Llama. No timing assertions: timings are the output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stylealign.bench import arith
+
+TINY = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+            num_key_value_heads=2, vocab_size=1000)
+
+
+def test_flops_per_token_by_hand_on_a_known_config():
+    dims = arith.Dims.from_config(TINY)
+    assert (dims.head_dim, dims.kv_heads) == (16, 2)
+    # per layer: q 64x64, k 64x32, v 64x32, o 64x64, gate/up 64x128, down 128x64
+    n = 2 * (4096 + 2048 + 2048 + 4096 + 3 * 8192)
+    lora = 2 * 4 * (128 + 96 + 96 + 128 + 192 + 192 + 192)
+    head = 1000 * 64
+    attention = 4 * 2 * 4 * 16 * 10.0  # context 10
+    assert arith.linear_params(dims) == n == 73728
+    assert arith.lora_params(dims, 4) == lora == 8192
+    assert arith.flops_per_token(dims, "forward", r=4, context=10) == 2 * n + 2 * lora + 2 * head + attention
+    assert arith.flops_per_token(dims, "train", r=4, context=10) == 4 * n + 6 * lora + 4 * head + 3 * attention == 615424
+    assert arith.flops_per_token(dims, "dpo", r=4, context=10) == 615424 + 296960
+    with pytest.raises(ValueError):
+        arith.flops_per_token(dims, "inference")
+
+
+def test_smollm2_shape_matches_the_published_parameter_count():
+    dims = arith.Dims.from_config(arith.SHAPES["smollm2-135m"])
+    total = arith.linear_params(dims) + arith.head_params(dims)  # tied embedding counted once
+    assert arith.linear_params(dims) == 106_168_320
+    assert 134e6 < total < 135e6
+    # ~4N per token for LoRA training, plus LM head and attention
+    assert 4 * 106e6 < arith.flops_per_token(dims, "train", 16, 128) < 6 * 106e6
+
+
+def test_mean_context_utilisation_median_ratio_rate():
+    assert arith.mean_context([3]) == 2.0  # positions attend to 1, 2, 3
+    assert arith.mean_context([1, 3]) == 1.75
+    assert arith.mean_context([]) == 0.0
+    assert arith.utilisation(100, 1e9, 200e9) == 0.5
+    assert arith.utilisation(None, 1e9, 200e9) is None and arith.utilisation(100, 1e9, None) is None
+    assert arith.median([3, 1, 2]) == 2 and arith.median([1, 2, 3, 4]) == 2.5
+    assert arith.median([None, float("nan")]) is None
+    assert arith.ratio(5, 2) == 2.5 and arith.ratio(1, 0) is None and arith.ratio(None, 1) is None
+    assert arith.rate([10, 30, 20], [1, 1, 0]) == 20  # zero-time step skipped, median of 10 and 30
+
+
+def test_targets_pass_fail_and_missing():
+    values = {"sft_speed": 2.6, "sft_memory": 0.9, "dpo_speed": 2.5, "dpo_copies": 1, "eval_speed": None,
+              "arena_two_panes": 1.2, "utilisation": 0.31}
+    got = {t["key"]: t["pass"] for t in arith.evaluate_targets(values)}
+    assert got == {"sft_speed": True, "sft_memory": False, "dpo_speed": True, "dpo_copies": True,
+                   "eval_speed": None, "arena_two_panes": True, "utilisation": None}
+    assert {t["key"] for t in arith.evaluate_targets({})} == {t.key for t in arith.TARGETS}
+    assert arith.check(">=", 2.4, 2.5) is False and arith.check("<=", 1.6, 1.6) is True
+
+
+def test_shape_model_builds_a_random_llama_with_the_real_tokenizer(tmp_path, embedded_dir):
+    from stylealign.bench.run import shape_model
+
+    folder = shape_model("tiny", root=tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["hidden_size"] == 64 and config["num_hidden_layers"] == 2
+    assert (folder / "tokenizer.json").exists() and list(folder.glob("*.safetensors"))
+    assert shape_model("tiny", root=tmp_path) == folder  # built once
+    with pytest.raises(ValueError, match="unknown shape"):
+        shape_model("llama-900b", root=tmp_path)
+
+
+def test_quick_bench_runs_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, capsys):
+    from stylealign.cli import main
+
+    out = tmp_path / "bench"
+    code = main(["bench", "--quick", "--model", str(tiny_model_dir), "--quant", "none", "--out", str(out),
+                 "--steps", "1", "--max-new-tokens", "4", "--no-profile"])
+    assert code == 0, capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["mode"] == "quick" and report["machine"]["cores"] >= 1 and report["machine"]["torch"]
+    for name, runs in report["arms"].items():
+        assert runs and all("error" not in r for r in runs), (name, runs)
+    for area in ("sft", "dpo"):
+        for arm in ("kit", "ref"):
+            part = report["summary"][area][arm]
+            assert part["tokens_per_s"] > 0 and part["peak_memory_mb"] > 0 and part["flops_per_token"] > 0
+    assert report["summary"]["dpo"]["kit"]["model_copies"] == 1
+    assert report["summary"]["dpo"]["ref"]["model_copies"] == 2
+    gen = report["summary"]["gen"]
+    assert gen["batched"]["answers_per_s"] > 0 and gen["one_by_one"]["answers_per_s"] > 0
+    assert gen["pane1"]["ttft_s"] > 0 and gen["pane2"]["steps"] >= 1
+    assert report["peak_summary"]["bf16"]["median_gflops"] > 0
+    assert [t["key"] for t in report["targets"]] == [t.key for t in arith.TARGETS]
+    assert all(t["pass"] in (True, False, None) for t in report["targets"])
+    md = (out / "report.md").read_text()
+    assert "Machine:" in md and "| area | metric | kit | reference |" in md and "answers/s" in md
+    assert md.strip() in capsys.readouterr().out.replace("\r", "")
