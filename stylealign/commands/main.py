@@ -17,7 +17,7 @@ def register(sub) -> None:
     p.add_argument("--recipe", default="smollm2-135m_qlora_cpu", help="Shipped recipe name or YAML path.")
     p.add_argument("--run", default=DEFAULT_RUN, help=f"Run folder (default {DEFAULT_RUN}); reused if complete.")
     p.add_argument("--retrain", action="store_true", help="Train again even if the run folder is complete.")
-    p.add_argument("--limit", type=int, default=16, help="Prompts per evaluation suite (0: skip the evaluation).")
+    p.add_argument("--limit", type=int, default=8, help="Prompts per evaluation suite (0: skip the evaluation).")
     p.add_argument("--no-arena", action="store_true", help="Stop after the evaluation instead of serving the arena.")
     p.add_argument("--port", type=int, default=7860, help="Arena port on 127.0.0.1.")
     p.set_defaults(func=run)
