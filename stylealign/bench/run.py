@@ -50,6 +50,8 @@ class Settings:
     gen_pairs: int = 0
     gen_batch: int = 8
     max_new_tokens: int = 0
+    ref: str = "trl"                   # "trl": plain TRL / model.generate; "kit": the kit as shipped (A/B of variants)
+    omp_policy: str = "passive"        # OMP_WAIT_POLICY for every arm: passive, active, or inherit
     kit_variants: tuple = ()           # stylealign.bench.variants: proposed fast paths, kit arms only
     kit_set: dict = field(default_factory=dict)  # recipe overrides for the kit arms ({"sft.padding_free": False})
 
@@ -64,7 +66,7 @@ class Settings:
         self.max_tokens = pick(self.max_tokens, 160, recipe.max_length)
         self.seq_len = self.seq_len or (2048 if self.shape else 0)
         self.gen_pairs = pick(self.gen_pairs, 4, 8)
-        self.max_new_tokens = pick(self.max_new_tokens, 24, 64)
+        self.max_new_tokens = pick(self.max_new_tokens, 16, 48)
         return self
 
 
@@ -177,6 +179,8 @@ class Runner:
                "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
         if self.settings.threads:
             env["OMP_NUM_THREADS"] = str(self.settings.threads)
+        if self.settings.omp_policy != "inherit":
+            env["OMP_WAIT_POLICY"] = self.settings.omp_policy.upper()
         started = time.perf_counter()
         self.echo(f"  {name} ...", end="", flush=True)
         with open(self.out / "logs" / f"{name}.log", "w") as log:
@@ -221,7 +225,7 @@ def run_bench(settings: Settings, echo=print) -> dict:
 
     tokenizer = models.load_tokenizer(models.resolve_base(model_path))
     persona = load_persona(settings.persona)
-    sft_total = settings.sft_steps + settings.warmup + (1 if settings.profile else 0)
+    sft_total = settings.sft_steps + settings.warmup + (1 if settings.profile else 0)  # rows enough for every arm
     dpo_total = settings.dpo_steps + settings.warmup + (1 if settings.profile else 0)
     rows = select(persona, tokenizer, sft_rows=sft_total * settings.sft_batch, pref_rows=dpo_total * settings.dpo_batch,
                   prompts=settings.gen_pairs, max_tokens=settings.max_tokens, seq_len=settings.seq_len or None)
@@ -233,8 +237,11 @@ def run_bench(settings: Settings, echo=print) -> dict:
     echo(f"stylealign bench ({'quick' if settings.quick else 'full'}) on {model_path} -> {out}")
     report: dict = {"schema_version": 1, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "mode": "quick" if settings.quick else "full",
                     "machine": machine(), "load_before": load(),
-                    "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
-                            if os.environ.get(k)}, "settings": asdict(settings), "recipe": recipe_name,
+                    "env": {k: v for k, v in {"OMP_NUM_THREADS": str(settings.threads) if settings.threads else
+                                                      os.environ.get("OMP_NUM_THREADS"),
+                                                      "OMP_WAIT_POLICY": settings.omp_policy.upper()
+                                                      if settings.omp_policy != "inherit" else os.environ.get("OMP_WAIT_POLICY")
+                                                      }.items() if v}, "settings": asdict(settings), "recipe": recipe_name,
                     "model": {"name": settings.shape and f"random {settings.shape}" or settings.model, "path": model_path,
                               "dims": dims.to_dict(), "linear_params": arith.linear_params(dims)},
                     "data": {"skipped_rows": rows["skipped"], "sft_rows": len(rows["sft"]),
@@ -248,18 +255,18 @@ def run_bench(settings: Settings, echo=print) -> dict:
         steps, batch = (settings.sft_steps, settings.sft_batch) if area == "sft" else (settings.dpo_steps, settings.dpo_batch)
         for rep in range(settings.reps):
             for arm in ("kit", "ref"):
-                last = rep == settings.reps - 1
+                last = rep == settings.reps - 1 and arm == "kit"  # profile the kit: the reference is TRL's business
                 spec = {"area": area, "arm": arm, "rep": rep, "model": model_path, "recipe": recipe_name,
                         "quant": settings.quant, "batch_size": batch, "warmup": settings.warmup,
                         "total_steps": steps + settings.warmup + (1 if settings.profile and last else 0),
                         "max_length": max_length, "rows": str(rows_path),
-                        "variants": list(settings.kit_variants), "kit_set": settings.kit_set,
+                        "variants": list(settings.kit_variants), "ref": settings.ref, "kit_set": settings.kit_set, "ref": settings.ref,
                         "profile": str(out / f"profile-{area}-{arm}.txt") if settings.profile and last else None}
                 arms.setdefault(f"{area}-{arm}", []).append(run(f"{area}-{arm}-{rep}", spec))
     if "gen" in settings.areas:
         gen_quant = "none" if "gen-bf16" in settings.kit_variants else (settings.quant or recipe.quant)
         spec = {"area": "gen", "model": model_path, "quant": gen_quant, "rows": str(rows_path),
-                "variants": list(settings.kit_variants),
+                "variants": list(settings.kit_variants), "ref": settings.ref,
                 "reps": settings.reps, "batch_size": settings.gen_batch, "max_new_tokens": settings.max_new_tokens,
                 "profile": str(out / "profile-gen.txt") if settings.profile else None}
         arms["gen"] = [run("gen", spec)]
@@ -385,6 +392,8 @@ def summarise(report: dict, dims: arith.Dims, r: int, gpu: bool) -> None:
         "eval_speed": gen and gen["speed_ratio"], "arena_two_panes": gen and gen["two_pane_time_ratio"],
         "utilisation": (s["sft"]["kit"] or {}).get("util_bf16"),
     }
+    if report["settings"].get("ref") == "kit":  # an A/B of variants: the targets compare against plain TRL
+        values = {}
     report["targets"] = arith.evaluate_targets(values)
     profiles = {"sft_speed": "sft", "sft_memory": "sft", "dpo_speed": "dpo", "eval_speed": "gen",
                 "arena_two_panes": "gen"}
@@ -435,6 +444,11 @@ def markdown(report: dict) -> str:
         f"Model: {model['name']} ({model['dims']['layers']} layers, hidden {model['dims']['hidden']}, "
         f"{model['linear_params'] / 1e6:.1f}M linear weights); recipe `{report['recipe']}`; "
         f"bench wall time {report['wall_seconds']:.0f} s.",
+        ("Reference: the kit as shipped (A/B of kit variants "
+         + ", ".join(report["settings"].get("kit_variants") or []) + "; targets not evaluated)."
+         if report["settings"].get("ref") == "kit" else
+         "Reference: plain TRL (fp32 from_pretrained, SFTConfig/DPOConfig defaults, LoRA r16 all-linear, DPO with a "
+         "separate reference copy) and one-by-one `model.generate`."),
         f"Matmul peak now (median of {(peak.get('bf16') or {}).get('trials', 0)} trials): "
         f"fp32 {_n((peak.get('fp32') or {}).get('median_gflops'))} GFLOP/s, "
         f"bf16 {_n((peak.get('bf16') or {}).get('median_gflops'))} GFLOP/s.",

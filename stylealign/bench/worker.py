@@ -187,7 +187,7 @@ def _recipe(spec: dict):
         overrides["quant"] = spec["quant"]
     if spec.get("max_length"):
         overrides["max_length"] = spec["max_length"]
-    if spec.get("arm") == "kit":
+    if spec.get("arm") == "kit" or spec.get("ref") == "kit":
         from stylealign.bench import variants
 
         overrides.update(variants.recipe_overrides(spec.get("variants"), stage))
@@ -216,6 +216,9 @@ def train_arm(spec: dict) -> dict:
     area, arm = spec["area"], spec["arm"]
     out_dir = Path(spec["work"])
     rows = json.loads(Path(spec["rows"]).read_text())["sft" if area == "sft" else "preference"]
+    if arm == "ref" and spec.get("ref") == "kit":  # A/B of a variant: the reference is the kit as shipped
+        spec = {**spec, "variants": [], "kit_set": {}}
+        arm = "kit"
     recipe = _recipe(spec)
     started = time.perf_counter()
     base = models.resolve_base(spec["model"])
@@ -305,10 +308,13 @@ def gen_arm(spec: dict) -> dict:
     model = random_adapter(model, Path(spec["work"]) / "adapter")
     gen = Generator(model=model, tokenizer=tokenizer)
     gen.add_adapter("bench", str(Path(spec["work"]) / "adapter"))
+    baseline = gen
     if "fast-decode" in (spec.get("variants") or []):
+        import copy
+
         from stylealign.bench.variants import fast_generator
 
-        fast_generator(gen)
+        gen = fast_generator(copy.copy(gen))  # shares model and adapters; only the decode loop differs
     cfg = GenerationConfig(max_new_tokens=spec["max_new_tokens"], seed=0)
     convs = [p for p in prompts for _ in (0, 1)]
     adapters = [a for _ in prompts for a in (None, "bench")]
@@ -316,18 +322,28 @@ def gen_arm(spec: dict) -> dict:
     gen.generate(convs[:2], adapters[:2], GenerationConfig(max_new_tokens=2, seed=0))  # warm-up
     one_by_one(gen, convs[:1], adapters[:1], GenerationConfig(max_new_tokens=2, seed=0))
 
+    kit_ref = spec.get("ref") == "kit"
+    if kit_ref:
+        baseline.generate(convs[:2], adapters[:2], GenerationConfig(max_new_tokens=2, seed=0))
+
+    def reference():  # one-by-one model.generate, or (A/B of a variant) the kit's generate as shipped
+        if kit_ref:
+            return baseline.generate(convs, adapters, cfg, batch_size=spec["batch_size"])
+        return one_by_one(gen, convs, adapters, cfg)
+
     batched, single, panes1, panes2 = [], [], [], []
     for rep in range(spec["reps"]):
         sync(); t = time.perf_counter()
         texts = gen.generate(convs, adapters, cfg, batch_size=spec["batch_size"])
         sync(); batched.append({"seconds": time.perf_counter() - t, "answers": len(texts), "tokens": n_tok(texts)})
         sync(); t = time.perf_counter()
-        texts = one_by_one(gen, convs, adapters, cfg)
+        texts = reference()
         sync(); single.append({"seconds": time.perf_counter() - t, "answers": len(texts), "tokens": n_tok(texts)})
         for rows, sink in (([prompts[0]], panes1), ([prompts[0], prompts[0]], panes2)):
             names = ["bench"] if len(rows) == 1 else [None, "bench"]
             sink.append(stream_once(gen, rows, names, cfg))
     result = {"batched": batched, "one_by_one": single, "pane1": panes1, "pane2": panes2,
+              "reference": "kit generate as shipped" if kit_ref else "one-by-one model.generate",
               "quant": spec["quant"], "variants": [v for v in spec.get("variants") or [] if v == "fast-decode"], "dtype": str(next(gen.model.parameters()).dtype).replace("torch.", ""),
               "threads": torch.get_num_threads(), "prompt_lengths": [len(gen.encode([p])["input_ids"][0]) for p in prompts],
               "pairs": len(prompts), "batch_size": spec["batch_size"], "max_new_tokens": spec["max_new_tokens"],

@@ -29,6 +29,11 @@ def register(sub) -> None:
                         "padded, fast-decode, gen-bf16; see stylealign/bench/variants.py.")
     p.add_argument("--kit-set", action="append", default=[], metavar="KEY=VALUE",
                    help="Recipe override for the kit arms only (repeatable), e.g. sft.gradient_checkpointing=true.")
+    p.add_argument("--ref", default="trl", choices=("trl", "kit"),
+                   help="Reference arms: plain TRL / model.generate (default), or the kit as shipped (to A/B a --kit-variant).")
+    p.add_argument("--omp-policy", default="passive", choices=("passive", "active", "inherit"),
+                   help="OMP_WAIT_POLICY for every arm (default passive: with active spinning, other processes' load "
+                        "slows 2-thread torch 2-10x and drowns the ratios).")
     p.add_argument("--no-profile", action="store_true", help="Skip the extra profiled step of each arm.")
     p.set_defaults(func=run)
 
@@ -54,7 +59,7 @@ def run(args) -> int:
                         persona=args.persona, out=args.out, threads=args.threads, areas=areas,
                         profile=not args.no_profile, reps=args.reps, sft_steps=args.steps, dpo_steps=args.steps,
                         seq_len=args.seq_len, max_new_tokens=args.max_new_tokens,
-                        kit_variants=tuple(args.kit_variant), kit_set=kit_set)
+                        kit_variants=tuple(args.kit_variant), kit_set=kit_set, ref=args.ref, omp_policy=args.omp_policy)
     try:
         report = run_bench(settings)
     except (FileNotFoundError, ValueError) as e:
