@@ -12,6 +12,8 @@ invocation. Each is small enough to move into train.py / generate.py as is.
                 logsumexp/gather; entropy, top-1, mean logit and log sum p^2 under no_grad.
   padded        SFT with padded batches instead of padding-free packing (CPU SDPA has no varlen
                 kernel: a packed row's attention runs over the whole pack with a block mask).
+  eager-attn    Train with attn_implementation="eager" on a CPU: for short padded rows the CPU
+                flash-attention backward of SDPA costs more than explicit matmul + softmax.
   fast-decode   Generator: PEFT's mixed-batch hooks registered once per generation instead of per
                 decode step, and batched sampling that searches the nucleus in the top-k first.
   gen-bf16      Generate from bf16 weights instead of NF4 (no per-step 4-bit dequantisation).
@@ -22,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import types
 
-TRAIN_VARIANTS = ("compact-head", "plain-head", "padded")
+TRAIN_VARIANTS = ("compact-head", "plain-head", "padded", "eager-attn")
 GEN_VARIANTS = ("fast-decode", "gen-bf16")
 VARIANTS = TRAIN_VARIANTS + GEN_VARIANTS
 
@@ -115,9 +117,19 @@ def label_positions_head(model, plain: bool, outputs: tuple[str, ...]) -> bool:
     return True
 
 
+def apply_model(model, names) -> list[str]:
+    """Apply the variants that act on the loaded model (before the trainer wraps it)."""
+    if "eager-attn" in names and next(model.parameters()).device.type == "cpu":
+        model.set_attn_implementation("eager")
+        return ["eager-attn"]
+    return []
+
+
 def apply_train(trainer, names) -> list[str]:
     """Apply the training variants in `names` to a built TRL trainer; return those applied."""
-    applied = [n for n in names if n == "padded"]
+    from trl import SFTTrainer
+
+    applied = ["padded"] if "padded" in names and isinstance(trainer, SFTTrainer) else []
     for name in ("compact-head", "plain-head"):
         if name in names and label_positions_head(trainer.model, name == "plain-head", head_outputs(trainer)):
             applied.append(name)

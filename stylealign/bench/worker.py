@@ -227,6 +227,9 @@ def train_arm(spec: dict) -> dict:
     if arm == "kit":
         train._set_threads(recipe)
         model = models.load_model(base, quant=recipe.quant, dtype=recipe.dtype)
+        from stylealign.bench import variants
+
+        on_model = variants.apply_model(model, spec.get("variants") or [])
         data = train.StageData(rows, [])
         if area == "sft":
             trainer = train.sft_trainer(model, tokenizer, data, recipe, out_dir)
@@ -235,9 +238,7 @@ def train_arm(spec: dict) -> dict:
 
             model = get_peft_model(model, train.lora_config(recipe))  # as after SFT: a trainable adapter
             trainer = train.dpo_trainer(model, tokenizer, data, recipe, out_dir)
-        from stylealign.bench import variants
-
-        applied = variants.apply_train(trainer, spec.get("variants") or [])
+        applied = on_model + variants.apply_train(trainer, spec.get("variants") or [])
         setup = {"quant": recipe.quant, "dtype": str(models.parse_dtype(recipe.dtype)).replace("torch.", ""),
                  "padding_free": recipe.sft.padding_free if area == "sft" else False,
                  "gradient_checkpointing": getattr(recipe, area).gradient_checkpointing, "variants": applied}
