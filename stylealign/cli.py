@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 AREAS = ("personas", "train", "generate", "evaluate", "arena", "bench", "main")
@@ -36,6 +37,9 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before torch loads OpenMP: idle threads sleep instead of spinning. With libgomp's default spinning,
+    # one other busy process on a 2-core machine made a 2-thread step 2x slower (benchmarks/README.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

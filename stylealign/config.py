@@ -51,6 +51,8 @@ class StageSettings:
     logging_steps: int = _f(5, "Log every N steps.")
     save_steps: int = _f(50, "Checkpoint every N steps (for --resume).")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory (GPU, long sequences).")
+    group_by_length: bool = _f(True, "Batch rows of similar length together so padded batches waste little "
+                               "(rows shuffled, sorted within windows of 16 batches, batches shuffled).")
 
     def __post_init__(self):
         if self.batch_size < 1 or self.grad_accum < 1 or self.learning_rate <= 0:
@@ -83,6 +85,11 @@ class Recipe:
     eval_fraction: float = _f(0.05, "Share of each dataset held out for evaluation loss.")
     seed: int = _f(0, "Seed for the split, LoRA init and data order.")
     threads: int = _f(0, "CPU threads for torch (0: all cores).")
+    languages: str = _f("", "Train only on rows of these languages, comma-separated (e.g. 'en'); empty: all.")
+    attn_implementation: str = _f("auto", "Attention kernel for training: auto (eager on a CPU, where it measured "
+                                  "faster for short padded rows; the model's default on a GPU), eager, sdpa, ...")
+    lm_head: str = _f("auto", "LM head in training: auto (on a CPU, score only label positions with a plain "
+                      "log-softmax), or trl (TRL's fused head everywhere).", choices=("auto", "trl"))
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapter shape."})
     sft: SFTSettings = field(default_factory=SFTSettings, metadata={"help": "Supervised fine-tuning stage."})
     dpo: DPOSettings = field(default_factory=DPOSettings, metadata={"help": "Preference (DPO) stage."})
@@ -92,6 +99,12 @@ class Recipe:
             raise ValueError(f"quant must be 'nf4' or 'none', got {self.quant!r}")
         if not 0 <= self.eval_fraction < 0.5:
             raise ValueError("eval_fraction must be in [0, 0.5)")
+        if self.lm_head not in ("auto", "trl"):
+            raise ValueError(f"lm_head must be 'auto' or 'trl', got {self.lm_head!r}")
+
+    @property
+    def language_list(self) -> list[str]:
+        return [x.strip() for x in self.languages.split(",") if x.strip()]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

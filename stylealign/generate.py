@@ -143,11 +143,10 @@ class Generator:
         """Return the [B, T, V] logits of `adapter` (None = base) for the given tokens, without grad."""
         import torch
 
-        kwargs = self._adapter_kwargs([adapter] * input_ids.shape[0])
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        with torch.no_grad():
+        with torch.no_grad(), self._routing([adapter] * input_ids.shape[0]):
             return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                              use_cache=False, **kwargs).logits.float()
+                              use_cache=False).logits.float()
 
     def stream(self, conversations, adapters, config: GenerationConfig, strengths=None) -> Iterator[list[str]]:
         """Yield, after every decoding step, the text generated so far for each row."""
@@ -186,7 +185,6 @@ class Generator:
         from transformers import DynamicCache
 
         enc = self.encode(conversations)
-        kwargs = self._adapter_kwargs(list(adapters))
         ids, mask = enc["input_ids"], enc["attention_mask"]
         rngs = [torch.Generator(device=self.device).manual_seed(config.seed) for _ in conversations]
         seen = [set(row[m.bool()].tolist()) for row, m in zip(ids, mask)]  # for the repetition penalty
@@ -195,12 +193,11 @@ class Generator:
         cache = DynamicCache()
         position = (mask.long().cumsum(-1) - 1).clamp(min=0)
         step_ids = ids
-        with torch.no_grad():
+        with torch.no_grad(), self._routing(list(adapters)):
             for _ in range(config.max_new_tokens):
                 out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=position,
-                                 use_cache=True, logits_to_keep=1, **{self._cache_kwarg(): cache}, **kwargs)
-                logits = out.logits[:, -1, :].float()
-                nxt = torch.tensor([self._pick(logits[r], seen[r], rngs[r], config) for r in range(len(rngs))])
+                                 use_cache=True, logits_to_keep=1, **{self._cache_kwarg(): cache})
+                nxt = torch.tensor(pick_tokens(out.logits[:, -1, :].float(), seen, rngs, config))
                 emitted = {}
                 for r, tok in enumerate(nxt.tolist()):
                     if done[r]:
@@ -219,22 +216,19 @@ class Generator:
                 mask = torch.cat([mask, (~done).long()[:, None].to(mask.device)], dim=1)
                 position = position[:, -1:] + 1
 
-    def _pick(self, logits, seen: set, rng, config: GenerationConfig) -> int:
-        """Return the next token for one row: repetition penalty, then greedy or top-p sampling."""
-        import torch
-
-        if config.repetition_penalty != 1.0 and seen:
-            idx = torch.tensor(sorted(seen), device=logits.device)
-            vals = logits[idx]
-            logits[idx] = torch.where(vals > 0, vals / config.repetition_penalty, vals * config.repetition_penalty)
-        if not config.do_sample:
-            return int(logits.argmax())
-        probs = torch.softmax(logits / config.temperature, dim=-1)
-        sorted_p, sorted_i = probs.sort(descending=True)
-        keep = sorted_p.cumsum(0) - sorted_p < config.top_p  # always keeps the top token
-        sorted_p = sorted_p * keep
-        choice = torch.multinomial(sorted_p / sorted_p.sum(), 1, generator=rng)
-        return int(sorted_i[choice])
+    def _routing(self, adapters: list[str | None]):
+        """Return a context that routes each row through its adapter for every forward inside it. PEFT's
+        mixed-batch hooks are entered once per generation, not once per decode step (they walk every
+        module to register); a batch of one adapter takes PEFT's plain path."""
+        names = self._adapter_kwargs(adapters).get("adapter_names")
+        if names is None:
+            return contextlib.nullcontext()
+        if len(set(names)) == 1:
+            if names[0] == BASE_ROW:
+                return self.model.disable_adapter()
+            self.model.set_adapter(names[0], inference_mode=True)
+            return contextlib.nullcontext()
+        return self.model.base_model._enable_peft_forward_hooks(adapter_names=names)
 
     def _cache_kwarg(self) -> str:
         """Return the forward() name of the KV cache argument (renamed from past_key_values in transformers 5.x)."""
@@ -253,6 +247,34 @@ class Generator:
         return {i for i in ids if i is not None}
 
 
+def pick_tokens(logits, seen: list[set], rngs, config: GenerationConfig, top_k: int = 256) -> list[int]:
+    """Return the next token of each row of `logits` [B, V] (modified in place): repetition penalty over the
+    row's `seen` tokens, then greedy, or top-p sampling with the row's own RNG. The nucleus is looked for
+    among the top_k most likely tokens first (a full sort of the vocabulary only when it is not inside)."""
+    import torch
+
+    if config.repetition_penalty != 1.0:
+        for r, toks in enumerate(seen):
+            if toks:
+                idx = torch.tensor(sorted(toks), device=logits.device)
+                vals = logits[r, idx]
+                logits[r, idx] = torch.where(vals > 0, vals / config.repetition_penalty, vals * config.repetition_penalty)
+    if not config.do_sample:
+        return logits.argmax(-1).tolist()
+    probs = torch.softmax(logits / config.temperature, dim=-1)
+    top_p, top_i = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+    out = []
+    for r in range(probs.shape[0]):
+        p, i = top_p[r], top_i[r]
+        keep = p.cumsum(0) - p < config.top_p  # always keeps the top token
+        if bool(keep[-1]) and p.shape[0] < probs.shape[-1]:  # the nucleus may reach past top_k
+            p, i = probs[r].sort(descending=True)
+            keep = p.cumsum(0) - p < config.top_p
+        p = p * keep
+        out.append(int(i[torch.multinomial(p / p.sum(), 1, generator=rngs[r])]))
+    return out
+
+
 def generator_for_runs(runs: list[str], base: str | None = None, quant: str | None = None,
                        dtype: str = "auto") -> Generator:
     """Return a Generator on the runs' shared base (from their manifests) with each run attached
@@ -263,11 +285,22 @@ def generator_for_runs(runs: list[str], base: str | None = None, quant: str | No
         if len(bases) > 1:
             raise ValueError(f"runs were trained on different bases {sorted(bases)}; pass --base")
         base = bases.pop() if bases else "smollm2-135m"
-    quants = {m.get("base_model", {}).get("quant") for m in manifests if m} - {None}
-    gen = Generator(base=base, quant=quant or (quants.pop() if len(quants) == 1 else "none"), dtype=dtype)
+    gen = Generator(base=base, quant=quant or generation_quant(manifests), dtype=dtype)
     for run in runs:
         gen.add_adapter(unique_name(Path(run).resolve().name, gen.adapter_names), run)
     return gen
+
+
+def generation_quant(manifests: list[dict]) -> str:
+    """Return the base weights to generate from by default: on a GPU the runs' own (4-bit saves memory);
+    on a CPU unquantized, since bitsandbytes dequantises every 4-bit weight at every decode step there
+    (a quarter of the decode time, benchmarks/README.md); `--quant nf4` generates as trained."""
+    import torch
+
+    quants = {m.get("base_model", {}).get("quant") for m in manifests if m} - {None}
+    if not torch.cuda.is_available():
+        return "none"
+    return quants.pop() if len(quants) == 1 else "none"
 
 
 def unique_name(name: str, taken: list[str]) -> str:

@@ -154,8 +154,9 @@ def load_tokenizer(base: BaseModel | str):
     return tok
 
 
-def load_model(base: BaseModel | str, quant: str = "nf4", dtype: str = "auto", device_map=None):
-    """Return the causal LM, 4-bit NF4 (double quant, compute dtype per device) or unquantized."""
+def load_model(base: BaseModel | str, quant: str = "nf4", dtype: str = "auto", device_map=None, attn: str | None = None):
+    """Return the causal LM, 4-bit NF4 (double quant, compute dtype per device) or unquantized;
+    `attn` picks the attention kernel (None: transformers' default)."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -168,6 +169,8 @@ def load_model(base: BaseModel | str, quant: str = "nf4", dtype: str = "auto", d
         device_map = {"": torch.cuda.current_device()}
     if device_map is not None:
         kwargs["device_map"] = device_map
+    if attn:
+        kwargs["attn_implementation"] = attn
     if quant == "nf4":
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,

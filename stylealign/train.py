@@ -64,6 +64,11 @@ def load_stage_data(persona, stage: str, recipe: Recipe, tokenizer, files=None) 
         raise FileNotFoundError(f"persona {persona.name!r} declares no {stage} data files")
     loader = data.load_sft if stage == "sft" else data.load_preference
     rows = loader(files, count_tokens=count_tokens_fn(tokenizer), max_length=recipe.max_length)
+    if recipe.language_list:
+        rows = [r for r in rows if r.get("language") in recipe.language_list]
+        if not rows:
+            raise ValueError(f"{stage}: no rows in languages {recipe.language_list} (recipe field 'languages') "
+                             f"in {', '.join(map(str, files))}")
     if persona.bake_system_prompt:
         rows = data.with_system_prompt(rows, lambda r: persona.system_prompt_for(r.get("language")))
     train, held = data.split(rows, recipe.eval_fraction, recipe.seed)
@@ -86,6 +91,23 @@ def dpo_rows(rows: list[dict]) -> list[dict]:
     """Return preference rows reduced to TRL's conversational columns."""
     keep = lambda turns: [{"role": t["role"], "content": t["content"]} for t in turns]  # noqa: E731
     return [{k: keep(r[k]) for k in ("prompt", "chosen", "rejected")} for r in rows]
+
+
+def length_grouped(rows: list[dict], batch_size: int, seed: int, window: int = 16) -> list[dict]:
+    """Return `rows` reordered so that consecutive runs of `batch_size` rows have similar lengths: shuffle,
+    sort within windows of `window` batches, then shuffle the batches. Fed to the trainer in order."""
+    import random
+
+    rng = random.Random(seed)
+    rows = list(rows)
+    rng.shuffle(rows)
+    size = lambda r: len(json.dumps(r, ensure_ascii=False))  # noqa: E731  (a proxy for tokens)
+    batches = []
+    for i in range(0, len(rows), batch_size * window):
+        chunk = sorted(rows[i:i + batch_size * window], key=size, reverse=True)
+        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return [r for b in batches for r in b]
 
 
 def as_dataset(rows: list[dict]):
@@ -127,7 +149,14 @@ def _common_args(stage_cfg, recipe: Recipe, out: Path, has_eval: bool) -> dict:
         bf16=on_gpu and half == torch.bfloat16, fp16=on_gpu and half == torch.float16,
         dataloader_num_workers=0, remove_unused_columns=True, disable_tqdm=False,
         use_cpu=not on_gpu,
+        # length_grouped() already ordered the rows; a random sampler would undo it.
+        train_sampling_strategy="sequential" if stage_cfg.group_by_length else "random",
     )
+
+
+def _train_rows(rows: list[dict], stage_cfg, recipe: Recipe, padded: bool = True) -> list[dict]:
+    grouped = stage_cfg.group_by_length and padded
+    return length_grouped(rows, stage_cfg.batch_size, recipe.seed) if grouped else rows
 
 
 def sft_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
@@ -137,9 +166,13 @@ def sft_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
     common = _common_args(recipe.sft, recipe, out, bool(data.eval))
     if recipe.sft.padding_free:
         common["max_length"] = None  # validation already rejected rows over max_length; TRL insists
+    if recipe.sft.padding_free:
+        common["train_sampling_strategy"] = "random"  # no padding to save
     args = SFTConfig(**common, padding_free=recipe.sft.padding_free, completion_only_loss=True)
-    return SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora_config(recipe),
-                      train_dataset=as_dataset(sft_rows(data.train)), eval_dataset=as_dataset(sft_rows(data.eval)))
+    train = _train_rows(sft_rows(data.train), recipe.sft, recipe, padded=not recipe.sft.padding_free)
+    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora_config(recipe),
+                         train_dataset=as_dataset(train), eval_dataset=as_dataset(sft_rows(data.eval)))
+    return _fast_head(trainer, recipe)
 
 
 def dpo_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
@@ -153,8 +186,20 @@ def dpo_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
     args = DPOConfig(**_common_args(d, recipe, out, bool(data.eval)), beta=d.beta, loss_type=[d.loss_type],
                      precompute_ref_log_probs=d.precompute_ref_log_probs)
     peft_config = None if isinstance(model, PeftModel) else lora_config(recipe)
-    return DPOTrainer(model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
-                      train_dataset=as_dataset(dpo_rows(data.train)), eval_dataset=as_dataset(dpo_rows(data.eval)))
+    trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
+                         train_dataset=as_dataset(_train_rows(dpo_rows(data.train), d, recipe)),
+                         eval_dataset=as_dataset(dpo_rows(data.eval)))
+    return _fast_head(trainer, recipe)
+
+
+def _fast_head(trainer, recipe: Recipe):
+    """Give the trainer stylealign's label-position LM head where it applies (a CPU; see lmhead.py)."""
+    from stylealign import lmhead
+
+    trainer.stylealign_lm_head = "trl"
+    if recipe.lm_head == "auto" and lmhead.label_positions_head(trainer.model, lmhead.head_outputs(trainer)):
+        trainer.stylealign_lm_head = "label-positions"
+    return trainer
 
 
 def latest_checkpoint(folder: Path) -> str | None:
@@ -168,6 +213,8 @@ def run_trainer(trainer, stage_dir: Path, resume: bool, main_process: bool = Tru
     start = time.time()
     result = trainer.train(resume_from_checkpoint=latest_checkpoint(stage_dir) if resume else None)
     summary = {"wall_s": round(time.time() - start, 1), "steps": trainer.state.global_step,
+               "lm_head": getattr(trainer, "stylealign_lm_head", "trl"),
+               "attn_implementation": trainer.model.config._attn_implementation,
                "train_loss": result.training_loss, "final": final_metrics(trainer.state.log_history)}
     if not main_process:  # one writer: the other ranks hold the same weights
         return summary
@@ -216,7 +263,7 @@ def train_run(persona, recipe: Recipe, run_dir: str | Path, stages=STAGES, resum
     state.wait_for_everyone()
     final, work = run_paths(run_dir)
     started, summary = time.time(), {}
-    model = models.load_model(base, quant=recipe.quant, dtype=recipe.dtype)
+    model = models.load_model(base, quant=recipe.quant, dtype=recipe.dtype, attn=training_attention(recipe))
     if init_adapter:
         model = _attach_trainable(model, init_adapter)
     for stage in stages:
@@ -236,6 +283,16 @@ def train_run(persona, recipe: Recipe, run_dir: str | Path, stages=STAGES, resum
         os.replace(work, final)  # atomic publish: a folder named like a run is always complete
     state.wait_for_everyone()
     return final
+
+
+def training_attention(recipe: Recipe) -> str | None:
+    """Return the attention kernel to train with: the recipe's, or for "auto" eager on a CPU (for the
+    short padded rows of persona data its backward measured faster than SDPA's) and the model's default on a GPU."""
+    import torch
+
+    if recipe.attn_implementation != "auto":
+        return recipe.attn_implementation
+    return None if torch.cuda.is_available() else "eager"
 
 
 def _dist_state():

@@ -100,3 +100,22 @@ def test_logits_route_by_adapter(gen):
     assert base.shape == styled.shape and not torch.allclose(base, styled)
     with gen.strengths({"style": 0.0}):
         assert torch.allclose(gen.logits(enc["input_ids"], enc["attention_mask"], "style"), base)
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.999])
+def test_nucleus_searched_in_the_top_k_samples_as_a_full_sort(top_p):
+    """pick_tokens looks for the nucleus among the top k first; whether the nucleus fits there (top_p 0.3)
+    or not (0.999: falls back to a full sort), each row's pick equals the full-vocabulary sampler's."""
+    from stylealign.generate import GenerationConfig, pick_tokens
+
+    cfg = GenerationConfig(temperature=1.0, top_p=top_p, repetition_penalty=1.3)
+    logits = torch.randn(6, 500, generator=torch.Generator().manual_seed(0)) * 3
+    seen = [{1, 2, 3}, set(), {7}, set(), {0, 499}, set()]
+    picks = {}
+    for k in (500, 8):
+        picks[k] = [pick_tokens(logits.clone(), seen, [torch.Generator().manual_seed(s) for _ in range(6)], cfg, top_k=k)
+                    for s in range(40)]
+    assert picks[8] == picks[500]
+    assert len({tuple(p) for p in picks[8]}) > 1  # it samples
+    greedy = pick_tokens(logits.clone(), seen, [None] * 6, GenerationConfig(do_sample=False, repetition_penalty=1.0))
+    assert greedy == logits.argmax(-1).tolist()

@@ -176,7 +176,7 @@ def test_padding_free_batches_give_the_padded_loss(small_persona, tiny_recipe_ov
 
     losses = {}
     for free in (True, False):
-        recipe = load_recipe(None, {**tiny_recipe_overrides, "sft.padding_free": free})
+        recipe = load_recipe(None, {**tiny_recipe_overrides, "sft.padding_free": free, "sft.group_by_length": False})
         model = models.load_model(str(tiny_model_dir), quant="none", dtype="fp32")
         tok = models.load_tokenizer(str(tiny_model_dir))
         data = load_stage_data(load_persona(small_persona), "sft", recipe, tok)

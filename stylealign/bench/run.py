@@ -48,11 +48,11 @@ class Settings:
     max_tokens: int = 0                # longest row used (0: mode default)
     seq_len: int = 0                   # stitch rows to about this many tokens (0: natural rows; --shape: 2048)
     gen_pairs: int = 0
-    gen_batch: int = 8
+    gen_batch: int = 16                # the evaluation's default batch size
+    gen_quant: str | None = None       # None: as `stylealign eval` generates (unquantized on a CPU)
     max_new_tokens: int = 0
-    ref: str = "trl"                   # "trl": plain TRL / model.generate; "kit": the kit as shipped (A/B of variants)
+    ref: str = "trl"                   # "trl": plain TRL / model.generate; "kit": training arms A/B kit_set vs the kit as shipped
     omp_policy: str = "passive"        # OMP_WAIT_POLICY for every arm: passive, active, or inherit
-    kit_variants: tuple = ()           # stylealign.bench.variants: proposed fast paths, kit arms only
     kit_set: dict = field(default_factory=dict)  # recipe overrides for the kit arms ({"sft.padding_free": False})
 
     def for_mode(self, recipe) -> "Settings":
@@ -200,13 +200,11 @@ class Runner:
 def run_bench(settings: Settings, echo=print) -> dict:
     """Measure everything `settings` asks for; write report.json and report.md; return the report."""
     from stylealign import models
-    from stylealign.bench import variants
     from stylealign.bench.rows import select
     from stylealign.config import load_recipe
     from stylealign.personas import load_persona
 
     started = time.time()
-    settings.kit_variants = tuple(variants.check(settings.kit_variants))
     gpu = on_gpu()
     if settings.shape:
         model_path = str(shape_model(settings.shape))
@@ -260,13 +258,14 @@ def run_bench(settings: Settings, echo=print) -> dict:
                         "quant": settings.quant, "batch_size": batch, "warmup": settings.warmup,
                         "total_steps": steps + settings.warmup + (1 if settings.profile and last else 0),
                         "max_length": max_length, "rows": str(rows_path),
-                        "variants": list(settings.kit_variants), "ref": settings.ref, "kit_set": settings.kit_set, "ref": settings.ref,
+                        "ref": settings.ref, "kit_set": settings.kit_set,
                         "profile": str(out / f"profile-{area}-{arm}.txt") if settings.profile and last else None}
                 arms.setdefault(f"{area}-{arm}", []).append(run(f"{area}-{arm}-{rep}", spec))
     if "gen" in settings.areas:
-        gen_quant = "none" if "gen-bf16" in settings.kit_variants else (settings.quant or recipe.quant)
+        from stylealign.generate import generation_quant
+
+        gen_quant = settings.gen_quant or generation_quant([{"base_model": {"quant": settings.quant or recipe.quant}}])
         spec = {"area": "gen", "model": model_path, "quant": gen_quant, "rows": str(rows_path),
-                "variants": list(settings.kit_variants), "ref": settings.ref,
                 "reps": settings.reps, "batch_size": settings.gen_batch, "max_new_tokens": settings.max_new_tokens,
                 "profile": str(out / "profile-gen.txt") if settings.profile else None}
         arms["gen"] = [run("gen", spec)]
@@ -341,7 +340,6 @@ def gen_summary(results: list[dict], dims: arith.Dims) -> dict | None:
            "pane1": pane(res["pane1"]), "pane2": pane(res["pane2"]),
            "answers": res["batched"][0]["answers"], "max_new_tokens": res["max_new_tokens"],
            "batch_size": res["batch_size"], "quant": res["quant"], "dtype": res["dtype"], "threads": res["threads"],
-           "variants": res.get("variants") or [],
            "flops_per_token": fpt, "profile": res.get("profile"), "profile_top": res.get("profile_top"),
            "tokens_generated": {"batched": [x["tokens"] for x in res["batched"]],
                                 "one_by_one": [x["tokens"] for x in res["one_by_one"]]}}
@@ -392,7 +390,7 @@ def summarise(report: dict, dims: arith.Dims, r: int, gpu: bool) -> None:
         "eval_speed": gen and gen["speed_ratio"], "arena_two_panes": gen and gen["two_pane_time_ratio"],
         "utilisation": (s["sft"]["kit"] or {}).get("util_bf16"),
     }
-    if report["settings"].get("ref") == "kit":  # an A/B of variants: the issue's targets compare against plain TRL
+    if report["settings"].get("ref") == "kit":  # an A/B of --kit-set: the issue's targets compare against plain TRL
         values = {}
     report["targets"] = arith.evaluate_targets(values)
     profiles = {"sft_speed": "sft", "sft_memory": "sft", "dpo_speed": "dpo", "eval_speed": "gen",
@@ -444,8 +442,9 @@ def markdown(report: dict) -> str:
         f"Model: {model['name']} ({model['dims']['layers']} layers, hidden {model['dims']['hidden']}, "
         f"{model['linear_params'] / 1e6:.1f}M linear weights); recipe `{report['recipe']}`; "
         f"bench wall time {report['wall_seconds']:.0f} s.",
-        ("Reference: the kit as shipped (A/B of kit variants "
-         + ", ".join(report["settings"].get("kit_variants") or []) + "; targets not evaluated)."
+        ("Reference: the kit as shipped (training A/B of --kit-set "
+         + ", ".join(f"{k}={v}" for k, v in (report["settings"].get("kit_set") or {}).items())
+         + "; targets not evaluated)."
          if report["settings"].get("ref") == "kit" else
          "Reference: plain TRL (fp32 from_pretrained, SFTConfig/DPOConfig defaults, LoRA r16 all-linear, DPO with a "
          "separate reference copy) and one-by-one `model.generate`."),
@@ -509,10 +508,9 @@ def markdown(report: dict) -> str:
                               + (", bf16 autocast" if st.get("autocast_bf16") else "")
                               + (", padding-free" if st.get("padding_free") else "")
                               + (", gradient checkpointing" if st.get("gradient_checkpointing") else "")
-                              + "".join(f", variant {v}" for v in st.get("variants") or []))
+                              + "".join(f", {v}" for v in st.get("fast_paths") or []))
     if g:
-        setups.append(f"generation: {g['quant']}/{g['dtype']}, batch {g['batch_size']}"
-                      + "".join(f", variant {v}" for v in g.get("variants") or []))
+        setups.append(f"generation: {g['quant']}/{g['dtype']}, batch {g['batch_size']}")
     lines.append("Setups: " + "; ".join(setups) + ".")
     return "\n".join(lines) + "\n"
 

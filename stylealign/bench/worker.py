@@ -187,10 +187,7 @@ def _recipe(spec: dict):
         overrides["quant"] = spec["quant"]
     if spec.get("max_length"):
         overrides["max_length"] = spec["max_length"]
-    if spec.get("arm") == "kit" or spec.get("ref") == "kit":
-        from stylealign.bench import variants
-
-        overrides.update(variants.recipe_overrides(spec.get("variants"), stage))
+    if spec.get("arm") == "kit":
         overrides.update(spec.get("kit_set") or {})
     return load_recipe(spec["recipe"], overrides)
 
@@ -208,6 +205,10 @@ def _user_model(path: str):
     return AutoModelForCausalLM.from_pretrained(path)
 
 
+def setup_padding_free(recipe, area: str) -> bool:
+    return area == "sft" and recipe.sft.padding_free
+
+
 def train_arm(spec: dict) -> dict:
     import torch
 
@@ -216,8 +217,8 @@ def train_arm(spec: dict) -> dict:
     area, arm = spec["area"], spec["arm"]
     out_dir = Path(spec["work"])
     rows = json.loads(Path(spec["rows"]).read_text())["sft" if area == "sft" else "preference"]
-    if arm == "ref" and spec.get("ref") == "kit":  # A/B of a variant: the reference is the kit as shipped
-        spec = {**spec, "variants": [], "kit_set": {}}
+    if arm == "ref" and spec.get("ref") == "kit":  # A/B of --kit-set: the reference is the kit as shipped
+        spec = {**spec, "kit_set": {}}
         arm = "kit"
     recipe = _recipe(spec)
     started = time.perf_counter()
@@ -226,10 +227,7 @@ def train_arm(spec: dict) -> dict:
     on_gpu = torch.cuda.is_available()
     if arm == "kit":
         train._set_threads(recipe)
-        model = models.load_model(base, quant=recipe.quant, dtype=recipe.dtype)
-        from stylealign.bench import variants
-
-        on_model = variants.apply_model(model, spec.get("variants") or [])
+        model = models.load_model(base, quant=recipe.quant, dtype=recipe.dtype, attn=train.training_attention(recipe))
         data = train.StageData(rows, [])
         if area == "sft":
             trainer = train.sft_trainer(model, tokenizer, data, recipe, out_dir)
@@ -238,10 +236,13 @@ def train_arm(spec: dict) -> dict:
 
             model = get_peft_model(model, train.lora_config(recipe))  # as after SFT: a trainable adapter
             trainer = train.dpo_trainer(model, tokenizer, data, recipe, out_dir)
-        applied = on_model + variants.apply_train(trainer, spec.get("variants") or [])
+        stage = getattr(recipe, area)
         setup = {"quant": recipe.quant, "dtype": str(models.parse_dtype(recipe.dtype)).replace("torch.", ""),
                  "padding_free": recipe.sft.padding_free if area == "sft" else False,
-                 "gradient_checkpointing": getattr(recipe, area).gradient_checkpointing, "variants": applied}
+                 "gradient_checkpointing": stage.gradient_checkpointing,
+                 "fast_paths": [f"lm head {trainer.stylealign_lm_head}",
+                                f"attention {trainer.model.config._attn_implementation}"]
+                 + (["length-grouped"] if stage.group_by_length and not setup_padding_free(recipe, area) else [])}
     else:
         torch.manual_seed(0)
         model = _user_model(base.path)
@@ -309,13 +310,6 @@ def gen_arm(spec: dict) -> dict:
     model = random_adapter(model, Path(spec["work"]) / "adapter")
     gen = Generator(model=model, tokenizer=tokenizer)
     gen.add_adapter("bench", str(Path(spec["work"]) / "adapter"))
-    baseline = gen
-    if "fast-decode" in (spec.get("variants") or []):
-        import copy
-
-        from stylealign.bench.variants import fast_generator
-
-        gen = fast_generator(copy.copy(gen))  # shares model and adapters; only the decode loop differs
     cfg = GenerationConfig(max_new_tokens=spec["max_new_tokens"], seed=0)
     convs = [p for p in prompts for _ in (0, 1)]
     adapters = [a for _ in prompts for a in (None, "bench")]
@@ -323,13 +317,7 @@ def gen_arm(spec: dict) -> dict:
     gen.generate(convs[:2], adapters[:2], GenerationConfig(max_new_tokens=2, seed=0))  # warm-up
     one_by_one(gen, convs[:1], adapters[:1], GenerationConfig(max_new_tokens=2, seed=0))
 
-    kit_ref = spec.get("ref") == "kit"
-    if kit_ref:
-        baseline.generate(convs[:2], adapters[:2], GenerationConfig(max_new_tokens=2, seed=0))
-
-    def reference():  # one-by-one model.generate, or (A/B of a variant) the kit's generate as shipped
-        if kit_ref:
-            return baseline.generate(convs, adapters, cfg, batch_size=spec["batch_size"])
+    def reference():  # what a user writes: one model.generate per answer
         return one_by_one(gen, convs, adapters, cfg)
 
     batched, single, panes1, panes2 = [], [], [], []
@@ -344,8 +332,8 @@ def gen_arm(spec: dict) -> dict:
             names = ["bench"] if len(rows) == 1 else [None, "bench"]
             sink.append(stream_once(gen, rows, names, cfg))
     result = {"batched": batched, "one_by_one": single, "pane1": panes1, "pane2": panes2,
-              "reference": "kit generate as shipped" if kit_ref else "one-by-one model.generate",
-              "quant": spec["quant"], "variants": [v for v in spec.get("variants") or [] if v == "fast-decode"], "dtype": str(next(gen.model.parameters()).dtype).replace("torch.", ""),
+              "reference": "one-by-one model.generate",
+              "quant": spec["quant"], "dtype": str(next(gen.model.parameters()).dtype).replace("torch.", ""),
               "threads": torch.get_num_threads(), "prompt_lengths": [len(gen.encode([p])["input_ids"][0]) for p in prompts],
               "pairs": len(prompts), "batch_size": spec["batch_size"], "max_new_tokens": spec["max_new_tokens"],
               "memory": memory()}

@@ -23,15 +23,14 @@ def register(sub) -> None:
     p.add_argument("--reps", type=int, default=0, help="Alternated kit/reference runs per area (quick 1, full 2).")
     p.add_argument("--steps", type=int, default=0, help="Timed steps per training run (after one warm-up step).")
     p.add_argument("--seq-len", type=int, default=0, help="Stitch rows to about this many tokens (--shape: 2048).")
-    p.add_argument("--gen-batch", type=int, default=8, help="Rows per generation batch (the evaluation's default 8).")
+    p.add_argument("--gen-batch", type=int, default=16, help="Rows per generation batch (the evaluation's default 16).")
+    p.add_argument("--gen-quant", default=None, choices=("nf4", "none"),
+                   help="Base weights for generation (default: as `stylealign eval`: unquantized on a CPU, the recipe's on a GPU).")
     p.add_argument("--max-new-tokens", type=int, default=0, help="Generation length cap (quick 24, full 64).")
-    p.add_argument("--kit-variant", action="append", default=[], metavar="NAME",
-                   help="Apply a proposed fast path to the kit arms only (repeatable): compact-head, plain-head, "
-                        "padded, eager-attn, fast-decode, gen-bf16; see stylealign/bench/variants.py.")
     p.add_argument("--kit-set", action="append", default=[], metavar="KEY=VALUE",
                    help="Recipe override for the kit arms only (repeatable), e.g. sft.gradient_checkpointing=true.")
     p.add_argument("--ref", default="trl", choices=("trl", "kit"),
-                   help="Reference arms: plain TRL / model.generate (default), or the kit as shipped (to A/B a --kit-variant).")
+                   help="Reference arms: plain TRL / model.generate (default), or for training the kit as shipped (to A/B --kit-set).")
     p.add_argument("--omp-policy", default="passive", choices=("passive", "active", "inherit"),
                    help="OMP_WAIT_POLICY for every arm (default passive: with active spinning, other processes' load "
                         "slows 2-thread torch 2-10x and drowns the ratios).")
@@ -60,7 +59,7 @@ def run(args) -> int:
                         persona=args.persona, out=args.out, threads=args.threads, areas=areas,
                         profile=not args.no_profile, reps=args.reps, sft_steps=args.steps, dpo_steps=args.steps,
                         seq_len=args.seq_len, max_new_tokens=args.max_new_tokens, gen_batch=args.gen_batch,
-                        kit_variants=tuple(args.kit_variant), kit_set=kit_set, ref=args.ref, omp_policy=args.omp_policy)
+                        gen_quant=args.gen_quant, kit_set=kit_set, ref=args.ref, omp_policy=args.omp_policy)
     try:
         report = run_bench(settings)
     except (FileNotFoundError, ValueError) as e:

@@ -41,7 +41,7 @@ def add_eval_arguments(p) -> None:
     from stylealign.evaluate.io import DEFAULT_CORPUS
 
     p.add_argument("--base", default=None, help="Base model (default: the runs' own, from their manifests).")
-    p.add_argument("--quant", default=None, choices=("nf4", "none"), help="Base weights (default: as trained).")
+    p.add_argument("--quant", default=None, choices=("nf4", "none"), help="Base weights (default: as trained on a GPU; unquantized on a CPU, where it decodes faster).")
     p.add_argument("--persona", default=None, help="Persona whose preference pairs train the style classifier "
                    "(default: the run's persona, else sharp-candid).")
     p.add_argument("--system-prompt", default="auto", choices=("auto", "persona", "none"),
@@ -52,7 +52,7 @@ def add_eval_arguments(p) -> None:
     p.add_argument("--kl-prompts", type=int, default=64, help="Suite prompts used for KL (0 = all).")
     p.add_argument("--no-classifier", action="store_true", help="Skip the style classifier.")
     p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=16, help="Answers per batched generation call.")
     p.add_argument("--n-boot", type=int, default=2000, help="Bootstrap resamples for every CI.")
     p.add_argument("--examples", type=int, default=4, help="Changed-most example pairs per adapter in report.md.")
     p.add_argument("--quiet", action="store_true", help="No progress bar.")

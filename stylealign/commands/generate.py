@@ -10,7 +10,7 @@ def register(sub) -> None:
     p.add_argument("--adapter", default=None, metavar="RUN", help="Run folder (or adapter folder) to chat with.")
     p.add_argument("--compare", action="store_true", help="Also print the baseline's answer to the same turn.")
     p.add_argument("--base", default=None, help="Base model (default: the run's, else smollm2-135m).")
-    p.add_argument("--quant", default=None, choices=("nf4", "none"), help="Base weights (default: as trained).")
+    p.add_argument("--quant", default=None, choices=("nf4", "none"), help="Base weights (default: as trained on a GPU; unquantized on a CPU, where it decodes faster).")
     p.add_argument("--system", default=None, help="A system prompt for every turn.")
     p.add_argument("--prompt", action="append", default=None,
                    help="Answer these prompts and exit instead of reading stdin (repeatable).")

@@ -33,7 +33,7 @@ class EvalConfig:
     generation: Any = None  # a GenerationConfig (or a dict of its fields); None = GenerationConfig()
     strengths: tuple[float, ...] = (1.0,)
     limit: int | None = None  # first N prompts of each suite
-    batch_size: int = 8
+    batch_size: int = 16
     n_boot: int = 2000
     seed: int = 0
     persona: str = "sharp-candid"  # whose preference pairs train the style classifier

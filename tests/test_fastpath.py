@@ -1,0 +1,138 @@
+"""The training fast path: label-position LM head, length-grouped batches, language filter, attention choice."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from stylealign.config import load_recipe
+from stylealign.personas import load_persona
+
+
+def _trainer(stage, lm_head, tiny_model_dir, small_persona, overrides, out):
+    from stylealign import models
+    from stylealign.train import dpo_trainer, load_stage_data, sft_trainer
+
+    recipe = load_recipe(None, {**overrides, "lm_head": lm_head})
+    torch.manual_seed(0)
+    model = models.load_model(str(tiny_model_dir), quant="none", dtype="fp32")
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    data = load_stage_data(load_persona(small_persona), stage, recipe, tok)
+    if stage == "dpo":
+        from peft import get_peft_model
+
+        from stylealign.train import lora_config
+
+        model = get_peft_model(model, lora_config(recipe))  # as after SFT: TRL adds the frozen "ref" copy
+        for name, p in model.named_parameters():  # a non-zero adapter, so policy and reference differ
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(hash(name) % 2**31))
+    make = sft_trainer if stage == "sft" else dpo_trainer
+    return make(model, tok, data, recipe, out)
+
+
+@pytest.mark.parametrize("stage,padding_free", [("sft", False), ("sft", True), ("dpo", False)])
+def test_label_position_head_gives_trl_kernel_results_and_gradients(stage, padding_free, tiny_model_dir, small_persona,
+                                                                     tiny_recipe_overrides, tmp_path):
+    """On a CPU the kit scores only label positions with a plain log-softmax; per-token log-probs, entropy,
+    top-1 and the LoRA gradients must equal what TRL's own fused kernel gives on the same batch."""
+    results = {}
+    overrides = {**tiny_recipe_overrides, "sft.padding_free": padding_free}
+    for head in ("auto", "trl"):
+        trainer = _trainer(stage, head, tiny_model_dir, small_persona, overrides, tmp_path / head)
+        assert trainer.stylealign_lm_head == ("label-positions" if head == "auto" else "trl")
+        batch = next(iter(trainer.get_train_dataloader()))
+        if stage == "sft":  # what SFTTrainer.compute_loss passes
+            out = trainer.model(**batch, fused_lm_head=True)
+        else:  # what DPOTrainer._compute_loss passes
+            labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+            kwargs = {k: v for k, v in batch.items() if k != "completion_mask"}
+            out = trainer.model(**kwargs, labels=labels, use_cache=False, fused_lm_head=True)
+        assert 0 < int(out.label_mask.sum()) < out.label_mask.numel()  # prompt tokens are not scored
+        out.log_probs.sum().backward()
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+        fields = {k: getattr(out, k) for k in ("log_probs", "entropy", "is_top1", "label_mask")}
+        if stage == "dpo":
+            fields["mean_logits"] = out.mean_logits
+        results[head] = (fields, grads)
+    (fast, fast_grads), (trl, trl_grads) = results["auto"], results["trl"]
+    for key in trl:
+        assert fast[key] is not None, key
+        if fast[key].dtype == torch.bool:
+            assert torch.equal(fast[key], trl[key]), key
+        else:
+            torch.testing.assert_close(fast[key], trl[key], rtol=1e-4, atol=1e-4, msg=key)
+    assert fast_grads.keys() == trl_grads.keys() and fast_grads
+    assert all("lora" in n for n in fast_grads)  # the base stays frozen
+    for name in trl_grads:
+        torch.testing.assert_close(fast_grads[name], trl_grads[name], rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_chunked_scoring_equals_one_pass():
+    """Beyond chunk_tokens label positions, chunks are recomputed in backward: same values and gradients."""
+    from stylealign.lmhead import score_labels
+
+    g = torch.Generator().manual_seed(0)
+    w, b = torch.randn(50, 8, generator=g), None
+    y = torch.randint(0, 50, (37,), generator=g)
+    runs = []
+    for chunk in (1000, 5):
+        h = torch.randn(37, 8, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        fields = score_labels(h, w, b, y, ("log_probs", "entropy", "is_top1", "mean_logits"), chunk_tokens=chunk)
+        fields[0].sum().backward()
+        runs.append((fields, h.grad))
+    (one, g1), (chunked, g2) = runs
+    for a, c in zip(one, chunked):
+        if a is not None:
+            torch.testing.assert_close(a, c)
+    torch.testing.assert_close(g1, g2)
+    assert one[2] is None  # log_sum_sq_probs was not asked for
+
+
+def test_length_grouped_batches_pad_less_and_keep_every_row():
+    from stylealign.train import length_grouped
+
+    g = torch.Generator().manual_seed(0)
+    rows = [{"id": i, "text": "x" * int(n)} for i, n in enumerate(torch.randint(1, 400, (200,), generator=g))]
+    grouped = length_grouped(rows, batch_size=8, seed=3)
+    assert sorted(r["id"] for r in grouped) == list(range(200))
+    assert grouped == length_grouped(rows, batch_size=8, seed=3)  # deterministic: resume sees the same order
+
+    def padded(order):
+        return sum(8 * max(len(r["text"]) for r in order[i:i + 8]) for i in range(0, len(order), 8))
+
+    shuffled = list(rows)
+    import random
+
+    random.Random(3).shuffle(shuffled)
+    assert padded(grouped) < 0.75 * padded(shuffled)
+    assert grouped[:8] != sorted(grouped[:8], key=lambda r: r["id"])  # not simply the input order
+
+
+def test_language_filter_keeps_only_those_rows(small_persona, tiny_recipe_overrides, tiny_model_dir):
+    from conftest import _rows
+
+    from stylealign import models
+    from stylealign.train import load_stage_data
+
+    with open(small_persona / "data" / "sft.jsonl", "a", encoding="utf-8") as f:
+        f.write("\n".join(_rows("data/sft_zh_*.jsonl", 5)) + "\n")
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    persona = load_persona(small_persona)
+    everything = load_stage_data(persona, "sft", load_recipe(None, tiny_recipe_overrides), tok).train
+    english = load_stage_data(persona, "sft", load_recipe(None, {**tiny_recipe_overrides, "languages": "en"}), tok).train
+    assert {r["language"] for r in everything} == {"en", "zh"}
+    assert english and {r["language"] for r in english} == {"en"}
+    assert len(english) == sum(r["language"] == "en" for r in everything)
+    with pytest.raises(ValueError, match="no rows in languages \\['fr'\\]"):
+        load_stage_data(persona, "sft", load_recipe(None, {**tiny_recipe_overrides, "languages": "fr"}), tok)
+
+
+def test_cpu_training_uses_eager_attention_unless_the_recipe_says_otherwise():
+    from stylealign.train import training_attention
+
+    assert training_attention(load_recipe(None, {})) == ("eager" if not torch.cuda.is_available() else None)
+    assert training_attention(load_recipe(None, {"attn_implementation": "sdpa"})) == "sdpa"
+    assert json.loads(json.dumps(load_recipe("smollm2-135m_qlora_cpu").to_dict()))["sft"]["padding_free"] is False
