@@ -498,6 +498,9 @@ def markdown(report: dict) -> str:
     lines.append("")
     lines.append("Targets: " + "; ".join(f"{t['label']}: {_verdict(t)}" + (f" (profile: {t['profile']})" if t.get("profile") else "")
                                          for t in report["targets"]) + ".")
+    if report.get("mode") == "quick":
+        lines.append("Quick mode: short rows, small batches and few steps, where per-step overhead weighs more than "
+                     "at the recipe's sizes; judge the targets on a full run.")
     setups = []
     for area in ("sft", "dpo"):
         for arm in ("kit", "ref"):
