@@ -29,10 +29,12 @@ METADATA_KEYS = ("id", "category", "language", "verdict", "rejected_kind", "adve
 CATEGORIES = (
     "tech", "code_review", "career", "money", "life", "health_myths", "science", "history",
     "writing_feedback", "product_advice", "opinions", "roast_my_plan", "refusal", "provocation", "uncertain",
+    "math", "languages", "study",  # a tutor's subjects (personas/warm-tutor)
 )
 LANGUAGES = ("en", "zh")
 VERDICTS = ("yes", "no", "depends", "unknown", "refusal", "none")
-REJECTED_KINDS = ("hedge", "wrong", "rude")
+# "student": the base model's own answer (on-policy), as `stylealign synth` writes them.
+REJECTED_KINDS = ("hedge", "wrong", "rude", "student")
 # "known_answer": the known-answer suite (rows carry "expected": yes|no).
 EVAL_KINDS = ("open", "provocation", "harmful", "drop_persona", "followup", "known_answer")
 EXPECTED = ("yes", "no")

@@ -19,8 +19,10 @@ SUPPORTED_LANGUAGES = ("en", "zh")
 DATA_KINDS = ("sft", "preference", "baseline", "eval")
 TOP_LEVEL_KEYS = {
     "name", "title", "languages", "description", "traits", "style", "system_prompt", "system_prompt_zh",
-    "bake_system_prompt", "data", "adapter", "requirements",
+    "bake_system_prompt", "data", "adapter", "requirements", "targets", "lexicons", "eval_suites",
 }
+DIRECTIONS = ("up", "down")
+LEXICON_KINDS = ("rate", "opener")  # matches per 100 words / 1,000 chars; or: the first sentence matches (0/1)
 # Thresholds a persona may declare; the checker enforces only the ones present.
 REQUIREMENT_KEYS = {
     "sft_min": int, "pref_min": int, "eval_min": int, "categories_min": int,
@@ -64,6 +66,9 @@ class Persona:
     adapter: bool = True
     data: DataSpec = field(default_factory=DataSpec)
     requirements: dict[str, float] = field(default_factory=dict)
+    targets: dict[str, str] = field(default_factory=dict)  # metric -> "up" / "down": what defines the style
+    lexicons: dict[str, dict] = field(default_factory=dict)  # metric -> {"kind", "en", "zh", "description"}
+    eval_suites: tuple[str, ...] = ()  # globs: the held-out suites `stylealign eval` uses by default
     path: Path = Path(".")  # the persona folder
 
     @property
@@ -73,8 +78,11 @@ class Persona:
 
     def files(self, kind: str) -> list[Path]:
         """Return the existing files matched by data.<kind> globs, sorted, without repeats."""
+        return self._glob(getattr(self.data, kind))
+
+    def _glob(self, patterns) -> list[Path]:
         found: dict[Path, None] = {}
-        for pattern in getattr(self.data, kind):
+        for pattern in patterns:
             for match in sorted(glob.glob(str(self.path / pattern))):
                 found.setdefault(Path(os.path.normpath(match)), None)
         return list(found)
@@ -94,6 +102,10 @@ class Persona:
     def eval_files(self) -> list[Path]:
         """Return the eval-suite files (data.eval globs) checked against this persona's data."""
         return self.files("eval")
+
+    def eval_suite_files(self) -> list[Path]:
+        """Return the files matched by the eval_suites globs (the persona's default evaluation suites)."""
+        return self._glob(self.eval_suites)
 
     def system_prompt_for(self, language: str | None) -> str:
         """Return the system prompt for `language` ("zh" uses system_prompt_zh when set)."""
@@ -208,6 +220,7 @@ def _parse(raw: dict, folder: Path, bad) -> Persona:
     for key in sorted(set(style) - {"do", "dont"}, key=str):
         bad(f"style.{key}", "unknown field (known: do, dont)")
     data = _data_spec(raw.get("data", {}), bad)
+    lexicons = _lexicons(raw.get("lexicons"), folder, bad)
     adapter = _flag(raw, "adapter", True, bad)
     if adapter and not data.sft:
         bad("data.sft", "a persona with an adapter needs SFT data (or set adapter: false)")
@@ -227,6 +240,9 @@ def _parse(raw: dict, folder: Path, bad) -> Persona:
         adapter=adapter,
         data=data,
         requirements=_requirements(raw.get("requirements", {}), bad),
+        targets=_targets(raw.get("targets"), lexicons, bad),
+        lexicons=lexicons,
+        eval_suites=tuple(_strings(raw, "eval_suites", bad)),
         path=folder,
     )
 
@@ -299,6 +315,56 @@ def _requirements(raw: Any, bad) -> dict[str, float]:
             bad(f"requirements.{key}", f"a share must be between 0 and 1, got {value!r}")
         else:
             found[key] = want(value)
+    return found
+
+
+def _lexicons(raw: Any, folder: Path, bad) -> dict[str, dict]:
+    """Return {metric name: {"kind", "description", language: path}} for the persona's own lexicon files."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        bad("lexicons", f"expected a mapping of metric name -> {{kind, en, zh}}, got {_kind(raw)}")
+        return {}
+    found = {}
+    for name, spec in raw.items():
+        where = f"lexicons.{name}"
+        if not isinstance(spec, dict):
+            bad(where, f"expected a mapping with kind and a file per language, got {_kind(spec)}")
+            continue
+        for key in sorted(set(spec) - {"kind", "description", *SUPPORTED_LANGUAGES}, key=str):
+            bad(f"{where}.{key}", f"unknown field (known: kind, description, {', '.join(SUPPORTED_LANGUAGES)})")
+        kind = spec.get("kind", "rate")
+        if kind not in LEXICON_KINDS:
+            bad(f"{where}.kind", f"{kind!r} is not one of {', '.join(LEXICON_KINDS)}")
+        files = {lang: spec[lang] for lang in SUPPORTED_LANGUAGES if lang in spec}
+        if not files:
+            bad(where, f"needs a lexicon file for at least one language ({', '.join(SUPPORTED_LANGUAGES)})")
+        for lang, rel in files.items():
+            if not isinstance(rel, str) or not (folder / rel).is_file():
+                bad(f"{where}.{lang}", f"no such lexicon file {rel!r} (paths are relative to the persona folder)")
+        found[str(name)] = {"kind": kind, "description": str(spec.get("description") or name), **files}
+    return found
+
+
+def _targets(raw: Any, lexicons: dict, bad) -> dict[str, str]:
+    """Return {metric: "up"|"down"}; metrics come from the evaluation's registry or the persona's lexicons."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        bad("targets", f"expected a mapping of metric -> up/down, got {_kind(raw)}")
+        return {}
+    from stylealign.evaluate.metrics import metric_table
+
+    known = {*metric_table(), *lexicons}
+    found = {}
+    for metric, direction in raw.items():
+        if metric not in known:
+            bad(f"targets.{metric}", "unknown metric (known: the evaluation's metrics in "
+                                     "stylealign/evaluate/metrics.py, or a name under lexicons:)")
+        elif direction not in DIRECTIONS:
+            bad(f"targets.{metric}", f"expected up or down, got {direction!r}")
+        else:
+            found[metric] = direction
     return found
 
 

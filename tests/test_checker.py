@@ -199,7 +199,7 @@ def test_stats_tables_and_card(persona_dir):
     assert sft["verdicts"] == {"yes": 3, "no": 4, "depends": 3, "unknown": 0, "refusal": 0, "none": 0}
     assert sft["lengths"]["assistant"]["en"] == {"n": 7, "mean": pytest.approx(32 / 7), "median": 5, "p90": 5}
     assert sft["lengths"]["assistant"]["zh"]["median"] == 9  # 可以，理由很简单。 = 9 characters
-    assert stats["sets"]["preference"]["total"]["rejected_kinds"] == {"hedge": 2, "wrong": 1, "rude": 1}
+    assert stats["sets"]["preference"]["total"]["rejected_kinds"] == {"hedge": 2, "wrong": 1, "rude": 1, "student": 0}
     assert list(stats["sets"]["sft"]["files"]) == ["personas/mini/data/sft_1.jsonl"]
     md = C.format_stats(stats, markdown=True)
     assert "### Rows per set and file" in md and "| SFT | (all) | 10 | 40% | 10% | 10 |" in md

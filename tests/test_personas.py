@@ -83,8 +83,8 @@ def test_every_problem_names_the_file_and_field(tmp_path):
     where = f"{folder / 'persona.yaml'}"
     problems = [p.replace(where, "FILE") for p in err.value.problems]
     assert problems == [
-        "FILE: sytem_prompt: unknown field (known: adapter, bake_system_prompt, data, description, languages, name, "
-        "requirements, style, system_prompt, system_prompt_zh, title, traits)",
+        "FILE: sytem_prompt: unknown field (known: adapter, bake_system_prompt, data, description, eval_suites, "
+        "languages, lexicons, name, requirements, style, system_prompt, system_prompt_zh, targets, title, traits)",
         "FILE: name: 'other' does not match the folder name 'bad'",
         "FILE: languages: unsupported language 'fr' (supported: en, zh)",
         "FILE: adapter: expected true or false, got str",

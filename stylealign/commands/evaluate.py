@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--strength", action="append", type=float, default=None, metavar="S",
                    help="LoRA strength(s) to evaluate (repeatable; default 1.0).")
     p.add_argument("--suite", action="append", default=None, metavar="FILE",
-                   help="Eval suite JSONL (repeatable; default: style_en, style_zh, known_answers).")
+                   help="Eval suite JSONL (repeatable; default: the persona's eval_suites, else style_en, style_zh, known_answers).")
     p.add_argument("--judge", default=None, metavar="hf:PATH|openai:URL#MODEL",
                    help="Optional pairwise judge (never the small base model).")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="First N prompts of each suite.")
@@ -86,6 +86,12 @@ def _persona(name: str):
         return None
 
 
+def default_suites(persona, kit_suites) -> list[str]:
+    """Return the persona's own held-out suites (persona.yaml eval_suites) when it declares them, else the kit's."""
+    own = [str(f) for f in persona.eval_suite_files()] if persona is not None else []
+    return own or [s for s in kit_suites if Path(s).exists()]
+
+
 def _persona_text(persona) -> str:
     """Return the persona description given to a judge."""
     from stylealign.evaluate.judge import DEFAULT_PERSONA
@@ -124,7 +130,7 @@ def run(args) -> int:
                         classifier=not args.no_classifier, corpus=args.corpus, retention=not args.no_retention,
                         kl_max_prompts=args.kl_prompts or None, system_prompt=system_prompts(args.system_prompt, manifest, persona),
                         n_examples=args.examples, progress=not args.quiet, plots=not args.no_plots)
-    report = run_eval(gen, names, args.suite or [s for s in DEFAULT_SUITES if Path(s).exists()], config, judge=judge,
+    report = run_eval(gen, names, args.suite or default_suites(persona, DEFAULT_SUITES), config, judge=judge,
                       judge_spec=args.judge, out=out, runs=dict(zip(names, runs)), base_model=gen.base,
                       fail_under=args.fail_under, fail_over=args.fail_over)
     print(headline(report))

@@ -1,7 +1,9 @@
 """L1 style classifier: does an answer read like the persona (chosen) or like the hedgy default (rejected)?
 
 Features are MiniLM sentence embeddings plus the L0 markers; the model is a logistic regression.
-It is trained on the persona's preference pairs whose rejected side is of one kind (default "hedge"),
+It is trained on the persona's preference pairs whose rejected side differs in style, not in facts or
+manners ("hedge": a hand-written default-assistant answer; "student": the base model's own answer, as
+`stylealign synth` writes them),
 its AUROC is estimated out-of-fold with pairs kept together (a pair's chosen and rejected never
 straddle train and test), and the final model is refit on every pair to score eval answers.
 """
@@ -20,6 +22,7 @@ from stylealign.evaluate.content import embed
 from stylealign.evaluate.markers import style_markers
 from stylealign.evaluate.text import detect_language
 
+STYLE_KINDS = ("hedge", "student")
 FEATURE_MARKERS = ("length", "hedge_rate", "boilerplate_rate", "booster_rate", "verdict_first", "list_items",
                    "markdown", "asks_back", "sent_len_mean", "distinct2")
 
@@ -33,7 +36,7 @@ class StyleClassifier:
     auroc: float | None
     auroc_by_language: dict[str, float | None] = field(default_factory=dict)
     n_pairs: dict[str, int] = field(default_factory=dict)
-    kind: str = "hedge"
+    kind: str = "hedge"  # the rejected kinds it was trained on, "+"-joined
 
     def predict(self, texts: list[str], languages: list[str | None] | None = None) -> np.ndarray:
         """Return P(persona) for each text (nan for empty texts)."""
@@ -75,10 +78,12 @@ def _last_assistant(turns) -> str:
     return ""
 
 
-def pair_texts(rows: list[dict], kind: str = "hedge") -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
-    """Return (texts, labels 1=chosen/0=rejected, languages, pair groups) from preference rows of `kind`."""
+def pair_texts(rows: list[dict], kind: str | tuple[str, ...] = STYLE_KINDS) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """Return (texts, labels 1=chosen/0=rejected, languages, pair groups) from preference rows of `kind`
+    (one rejected kind or several; rows without a rejected_kind count as the first)."""
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     texts, labels, langs, groups = [], [], [], []
-    for g, row in enumerate(r for r in rows if r.get("rejected_kind", kind) == kind):
+    for g, row in enumerate(r for r in rows if r.get("rejected_kind", kinds[0]) in kinds):
         for label, side in ((1, "chosen"), (0, "rejected")):
             texts.append(_last_assistant(row.get(side)))
             labels.append(label)
@@ -103,7 +108,7 @@ def _auroc(y: np.ndarray, p: np.ndarray) -> float | None:
     return float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else None
 
 
-def train_style_classifier(rows: list[dict], embedder, kind: str = "hedge", folds: int = 5,
+def train_style_classifier(rows: list[dict], embedder, kind: str | tuple[str, ...] = STYLE_KINDS, folds: int = 5,
                            seed: int = 0, min_pairs: int = 8) -> StyleClassifier:
     """Return a StyleClassifier fitted on `rows` (preference rows); raises ValueError if too few pairs."""
     from sklearn.model_selection import GroupKFold
@@ -112,6 +117,7 @@ def train_style_classifier(rows: list[dict], embedder, kind: str = "hedge", fold
     n_pairs = len(set(groups.tolist()))
     if n_pairs < min_pairs:
         raise ValueError(f"only {n_pairs} preference pairs of kind {kind!r}; need {min_pairs}")
+    present = [k for k in ((kind,) if isinstance(kind, str) else kind) if any(r.get("rejected_kind") == k for r in rows)]
     X = features(texts, langs, embedder)
     oof = np.zeros(len(y))
     for train, test in GroupKFold(n_splits=min(folds, n_pairs)).split(X, y, groups):
@@ -120,7 +126,7 @@ def train_style_classifier(rows: list[dict], embedder, kind: str = "hedge", fold
     by_lang = {lg: _auroc(y[lang_arr == lg], oof[lang_arr == lg]) for lg in sorted(set(langs))}
     counts = {lg: int((lang_arr == lg).sum() // 2) for lg in sorted(set(langs))}
     model = _pipeline(seed).fit(X, y)
-    return StyleClassifier(model, embedder, _auroc(y, oof), by_lang, counts, kind)
+    return StyleClassifier(model, embedder, _auroc(y, oof), by_lang, counts, "+".join(present) or str(kind))
 
 
 def load_preference_rows(persona: str = "sharp-candid", paths: list[str] | None = None) -> list[dict]:

@@ -7,7 +7,8 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from stylealign.evaluate.metrics import HEADLINE, metric_table
+from stylealign.evaluate.metrics import metric_table
+from stylealign.evaluate.targets import headline_metrics, terminal_metrics
 
 SCHEMA_VERSION = 1
 SECTION_ORDER = ("comparisons", "classifier", "truth", "retention", "robustness", "judge", "examples", "flags")
@@ -39,7 +40,7 @@ def build_report(state, config, gen_config, sections: dict, base_model: str | No
                     "by_kind": count("kind")},
         "baseline": {"label": "baseline", "adapter": None},
         "variants": [asdict(v) for v in state.variants],
-        "metrics": metric_table(),
+        "metrics": state.metrics,
         **{k: sections[k] for k in SECTION_ORDER if k in sections},
         "notes": NOTES,
         "files": {},
@@ -83,7 +84,7 @@ def fmt(value, metric: str | None = None, signed: bool = False) -> str:
     return text if abs(value) < 1000 else f"{value:+.0f}" if signed else f"{value:.0f}"
 
 
-def cell(stat: dict | None, metric: str) -> str:
+def cell(stat: dict | None, metric: str, table: dict | None = None) -> str:
     """Return "base → adapter (Δ [lo, hi])" for a paired-stat block, or the adapter-only form."""
     if not stat:
         return "–"
@@ -91,13 +92,14 @@ def cell(stat: dict | None, metric: str) -> str:
     if stat.get("baseline") is None:
         return f"{fmt(stat['adapter'], metric)} [{fmt(lo, metric)}, {fmt(hi, metric)}]"
     return (f"{fmt(stat['baseline'], metric)} → {fmt(stat['adapter'], metric)} "
-            f"({fmt(stat['diff'], metric, True)} [{fmt(lo, metric, True)}, {fmt(hi, metric, True)}]){_mark(stat, metric)}")
+            f"({fmt(stat['diff'], metric, True)} [{fmt(lo, metric, True)}, {fmt(hi, metric, True)}]){_mark(stat, metric, table)}")
 
 
-def _mark(stat: dict, metric: str) -> str:
-    """Return " ✓" / " ✗" when the CI excludes 0 in the persona's wanted / unwanted direction."""
+def _mark(stat: dict, metric: str, table: dict | None = None) -> str:
+    """Return " ✓" / " ✗" when the CI excludes 0 in the persona's wanted / unwanted direction (`table`: the
+    report's metric table, which carries the persona's targets)."""
     lo, hi = stat["ci"]
-    better = metric_table().get(metric, {}).get("better")
+    better = (table or metric_table()).get(metric, {}).get("better")
     if lo is None or better not in ("higher", "lower") or (lo <= 0 <= hi):
         return ""
     up = lo > 0
@@ -154,27 +156,27 @@ def _flags_md(report: dict) -> list[str]:
 def _headline_md(report: dict, label: str) -> list[str]:
     comp = report["comparisons"][label]
     langs = list(comp.get("by_language", {}))
-    rows = []
-    for m in HEADLINE:
+    rows, table = [], report["metrics"]
+    for m in headline_metrics(table):
         st = comp["overall"].get(m)
         if not st:
             continue
-        per_lang = [_delta((comp["by_language"][lg].get(m)), m) for lg in langs]
-        rows.append([m, fmt(st["baseline"], m), fmt(st["adapter"], m), _delta(st, m), *per_lang])
+        per_lang = [_delta((comp["by_language"][lg].get(m)), m, table) for lg in langs]
+        rows.append([m, fmt(st["baseline"], m), fmt(st["adapter"], m), _delta(st, m, table), *per_lang])
     header = ["metric", "baseline", "adapter", "Δ [95% CI]", *[f"Δ {lg}" for lg in langs]]
     return [f"## {label} vs baseline", "", *_table(header, rows), "",
             "Δ = adapter − baseline, paired over prompts. ✓ / ✗: the CI excludes 0 in the direction the persona "
             "wants / does not want. drift is adapter-only (its value, not a Δ).", ""]
 
 
-def _delta(stat: dict | None, metric: str) -> str:
+def _delta(stat: dict | None, metric: str, table: dict | None = None) -> str:
     """Return "Δ [lo, hi] ✓" for a paired-stat block (the adapter value and CI for adapter-only metrics)."""
     if not stat:
         return "–"
     lo, hi = stat["ci"]
     if stat.get("baseline") is None:
         return f"{fmt(stat['adapter'], metric)} [{fmt(lo, metric)}, {fmt(hi, metric)}]"
-    return f"{fmt(stat['diff'], metric, True)} [{fmt(lo, metric, True)}, {fmt(hi, metric, True)}]{_mark(stat, metric)}"
+    return f"{fmt(stat['diff'], metric, True)} [{fmt(lo, metric, True)}, {fmt(hi, metric, True)}]{_mark(stat, metric, table)}"
 
 
 def _truth_md(report: dict) -> list[str]:
@@ -262,10 +264,10 @@ def headline(report: dict) -> str:
     for v in report["variants"]:
         lab, comp = v["label"], report["comparisons"][v["label"]]
         lines.append(f"{lab} (strength {v['strength']:g}):")
-        for m in ("p_persona", "hedge_rate", "boilerplate_rate", "verdict_first", "length"):
+        for m in terminal_metrics(report["metrics"]):
             if m in comp["overall"]:
                 per_lang = "; ".join(f"{lg} {fmt((s.get(m) or {}).get('diff'), m, True)}" for lg, s in comp["by_language"].items())
-                lines.append(f"  {m:<17} {cell(comp['overall'][m], m)}   [{per_lang}]")
+                lines.append(f"  {m:<17} {cell(comp['overall'][m], m, report['metrics'])}   [{per_lang}]")
         lines += _headline_extras(report, lab)
     if report.get("gate"):
         lines.append(f"gate: {'passed' if report['gate']['passed'] else 'FAILED'}")

@@ -16,7 +16,7 @@ import numpy as np
 from stylealign.evaluate import flags as flagging
 from stylealign.evaluate.io import DEFAULT_CORPUS, load_corpus, load_suites
 from stylealign.evaluate.markers import style_markers
-from stylealign.evaluate.metrics import metric_names
+from stylealign.evaluate.metrics import metric_table
 from stylealign.evaluate.robustness import robustness_features, robustness_summary
 from stylealign.evaluate.stats import grouped_paired
 from stylealign.evaluate.text import detect_language
@@ -74,6 +74,7 @@ class EvalState:
     variants: list[Variant]
     answers: dict[str, list[str]] = field(default_factory=dict)
     features: dict[str, list[dict]] = field(default_factory=dict)
+    metrics: dict[str, dict] = field(default_factory=metric_table)  # with the persona's targets (targets.py)
 
 
 def _say(config: EvalConfig, message: str) -> None:
@@ -178,7 +179,7 @@ def comparisons(state: EvalState, config: EvalConfig) -> dict:
     for v in state.variants:
         paired = [{**{g: r.get(g) for g in GROUPS}, "b": state.features[BASELINE][i], "a": state.features[v.label][i]}
                   for i, r in enumerate(state.rows)]
-        out[v.label] = grouped_paired(paired, metric_names(), "b", "a", GROUPS, config.n_boot, config.seed)
+        out[v.label] = grouped_paired(paired, list(state.metrics), "b", "a", GROUPS, config.n_boot, config.seed)
     return out
 
 
@@ -309,7 +310,11 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
 
     config = config or EvalConfig()
     gen_config = _gen_config(config)
-    state = EvalState(load_suites(suites, config.limit), make_variants(adapters, config.strengths, runs))
+    from stylealign.evaluate import targets
+
+    persona = targets.load_targets_persona(config.persona)
+    state = EvalState(load_suites(suites, config.limit), make_variants(adapters, config.strengths, runs),
+                      metrics=targets.persona_metric_table(persona))
     if not state.rows:
         raise ValueError("no prompts: the suites are empty")
     _say(config, f"generating {len(state.rows)} prompts x (baseline + {len(state.variants)} variant(s))")
@@ -321,6 +326,7 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
         embedder = load_embedder()
     clf, clf_section = train_classifier(config, embedder)
     score_answers(state, embedder, clf)
+    targets.add_lexicon_features(state, targets.persona_lexicons(persona))
     _say(config, "retention (perplexity, KL)" + (" and judge" if judge else ""))
     sections = {"retention": retention(generator, state, config), "judge": judge_section(judge, state, config, judge_spec)}
     _say(config, "statistics (bootstrap CIs)")
