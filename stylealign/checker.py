@@ -162,9 +162,23 @@ def check_persona(persona: Persona) -> CheckReport:
 
 
 def _compared(a: PromptRef, b: PromptRef) -> bool:
-    """Return False for two eval rows from different suite files (suites may share prompts on purpose)."""
+    """Return False for two eval rows from different suite files (suites may share prompts on purpose),
+    and for a synth pair and the SFT row (or another pair) it was built from."""
     same_file = a.where.rsplit(":", 1)[0] == b.where.rsplit(":", 1)[0]
-    return not (a.set == b.set == "eval" and not same_file)
+    return not (a.set == b.set == "eval" and not same_file) and not same_source(a, b)
+
+
+def source_id(row_id: str | None) -> str | None:
+    """Return the SFT row a `stylealign synth` pair answers ("pair-<id>-t<k>" -> <id>), else the id itself."""
+    m = re.fullmatch(r"pair-(.+)-t\d+", row_id or "")
+    return m.group(1) if m else row_id
+
+
+def same_source(a: PromptRef, b: PromptRef) -> bool:
+    """Return True when one of two prompts is a synth pair built from the other's row (or both from one
+    row): on-policy pairs repeat their SFT prompts by design, as baseline rows do."""
+    pair = str(a.id).startswith("pair-") or str(b.id).startswith("pair-")
+    return pair and a.id is not None and source_id(a.id) == source_id(b.id)
 
 
 def _duplicate_ids(sets: dict[str, Loaded]) -> list[str]:

@@ -1,0 +1,206 @@
+"""`stylealign synth`: every filter with fake teachers and students, resumability, output that validates."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stylealign.checker import check_persona
+from stylealign.personas import load_persona
+from stylealign.synth import (FILTERS, SynthConfig, SynthError, append_rows, log_path, pair_id, prompts_path, read_jsonl,
+                              repair_tail, run_synth)
+
+PERSONA = """name: toy
+title: Toy
+languages: [en, zh]
+description: Direct and brief.
+system_prompt: Be direct.
+system_prompt_zh: 直说。
+data:
+  sft: [data/sft_*.jsonl]
+  preference: [data/pref_*.jsonl]
+  eval: [eval/*.jsonl]
+targets:
+  hedge_rate: down
+  verdict_first: up
+"""
+
+GOOD = "No. Rewriting costs a quarter and buys nothing you can measure."
+
+
+def _sft(rid, user, answer, lang="en", more=()):
+    turns = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}, *more]
+    return {"id": rid, "category": "tech", "language": lang, "verdict": "no", "messages": turns}
+
+
+@pytest.fixture
+def toy(tmp_path):
+    folder = tmp_path / "personas" / "toy"
+    (folder / "data").mkdir(parents=True)
+    (folder / "eval").mkdir()
+    (folder / "persona.yaml").write_text(PERSONA, encoding="utf-8")
+    (folder / "data" / "sft_01.jsonl").write_text(json.dumps(_sft("sft-en-1", "Is a monorepo worth it for three developers?", GOOD)) + "\n")
+    (folder / "eval" / "suite.jsonl").write_text(json.dumps(
+        {"id": "ev-1", "category": "tech", "language": "en", "adversarial": False, "kind": "open",
+         "messages": [{"role": "user", "content": "Should we adopt GraphQL for our internal admin dashboard?"}]}) + "\n")
+    return folder
+
+
+class FakeBackend:
+    """Answers by a function of the last user turn; records calls. Words are its tokens."""
+
+    def __init__(self, answer):
+        self.answer, self.calls = answer, []
+        self.tokenizer = lambda text, add_special_tokens=False: {"input_ids": text.split()}
+
+    def generate(self, conversations, adapters, config, strengths=None, batch_size=8, progress=False):
+        self.calls.append([c[-1]["content"] for c in conversations])
+        return [self.answer(c) for c in conversations]
+
+
+def student_answer(conv):
+    last = conv[-1]["content"]
+    if "ECHO" in last:
+        return GOOD
+    if "SILENT" in last:
+        return ""
+    if "BEATS" in last:
+        return "No. Direct answer first, then the reason."
+    return "Great question! It may depend on many factors, and perhaps it could possibly work."
+
+
+TEACHER_ROWS = [  # (id, prompt, answer, language) -> the filter it must hit
+    ("kept", "Should I pick Postgres or MongoDB for a booking app?", GOOD, "en"),
+    ("empty", "What is the best way to learn Rust quickly?", "", "en"),
+    ("unfinished", "Do I need a CDN for a blog with 200 readers?", "No. A blog that small does not need", "en"),
+    ("wrong_language", "我应该学习 Go 还是 Rust？", "No. Learn Go first, it ships faster.", "zh"),
+    ("repetition", "Is TDD worth it on a prototype?",
+     "No. Skip it for now and test later. Skip it for now and test later. Skip it for now and test later.", "en"),
+    ("near_duplicate", "Should we adopt GraphQL for our internal admin dashboards?", GOOD, "en"),  # eval suite
+    ("near_duplicate", "Is a monorepo worth it for three developers??", GOOD, "en"),  # persona SFT data
+    ("near_duplicate", "Should I pick Postgres or MongoDB for a booking app??", GOOD, "en"),  # another job
+    ("chosen_like_rejected", "ECHO: is serverless cheaper for a cron job?", GOOD, "en"),
+    ("misses_targets", "BEATS: should I learn Vim?", "Well, it may depend; perhaps, possibly, it could help.", "en"),
+    ("empty", "SILENT: should I buy a standing desk?", GOOD, "en"),  # the student said nothing
+]
+
+
+def _teacher_file(tmp_path, rows=TEACHER_ROWS):
+    path = tmp_path / "teacher.jsonl"
+    lines = [_sft(f"t-{i}-{name}", prompt, answer, lang) for i, (name, prompt, answer, lang) in enumerate(rows)]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines), encoding="utf-8")
+    return path
+
+
+def _config(teacher, out, **kw):
+    return SynthConfig(teacher=teacher, student="fake-student", out=str(out), batch_size=4, progress=False, **kw)
+
+
+def test_every_filter_is_applied_and_counted(toy, tmp_path):
+    out = toy / "data" / "pref_synth.jsonl"
+    student = FakeBackend(student_answer)
+    summary = run_synth(load_persona(toy), _config(f"file:{_teacher_file(tmp_path)}", out), {"fake-student": student})
+    expected = {name: sum(r[0] == name for r in TEACHER_ROWS) for name in ("kept", *FILTERS)}
+    expected["truncated"] = 0  # a file teacher has no token budget (see the model-teacher test)
+    assert summary.counts == expected
+    rows = read_jsonl(out)
+    assert [r["id"] for r in rows] == ["pair-t-0-kept-t1"]
+    row = rows[0]
+    assert row["rejected_kind"] == "student" and row["chosen"][0]["content"] == GOOD
+    assert row["rejected"][0]["content"].startswith("Great question!")
+    assert {"teacher", "student", "settings", "date", "source"} <= set(row["provenance"])
+    assert row["provenance"]["teacher"].startswith("file:") and row["provenance"]["student"] == "fake-student"
+    # the student only answered prompts whose teacher answer passed (no wasted generation)
+    asked = {p for call in student.calls for p in call}
+    assert "Do I need a CDN for a blog with 200 readers?" not in asked and "ECHO: is serverless cheaper for a cron job?" in asked
+    report = check_persona(load_persona(toy))
+    assert report.ok, report.format()
+
+
+def test_model_teacher_truncated_and_follow_ups(toy, tmp_path):
+    long = "No. " + "word " * 40 + "end."
+    teacher = FakeBackend(lambda conv: long if "LONG" in conv[-1]["content"] else
+                          ("What about a team of ten?" if "next message" in conv[-1]["content"] else GOOD))
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"prompt": "LONG: explain Kubernetes operators in depth.", "language": "en", "category": "tech"},
+        {"messages": [{"role": "user", "content": "Is Scrum worth it for two people?"}], "category": "career"}]))
+    out, sft = toy / "data" / "pref_synth.jsonl", toy / "data" / "sft_synth.jsonl"
+    config = _config("hf:fake-teacher", out, prompts=str(prompts), sft_out=str(sft), teacher_tokens=20, few_shot=1)
+    summary = run_synth(load_persona(toy), config, {"fake-student": FakeBackend(student_answer), "fake-teacher": teacher})
+    assert summary.counts["truncated"] == 1 and summary.counts["kept"] == 1
+    framed = teacher.calls[0]
+    assert len(framed) == 2  # both prompts in one batch
+    (row,) = read_jsonl(out)
+    assert row["category"] == "career" and row["id"].startswith("pair-synth-") and row["id"].endswith("-t1")
+    (sft_row,) = read_jsonl(sft)
+    assert sft_row["messages"][-1]["content"] == GOOD and pair_id(sft_row["id"], 1) == row["id"]
+    assert check_persona(load_persona(toy)).ok
+
+
+def test_teacher_written_prompts_with_follow_ups(toy, tmp_path):
+    def teach(conv):
+        last = conv[-1]["content"]
+        if last.startswith("Write one realistic message"):
+            return "User: \"Should I learn Haskell first?\"" if "English" in last else "我该先学哪门编程语言？"
+        if "next message" in last:
+            return "And after that, what next?" if "English" in last else "那之后呢？"
+        return GOOD if conv[0]["content"] == "Be direct." else "不。先学 Python，上手最快，资料最多。"
+
+    teacher = FakeBackend(teach)
+    out, sft = toy / "data" / "pref_synth.jsonl", toy / "data" / "sft_synth.jsonl"
+    config = _config("hf:fake-teacher", out, topics=("tech:first programming language",), per_topic=1,
+                     follow_ups=1.0, sft_out=str(sft))
+    run_synth(load_persona(toy), config, {"fake-student": FakeBackend(lambda c: "Maybe, perhaps, it depends."),
+                                          "fake-teacher": teacher})
+    rows = {r["language"]: r for r in read_jsonl(out)}
+    assert set(rows) == {"en", "zh"}
+    en = rows["en"]
+    assert [t["role"] for t in en["prompt"]] == ["user", "assistant", "user"] and en["id"].endswith("-t2")
+    assert en["prompt"][0]["content"] == "Should I learn Haskell first?"  # label and quotes stripped
+    assert rows["zh"]["prompt"][2]["content"] == "那之后呢？"
+    cache = read_jsonl(prompts_path(out))
+    assert len(cache) == 2
+    calls = len(teacher.calls)
+    run_synth(load_persona(toy), config, {"fake-student": FakeBackend(lambda c: "x"), "fake-teacher": teacher})
+    assert len(teacher.calls) == calls  # a rerun reuses the prompts and skips the done pairs
+    assert check_persona(load_persona(toy)).ok
+
+
+def test_rerun_skips_done_and_repairs_a_partial_line(toy, tmp_path):
+    out = toy / "data" / "pref_synth.jsonl"
+    teacher = _teacher_file(tmp_path)
+    first = FakeBackend(student_answer)
+    run_synth(load_persona(toy), _config(f"file:{teacher}", out, limit=5), {"fake-student": first})
+    logged = read_jsonl(log_path(out))
+    with open(out, "ab") as f:  # a write killed midway
+        f.write(b'{"id": "pair-half')
+    again = FakeBackend(student_answer)
+    summary = run_synth(load_persona(toy), _config(f"file:{teacher}", out), {"fake-student": again})
+    asked = [p for call in again.calls for p in call]
+    assert "Should I pick Postgres or MongoDB for a booking app?" not in asked  # done in the first run
+    keys = [e["key"] for e in read_jsonl(log_path(out))]
+    assert len(keys) == len(set(keys)) == len(TEACHER_ROWS) and keys[: len(logged)] == [e["key"] for e in logged]
+    assert sum(summary.counts.values()) == len(TEACHER_ROWS)
+    assert out.read_bytes().endswith(b"\n") and len(read_jsonl(out)) == 1
+
+
+def test_repair_tail_and_append(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    append_rows(path, [{"a": 1}, {"a": 2}])
+    with open(path, "ab") as f:
+        f.write(b'{"a": 3')
+    assert repair_tail(path) == len(b'{"a": 3') and read_jsonl(path) == [{"a": 1}, {"a": 2}]
+    assert repair_tail(path) == 0
+
+
+def test_bad_inputs_are_one_line_errors(toy, tmp_path):
+    persona = load_persona(toy)
+    with pytest.raises(SynthError, match="no such file"):
+        run_synth(persona, _config("file:nope.jsonl", tmp_path / "o.jsonl"), {"fake-student": FakeBackend(str)})
+    with pytest.raises(SynthError, match="unknown category 'cooking'"):
+        run_synth(persona, _config("hf:fake-teacher", tmp_path / "o.jsonl", topics=("cooking:soup",)),
+                  {"fake-student": FakeBackend(str), "fake-teacher": FakeBackend(str)})
+    with pytest.raises(SynthError, match="no prompts"):
+        run_synth(persona, _config("hf:fake-teacher", tmp_path / "o.jsonl"),
+                  {"fake-student": FakeBackend(str), "fake-teacher": FakeBackend(str)})
