@@ -1,4 +1,4 @@
-"""`stylealign personas list|show|validate|stats`: inspect personas and check their data."""
+"""`stylealign personas list|show|validate|stats|new`: inspect personas, check their data, scaffold new ones."""
 
 from __future__ import annotations
 
@@ -24,6 +24,20 @@ def register(subparsers) -> None:
     validate = sub.add_parser("validate", help="check persona.yaml and all data; exit 1 listing every problem")
     validate.add_argument("name", nargs="?", help="persona name or folder (default: every persona)")
     validate.set_defaults(func=cmd_validate)
+
+    new = sub.add_parser("new", help="scaffold personas/NAME (asks for what the flags leave out, on a terminal)")
+    new.add_argument("name", help="folder name, e.g. warm-tutor")
+    new.add_argument("--title")
+    new.add_argument("--language", action="append", default=None, help="en or zh (repeatable; default en)")
+    new.add_argument("--description")
+    new.add_argument("--trait", action="append", default=[], help="repeatable")
+    new.add_argument("--do", action="append", default=[], help="a style rule to follow (repeatable)")
+    new.add_argument("--dont", action="append", default=[], help="a style rule to avoid (repeatable)")
+    new.add_argument("--system-prompt")
+    new.add_argument("--system-prompt-zh")
+    new.add_argument("--target", action="append", default=[], metavar="METRIC=up|down",
+                     help="a metric that defines the style and its direction (repeatable), e.g. asks_back=up")
+    new.set_defaults(func=cmd_new)
 
     stats = sub.add_parser("stats", help="data statistics (counts, categories, languages, lengths, ...)")
     stats.add_argument("name", nargs="?", help="persona name or folder (default: every persona)")
@@ -106,6 +120,45 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(report.format(), file=sys.stdout if report.ok else sys.stderr)
         failed += not report.ok
     return 1 if failed else 0
+
+
+QUESTIONS = {"title": "Title (e.g. Warm Tutor)", "description": "Describe the persona in a sentence or two",
+             "system_prompt": "System prompt (English)", "system_prompt_zh": "System prompt (Chinese)"}
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    """Scaffold a persona folder from flags, asking on a terminal for whatever they leave out."""
+    from pathlib import Path
+
+    from stylealign.personas import PersonaError, personas_root
+    from stylealign.scaffold import PersonaDraft, check_draft, write_persona
+
+    try:
+        root = personas_root(args.root)
+    except PersonaError:
+        root = Path("personas")
+    draft = PersonaDraft(args.name, args.title or "", tuple(args.language or ["en"]), args.description or "",
+                         tuple(args.trait), tuple(args.do), tuple(args.dont), args.system_prompt or "",
+                         args.system_prompt_zh or "", dict(t.partition("=")[::2] for t in args.target))
+    if sys.stdin.isatty():
+        _ask(draft)
+    problems = check_draft(draft, root)
+    if problems:
+        return _fail("\n".join(f"personas new: {p}" for p in problems))
+    folder = write_persona(draft, root)
+    print(f"created {folder}/ (persona.yaml, data/, eval/, README.md)\nnext: write data/sft_*.jsonl, then "
+          f"`stylealign synth {draft.name} --teacher ...`, `stylealign personas validate {draft.name}`")
+    return 0
+
+
+def _ask(draft) -> None:
+    """Fill the draft's missing fields (and empty lists) from terminal answers."""
+    for key in draft.missing():
+        setattr(draft, key, input(f"{QUESTIONS[key]}: ").strip())
+    for key, label in (("traits", "Traits"), ("do", "Style: do"), ("dont", "Style: don't")):
+        if not getattr(draft, key):
+            answer = input(f"{label} (separate with ';', empty to skip): ")
+            setattr(draft, key, tuple(x.strip() for x in answer.split(";") if x.strip()))
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
