@@ -36,8 +36,8 @@ TOP_PAIRS = 10
 # a row more than a quarter Chinese is not an English row.
 EN_MAX_CJK_SHARE = 0.25
 BAD_REJECTED_KINDS = ("wrong", "rude")
-SET_KINDS = {"sft": "sft", "preference": "preference", "baseline": "sft", "eval": "eval"}
-SET_LABELS = {"sft": "SFT", "preference": "preference", "baseline": "baseline", "eval": "eval"}
+SET_KINDS = {"sft": "sft", "preference": "preference", "baseline": "sft", "eval": "eval", "probe": "eval"}
+SET_LABELS = {"sft": "SFT", "preference": "preference", "baseline": "baseline", "eval": "eval", "probe": "probe"}
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
@@ -118,7 +118,7 @@ def load_sets(persona: Persona) -> tuple[dict[str, Loaded], list[str]]:
     problems are left out of the Loaded sets and reported."""
     sets, problems = {}, []
     where = D.show_path(persona.file)
-    for kind in ("sft", "preference", "baseline", "eval"):
+    for kind in ("sft", "preference", "baseline", "eval", "probe"):
         patterns = getattr(persona.data, kind)
         if not patterns:
             continue
@@ -255,7 +255,7 @@ def _prompts(sets: dict[str, Loaded]) -> list[PromptRef]:
     """Return the first user turn of every SFT, preference and eval row (baseline rows repeat SFT
     prompts by design, so they are left out)."""
     refs = []
-    for kind in ("sft", "preference", "eval"):
+    for kind in ("sft", "preference", "eval", "probe"):
         for r in sets.get(kind, Loaded(kind)).records:
             text = D.first_user_turn(r.row)
             if text:

@@ -64,14 +64,65 @@ class StageSettings:
 @dataclass
 class SFTSettings(StageSettings):
     padding_free: bool = _f(True, "Concatenate a batch's examples without pad tokens (flash-style position ids).")
+    neutral_mix: float = _f(0.0, "Mix this share of the persona's neutral baseline answers (data.baseline) into "
+                            "SFT, relative to the persona rows, to keep the base model's plain fluency.")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.neutral_mix <= 1:
+            raise ValueError("sft: need 0 <= neutral_mix <= 1")
 
 
 @dataclass
 class DPOSettings(StageSettings):
     learning_rate: float = _f(5e-5, "Peak learning rate (cosine schedule with warmup).")
     beta: float = _f(0.1, "DPO temperature: how far the policy may move from the SFT reference.")
-    loss_type: str = _f("sigmoid", "DPO loss: sigmoid (the paper's), ipo, hinge, ...")
+    loss_type: str = _f("sigmoid", "DPO loss, or several comma-separated (TRL's multi-loss): sigmoid (the paper's), "
+                        "ipo, hinge, sft (NLL on chosen, the RPO term), ...")
+    loss_weights: str = _f("", "Comma-separated weights, one per loss_type entry (empty: all 1).")
     precompute_ref_log_probs: bool = _f(False, "Compute the reference log-probs once before training.")
+    on_policy_negatives: int = _f(0, "Add up to N pairs whose rejected answer is the SFT adapter's own greedy answer "
+                                  "to a preference prompt when it loops or opens like most of its answers "
+                                  "(chosen: the persona's answer). 0: off.")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.loss_weights and len(self.loss_weight_list) != len(self.loss_type_list):
+            raise ValueError(f"dpo: {len(self.loss_weight_list)} loss_weights for {len(self.loss_type_list)} loss types")
+        if self.on_policy_negatives < 0:
+            raise ValueError("dpo: need on_policy_negatives >= 0")
+
+    @property
+    def loss_type_list(self) -> list[str]:
+        return [x.strip() for x in self.loss_type.split(",") if x.strip()]
+
+    @property
+    def loss_weight_list(self) -> list[float] | None:
+        return [float(x) for x in self.loss_weights.split(",") if x.strip()] or None
+
+
+@dataclass
+class SelectSettings:
+    """Checkpoint selection: every saved checkpoint (and each stage's end) answers the persona's held-out
+    probe prompts greedily; the published adapter is the best candidate under this rule."""
+
+    enabled: bool = _f(True, "Score checkpoints on the persona's probe prompts and publish the best one.")
+    max_new_tokens: int = _f(128, "Token budget of each greedy probe answer.")
+    batch_size: int = _f(16, "Probe answers generated per batch.")
+    metric: str = _f("verdict_first", "What the rule maximises among candidates that meet its constraints.",
+                     choices=("verdict_first", "stopped"))
+    max_repetition_over_base: float = _f(0.05, "Constraint: repetitive-answer share at most the base model's plus this.")
+    yes_share_min: float = _f(0.3, "Constraint: the yes-share of yes/no verdicts at least this...")
+    yes_share_max: float = _f(0.7, "... and at most this.")
+    max_top_opener: float = _f(0.5, "Constraint: the most common opener starts at most this share of answers.")
+    dpo_from: str = _f("best", "DPO starts from the best SFT candidate ('best') or the SFT stage's end ('last').",
+                       choices=("best", "last"))
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError("select: need max_new_tokens >= 1 and batch_size >= 1")
+        if not 0 <= self.yes_share_min <= self.yes_share_max <= 1:
+            raise ValueError("select: need 0 <= yes_share_min <= yes_share_max <= 1")
 
 
 @dataclass
@@ -93,6 +144,7 @@ class Recipe:
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapter shape."})
     sft: SFTSettings = field(default_factory=SFTSettings, metadata={"help": "Supervised fine-tuning stage."})
     dpo: DPOSettings = field(default_factory=DPOSettings, metadata={"help": "Preference (DPO) stage."})
+    select: SelectSettings = field(default_factory=SelectSettings, metadata={"help": "Checkpoint selection."})
 
     def __post_init__(self):
         if self.quant not in ("nf4", "none"):

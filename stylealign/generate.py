@@ -148,18 +148,21 @@ class Generator:
             return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                               use_cache=False).logits.float()
 
-    def stream(self, conversations, adapters, config: GenerationConfig, strengths=None) -> Iterator[list[str]]:
-        """Yield, after every decoding step, the text generated so far for each row."""
+    def stream(self, conversations, adapters, config: GenerationConfig, strengths=None,
+               stopped: list | None = None) -> Iterator[list[str]]:
+        """Yield, after every decoding step, the text generated so far for each row. A given `stopped`
+        list is filled at the end: per row, whether it ended on a stop token before the token budget."""
         tokens: list[list[int]] = [[] for _ in conversations]
         with self.lock, self.strengths(strengths):
-            for step in self._decode(conversations, adapters, config):
+            for step in self._decode(conversations, adapters, config, stopped):
                 for row, tok in step.items():
                     tokens[row].append(tok)
                 yield [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
 
     def generate(self, conversations, adapters, config: GenerationConfig, strengths=None,
-                 batch_size: int = 8, progress: bool = False) -> list[str]:
-        """Return one answer per conversation; rows are batched by length, each with its own adapter."""
+                 batch_size: int = 8, progress: bool = False, stopped: list | None = None) -> list[str]:
+        """Return one answer per conversation; rows are batched by length, each with its own adapter.
+        A given `stopped` list receives, per conversation, whether its answer ended before the budget."""
         from tqdm.auto import tqdm
 
         if len(adapters) != len(conversations):
@@ -167,20 +170,26 @@ class Generator:
         lengths = [len(json.dumps(c, ensure_ascii=False)) for c in conversations]
         order = sorted(range(len(conversations)), key=lambda i: -lengths[i])  # similar lengths pad less
         answers: list[str] = [""] * len(conversations)
+        ended: list[bool] = [False] * len(conversations)
         bar = tqdm(total=len(conversations), desc="generating", unit="answer", disable=not progress)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            final = [""] * len(idx)
-            for final in self.stream([conversations[i] for i in idx], [adapters[i] for i in idx], config, strengths):
+            final, batch_stopped = [""] * len(idx), []
+            for final in self.stream([conversations[i] for i in idx], [adapters[i] for i in idx], config, strengths,
+                                     batch_stopped):
                 pass
-            for i, text in zip(idx, final):
-                answers[i] = text
+            for i, text, end in zip(idx, final, batch_stopped):
+                answers[i], ended[i] = text, end
             bar.update(len(idx))
         bar.close()
+        if stopped is not None:
+            stopped[:] = ended
         return answers
 
-    def _decode(self, conversations, adapters, config: GenerationConfig) -> Iterator[dict[int, int]]:
-        """Yield {row: new token} per step for unfinished rows; KV cache, per-row seeded sampling."""
+    def _decode(self, conversations, adapters, config: GenerationConfig,
+                stopped: list | None = None) -> Iterator[dict[int, int]]:
+        """Yield {row: new token} per step for unfinished rows; KV cache, per-row seeded sampling.
+        At the end `stopped` (if given) holds, per row, whether a stop token ended it."""
         import torch
         from transformers import DynamicCache
 
@@ -193,7 +202,7 @@ class Generator:
         cache = DynamicCache()
         position = (mask.long().cumsum(-1) - 1).clamp(min=0)
         step_ids = ids
-        with torch.no_grad(), self._routing(list(adapters)):
+        with torch.no_grad(), self._routing(list(adapters)), _report_done(done, stopped):
             for _ in range(config.max_new_tokens):
                 out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=position,
                                  use_cache=True, logits_to_keep=1, **{self._cache_kwarg(): cache})
@@ -245,6 +254,16 @@ class Generator:
         ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos])
         ids.add(self.tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in self.tokenizer.get_vocab() else None)
         return {i for i in ids if i is not None}
+
+
+@contextlib.contextmanager
+def _report_done(done, stopped: list | None):
+    """Copy the per-row done flags into `stopped` when decoding ends (normally or early)."""
+    try:
+        yield
+    finally:
+        if stopped is not None:
+            stopped[:] = [bool(d) for d in done.tolist()]
 
 
 def pick_tokens(logits, seen: list[set], rngs, config: GenerationConfig, top_k: int = 256) -> list[int]:

@@ -16,7 +16,7 @@ import yaml
 
 PERSONA_FILE = "persona.yaml"
 SUPPORTED_LANGUAGES = ("en", "zh")
-DATA_KINDS = ("sft", "preference", "baseline", "eval")
+DATA_KINDS = ("sft", "preference", "baseline", "eval", "probe")
 TOP_LEVEL_KEYS = {
     "name", "title", "languages", "description", "traits", "style", "system_prompt", "system_prompt_zh",
     "bake_system_prompt", "data", "adapter", "requirements", "targets", "lexicons", "eval_suites",
@@ -47,6 +47,7 @@ class DataSpec:
     preference: tuple[str, ...] = ()
     baseline: tuple[str, ...] = ()
     eval: tuple[str, ...] = ()
+    probe: tuple[str, ...] = ()  # held-out prompts that score training checkpoints (never the eval suites)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,10 @@ class Persona:
     def eval_suite_files(self) -> list[Path]:
         """Return the files matched by the eval_suites globs (the persona's default evaluation suites)."""
         return self._glob(self.eval_suites)
+
+    def probe_files(self) -> list[Path]:
+        """Return the held-out probe prompts (data.probe globs) that checkpoint selection scores."""
+        return self.files("probe")
 
     def system_prompt_for(self, language: str | None) -> str:
         """Return the system prompt for `language` ("zh" uses system_prompt_zh when set)."""

@@ -11,14 +11,19 @@ def series(history: list[dict], key: str) -> tuple[list[float], list[float]]:
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def training_plot(histories: dict[str, list[dict]], out: Path) -> Path:
-    """Write a PNG with one panel per stage (SFT loss; DPO margin and accuracy) and return its path."""
+def training_plot(histories: dict[str, list[dict]], out: Path, selection: dict | None = None) -> Path:
+    """Write a PNG with one panel per stage (SFT loss; DPO margin and accuracy), plus the checkpoint
+    candidates' probe scores when selection ran, and return its path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(histories), figsize=(5.5 * len(histories), 3.6), squeeze=False)
+    cands = (selection or {}).get("candidates") or []
+    panels = len(histories) + bool(cands)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.6), squeeze=False)
+    if cands:
+        candidates_panel(axes[0][-1], selection)
     for ax, (stage, history) in zip(axes[0], histories.items()):
         if stage == "sft":
             ax.plot(*series(history, "loss"), label="train loss")
@@ -40,3 +45,27 @@ def training_plot(histories: dict[str, list[dict]], out: Path) -> Path:
     plt.close(fig)
     tmp.replace(out)
     return out
+
+
+PROBE_LINES = (("verdict_first", "verdict-first"), ("repetitive", "repetitive"), ("top_opener", "top opener"),
+               ("yes_share", "yes-share"))
+
+
+def candidates_panel(ax, selection: dict) -> None:
+    """Plot each checkpoint candidate's greedy probe scores (the base model's as dotted lines) and mark
+    the published one."""
+    cands, base = selection["candidates"], selection.get("baseline") or {}
+    labels = [f"{c['stage']}:{c['step']}" for c in cands]
+    for key, name in PROBE_LINES:
+        values = [c["scores"].get(key) for c in cands]
+        line, = ax.plot(range(len(cands)), [float("nan") if v is None else v for v in values], marker="o", label=name)
+        if base.get(key) is not None:
+            ax.axhline(base[key], color=line.get_color(), linestyle=":", linewidth=1)
+    chosen = next((i for i, c in enumerate(cands) if c["path"] == selection["selected"]["path"]), None)
+    if chosen is not None:
+        ax.axvline(chosen, color="black", linewidth=1)
+        ax.annotate("published", (chosen, 1.02), ha="center", fontsize=8)
+    ax.set_xticks(range(len(cands)), labels, rotation=45, fontsize=7)
+    ax.set_ylim(-0.02, 1.1)
+    ax.set_title("checkpoints, greedy probe (base dotted)")
+    ax.legend(loc="lower left", fontsize=7)

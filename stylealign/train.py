@@ -8,6 +8,7 @@ run folder by an atomic rename. Work happens in `<run>.partial/`, which `--resum
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stylealign import select
 from stylealign.config import Recipe
 
 STAGES = ("sft", "dpo")
@@ -72,7 +74,27 @@ def load_stage_data(persona, stage: str, recipe: Recipe, tokenizer, files=None) 
     if persona.bake_system_prompt:
         rows = data.with_system_prompt(rows, lambda r: persona.system_prompt_for(r.get("language")))
     train, held = data.split(rows, recipe.eval_fraction, recipe.seed)
-    return StageData(train, held, [file_record(f) for f in files])
+    records = [file_record(f) for f in files]
+    if stage == "sft" and recipe.sft.neutral_mix > 0:
+        neutral, neutral_files = neutral_rows(persona, recipe, tokenizer, round(recipe.sft.neutral_mix * len(train)))
+        train, records = train + neutral, records + neutral_files
+    return StageData(train, held, records)
+
+
+def neutral_rows(persona, recipe: Recipe, tokenizer, n: int) -> tuple[list[dict], list[dict]]:
+    """Return `n` of the persona's neutral baseline conversations (recipe languages, seeded sample) and
+    their file records: plain answers mixed into SFT keep the base model's fluency."""
+    import random
+
+    from stylealign import data
+
+    files = persona.baseline_files()
+    if not files:
+        raise FileNotFoundError(f"sft.neutral_mix needs data.baseline files in persona {persona.name!r}")
+    rows = data.load_sft(files, count_tokens=count_tokens_fn(tokenizer), max_length=recipe.max_length)
+    if recipe.language_list:
+        rows = [r for r in rows if r.get("language") in recipe.language_list]
+    return random.Random(recipe.seed).sample(rows, min(n, len(rows))), [file_record(f) for f in files]
 
 
 def sft_rows(rows: list[dict]) -> list[dict]:
@@ -180,16 +202,24 @@ def dpo_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
     named "ref" as the reference, so one base model serves policy and reference; given a plain model,
     a fresh LoRA is trained against the base with adapters disabled."""
     from peft import PeftModel
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOTrainer
 
     d = recipe.dpo
-    args = DPOConfig(**_common_args(d, recipe, out, bool(data.eval)), beta=d.beta, loss_type=[d.loss_type],
-                     precompute_ref_log_probs=d.precompute_ref_log_probs)
+    args = dpo_config(recipe, out, bool(data.eval))
     peft_config = None if isinstance(model, PeftModel) else lora_config(recipe)
     trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
                          train_dataset=as_dataset(_train_rows(dpo_rows(data.train), d, recipe)),
                          eval_dataset=as_dataset(dpo_rows(data.eval)))
     return _fast_head(trainer, recipe)
+
+
+def dpo_config(recipe: Recipe, out: Path, has_eval: bool = False):
+    """Return TRL's DPOConfig for the recipe: beta, the (possibly combined) losses and their weights."""
+    from trl import DPOConfig
+
+    d = recipe.dpo
+    return DPOConfig(**_common_args(d, recipe, out, has_eval), beta=d.beta, loss_type=d.loss_type_list,
+                     loss_weights=d.loss_weight_list, precompute_ref_log_probs=d.precompute_ref_log_probs)
 
 
 def _fast_head(trainer, recipe: Recipe):
@@ -266,20 +296,28 @@ def train_run(persona, recipe: Recipe, run_dir: str | Path, stages=STAGES, resum
     model = models.load_model(base, quant=recipe.quant, dtype=recipe.dtype, attn=training_attention(recipe))
     if init_adapter:
         model = _attach_trainable(model, init_adapter)
+    probe = _Probe(persona, recipe, tokenizer, work, model) if recipe.select.enabled else None
     for stage in stages:
         stage_dir = work / "stages" / stage
         if (stage_dir / DONE).exists():  # finished before an interruption: reload its adapter
             model = _attach_trainable(_unwrap(model), stage_dir / "adapter")
             summary[stage] = json.loads((stage_dir / "summary.json").read_text())
             continue
+        if probe and stage == "dpo":
+            model = probe.before_dpo(model, datasets["dpo"], work / "stages")
         make = sft_trainer if stage == "sft" else dpo_trainer
         trainer = make(model, tokenizer, datasets[stage], recipe, stage_dir)
+        if probe and probe.rows:
+            trainer.add_callback(select.probe_callback(stage, stage_dir, probe.prober))
         summary[stage] = run_trainer(trainer, stage_dir, resume, state.is_main_process)
+        model = _only_default(trainer.model)
+        if probe and probe.rows and state.is_main_process:  # the stage's end is a candidate too
+            select.save_candidate(model, probe.prober, stage_dir, stage, trainer.state.global_step)
         if state.is_main_process:
             (stage_dir / "summary.json").write_text(json.dumps(summary[stage], indent=1))
-        model = _only_default(trainer.model)
     if state.is_main_process:
-        _finish(work, persona, recipe, base, datasets, summary, started, stages, init_adapter)
+        selection = probe.selection(work, stages) if probe and probe.rows else {"status": "off"}
+        _finish(work, persona, recipe, base, datasets, summary, started, stages, init_adapter, selection)
         os.replace(work, final)  # atomic publish: a folder named like a run is always complete
     state.wait_for_everyone()
     return final
@@ -345,15 +383,19 @@ def _only_default(model):
     return model
 
 
-def _finish(work: Path, persona, recipe, base, datasets, summary, started, stages, init_adapter) -> None:
-    """Copy the last stage's adapter to adapter/, write manifest.json and the training plot."""
+def _finish(work: Path, persona, recipe, base, datasets, summary, started, stages, init_adapter,
+            selection: dict) -> None:
+    """Copy the selected candidate's adapter (else the last stage's) to adapter/, write manifest.json and
+    the training plot."""
     from stylealign import plots
 
-    last = work / "stages" / stages[-1] / "adapter"
-    shutil.copytree(last, work / "adapter", dirs_exist_ok=True)
-    _write_json(work / "manifest.json", manifest(persona, recipe, base, datasets, summary, started, init_adapter))
+    chosen = selection.get("selected")
+    source = work / chosen["path"] if chosen else work / "stages" / stages[-1] / "adapter"
+    shutil.copytree(source, work / "adapter", dirs_exist_ok=True, ignore=shutil.ignore_patterns(select.SCORES))
+    info = manifest(persona, recipe, base, datasets, summary, started, init_adapter)
+    _write_json(work / "manifest.json", {**info, "selection": selection})
     histories = {s: json.loads((work / "stages" / s / "log_history.json").read_text()) for s in stages}
-    plots.training_plot(histories, work / "training.png")
+    plots.training_plot(histories, work / "training.png", selection)
 
 
 def manifest(persona, recipe, base, datasets, summary, started, init_adapter) -> dict:
@@ -403,6 +445,62 @@ def peak_memory_mb() -> dict:
     if torch.cuda.is_available():
         out["cuda_allocated"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
+
+
+class _Probe:
+    """Checkpoint selection for one run: the base model's probe scores, then per-stage candidates."""
+
+    def __init__(self, persona, recipe: Recipe, tokenizer, work: Path, model):
+        self.recipe = recipe
+        self.rows = select.probe_rows(persona, recipe)
+        self.prober = select.Prober(recipe, tokenizer, self.rows) if self.rows else None
+        self.base = self._baseline(work, model) if self.rows else None
+
+    def _baseline(self, work: Path, model) -> dict:
+        path = work / "probe_baseline.json"
+        if path.exists():  # resumed: the base model answers as before
+            return json.loads(path.read_text())
+        print(f"[select] probing the base model on {len(self.rows)} held-out prompts (greedy)", flush=True)
+        scores = self.prober.score(model, adapter=None)
+        _write_json(path, scores)
+        return scores
+
+    def before_dpo(self, model, dpo_data: StageData, stages_dir: Path):
+        """Start DPO from the best SFT candidate (recipe select.dpo_from) and add on-policy negatives."""
+        sft = select.stage_candidates(stages_dir / "sft")
+        start = sft[-1] if sft else None
+        if self.rows and sft and self.recipe.select.dpo_from == "best":
+            start = sft[select.choose(sft, self.base, self.recipe.select)[0]]
+            if start is not sft[-1]:
+                print(f"[select] DPO starts from SFT step {start['step']} (best under the rule)", flush=True)
+                select.load_into(model, start)
+        n = self.recipe.dpo.on_policy_negatives
+        if n > 0 and start is not None:
+            dpo_data.train = dpo_data.train + self._negatives(model, start, dpo_data, stages_dir / "on_policy.jsonl", n)
+        return model
+
+    def _negatives(self, model, start: dict, dpo_data: StageData, path: Path, n: int) -> list[dict]:
+        from stylealign.evaluate.io import write_jsonl
+
+        if not path.exists():
+            pairs = select.on_policy_pairs(self.prober, model, start["path"], dpo_data.train, n, self.recipe.seed)
+            write_jsonl(path, pairs)
+            print(f"[select] {len(pairs)} on-policy negatives from {min(n, len(dpo_data.train))} SFT answers", flush=True)
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        dpo_data.files.append(file_record(path, len(rows)))
+        return rows
+
+    def selection(self, work: Path, stages) -> dict:
+        """Return the manifest's selection block: rule, base scores, every candidate, the selected one."""
+        cands = [c for s in stages for c in select.stage_candidates(work / "stages" / s)]
+        if not cands:
+            return {"status": "no candidates"}
+        best, met = select.choose(cands, self.base, self.recipe.select)
+        for c in cands:
+            c["violations"] = select.violations(c["scores"], self.base, self.recipe.select)
+            c["path"] = os.path.relpath(c["path"], work)  # the run folder is renamed when published
+        return {"status": "ok", "rule": dataclasses.asdict(self.recipe.select), "baseline": self.base, "candidates": cands,
+                "selected": cands[best], "rule_met": met}
 
 
 def _write_json(path: Path, obj) -> None:

@@ -51,6 +51,9 @@ def add_eval_arguments(p) -> None:
     p.add_argument("--no-retention", action="store_true", help="Skip perplexity/KL (saves forward passes).")
     p.add_argument("--kl-prompts", type=int, default=64, help="Suite prompts used for KL (0 = all).")
     p.add_argument("--no-classifier", action="store_true", help="Skip the style classifier.")
+    p.add_argument("--no-probe", action="store_true", help="Skip the greedy coherence probe (repetition, opener "
+                   "collapse, stops, verdict balance, language at temperature 0 with no repetition penalty).")
+    p.add_argument("--probe-tokens", type=int, default=160, help="Token budget of each greedy probe answer.")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--batch-size", type=int, default=16, help="Answers per batched generation call.")
     p.add_argument("--n-boot", type=int, default=2000, help="Bootstrap resamples for every CI.")
@@ -129,7 +132,8 @@ def run(args) -> int:
                         batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed, persona=persona_name,
                         classifier=not args.no_classifier, corpus=args.corpus, retention=not args.no_retention,
                         kl_max_prompts=args.kl_prompts or None, system_prompt=system_prompts(args.system_prompt, manifest, persona),
-                        n_examples=args.examples, progress=not args.quiet, plots=not args.no_plots)
+                        n_examples=args.examples, progress=not args.quiet, plots=not args.no_plots,
+                        probe=not args.no_probe, probe_max_new_tokens=args.probe_tokens)
     report = run_eval(gen, names, args.suite or default_suites(persona, DEFAULT_SUITES), config, judge=judge,
                       judge_spec=args.judge, out=out, runs=dict(zip(names, runs)), base_model=gen.base,
                       fail_under=args.fail_under, fail_over=args.fail_over)

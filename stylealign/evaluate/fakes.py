@@ -81,10 +81,13 @@ class FakeGenerator:
         self._w = torch.randn(v, v, generator=g)
         self._delta = {a: 0.5 * torch.randn(v, v, generator=g) for a in adapters}
 
-    def generate(self, conversations, adapters, config, strengths=None, batch_size=8, progress=False):
-        """Return one canned answer per row; records the call (adapters per row, config, strengths)."""
+    def generate(self, conversations, adapters, config, strengths=None, batch_size=8, progress=False, stopped=None):
+        """Return one canned answer per row; records the call (adapters per row, config, strengths). Every
+        canned answer counts as finished before the budget (`stopped`)."""
         self.calls.append({"adapters": list(adapters), "config": config, "strengths": dict(strengths or {}),
                            "batch_size": batch_size})
+        if stopped is not None:
+            stopped[:] = [True] * len(conversations)
         return [self.answer(c, a, (strengths or {}).get(a, 1.0) if a else 0.0) for c, a in zip(conversations, adapters)]
 
     def logits(self, input_ids, attention_mask, adapter):

@@ -51,7 +51,12 @@ def truth_flags(label: str, truth: dict) -> list[dict]:
 
 def find_flags(sections: dict, labels: list[str]) -> list[dict]:
     """Return every flag for the report: per variant, then for the classifier and the judge."""
+    from stylealign.evaluate import probe
+
     out = []
+    for label in labels:  # the greedy probe's flags first: they are what a user of the adapter will see
+        if (sections.get("probe") or {}).get("status") == "ok":
+            out += probe.flags(label, sections["comparisons"][label]["overall"], sections["probe"])
     for label in labels:
         out += comparison_flags(label, sections["comparisons"][label]["overall"])
         out += truth_flags(label, sections.get("truth", {}))

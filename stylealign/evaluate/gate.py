@@ -7,6 +7,7 @@ METRIC names (checked for every variant; the gate fails if any variant fails or 
   truth.balanced_accuracy | truth.verdict_accuracy | truth.right_share
   retention.ppl_ratio | retention.kl_per_token
   judge.win_rate | judge.ci_low | judge.position_consistency
+  probe.red_flags | probe.yes_share | probe.top_opener | probe.repetitive   the greedy coherence probe
 Examples: --fail-under p_persona.diff=0.2  --fail-under truth.balanced_accuracy=0.6
           --fail-over hedge_rate.diff@zh=0  --fail-over retention.ppl_ratio=1.2
 """
@@ -37,6 +38,7 @@ SECTION_FIELDS = {
     "truth": ("balanced_accuracy", "verdict_accuracy", "right_share", "recall_yes", "recall_no"),
     "retention": ("ppl_ratio", "kl_per_token", "ppl_adapter", "ppl_base"),
     "judge": ("win_rate", "ci_low", "position_consistency"),
+    "probe": ("yes_share", "top_opener", "repetitive", "red_flags"),
 }
 
 
@@ -74,12 +76,27 @@ def lookup(report: dict, label: str, name: str, language: str | None = None):
         return lang_pick(((report.get("truth") or {}).get("models") or {}).get(label) or {}).get(field)
     if head == "retention":
         return lang_pick(((report.get("retention") or {}).get("variants") or {}).get(label) or {}).get(field)
+    if head == "probe":
+        return _probe_value(report, label, field, language)
     if head == "judge":
         j = lang_pick(((report.get("judge") or {}).get("variants") or {}).get(label) or {})
         return (j.get("ci") or [None])[0] if field == "ci_low" else j.get(field)
     comp = report["comparisons"][label]
     block = comp["by_language"].get(language, {}) if language else comp["overall"]
     return _metric_value(block.get(head), field or "adapter")
+
+
+def _probe_value(report: dict, label: str, field: str, language: str | None):
+    """Return a probe value of a variant: its red-flag count, yes-share of all greedy verdicts, top opener
+    share (per language with @lang), or repetitive share."""
+    if field == "red_flags":
+        return float(sum(f.get("source") == "probe" and f["variant"] == label for f in report.get("flags") or []))
+    model = (((report.get("probe") or {}).get("models") or {}).get(label)) or {}
+    if field == "top_opener" and language:
+        return ((model.get("openers") or {}).get(language) or {}).get("share")
+    if language:
+        return lookup(report, label, f"probe_{'yes' if field == 'yes_share' else field}", language)
+    return model.get(field)
 
 
 def check_gates(report: dict, fail_under: list[str] = (), fail_over: list[str] = ()) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from stylealign.evaluate.content import CONTENT_METRICS
 from stylealign.evaluate.markers import MARKER_METRICS
+from stylealign.evaluate.probe import PROBE_METRICS
 from stylealign.evaluate.robustness import ROBUSTNESS_METRICS
 from stylealign.evaluate.truth import TRUTH_METRICS
 
@@ -20,6 +21,7 @@ _LAYERS = (
     ("L1-content", CONTENT_METRICS),
     ("L1-robustness", ROBUSTNESS_METRICS),
     ("L1-truth", TRUTH_METRICS),
+    ("L1-coherence", PROBE_METRICS),
 )
 
 # The short list shown in headlines and the report's first table, in display order.

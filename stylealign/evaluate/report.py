@@ -11,7 +11,7 @@ from stylealign.evaluate.metrics import metric_table
 from stylealign.evaluate.targets import headline_metrics, terminal_metrics
 
 SCHEMA_VERSION = 1
-SECTION_ORDER = ("comparisons", "classifier", "truth", "retention", "robustness", "judge", "examples", "flags")
+SECTION_ORDER = ("flags", "probe", "comparisons", "classifier", "truth", "retention", "robustness", "judge", "examples")
 NOTES = [
     "Embedding-based metrics (relevance, drift, the classifier's embedding features) use all-MiniLM-L6-v2, "
     "an English-centric model: Chinese numbers are reported separately and deserve less trust.",
@@ -56,6 +56,7 @@ def write_outputs(report: dict, state, out: Path, plots: bool = True) -> dict:
         {"key": r["key"], "suite": r.get("suite"), "id": r.get("id"), "language": r.get("language"),
          "category": r.get("category"), "kind": r.get("kind"), "expected": r.get("expected"),
          "messages": r["messages"], "answers": {lab: state.answers[lab][i] for lab in state.answers},
+         "probe_answers": {lab: state.probe_answers[lab][i] for lab in state.probe_answers},
          "features": {lab: state.features[lab][i] for lab in state.features}} for i, r in enumerate(state.rows)])
     files = {"answers": "answers.jsonl", "report_md": "report.md", "plots": []}
     if plots:
@@ -118,7 +119,7 @@ def render_markdown(report: dict) -> str:
     """Return report.md: headline tables with CIs per language, truth, retention, judge, flags, examples."""
     lines = [f"# stylealign eval — {', '.join(v['label'] for v in report['variants'])} vs baseline", "",
              _meta_line(report), ""]
-    lines += _gate_md(report) + _flags_md(report)
+    lines += _gate_md(report) + _flags_md(report) + _probe_md(report)
     for v in report["variants"]:
         lines += _headline_md(report, v["label"])
     lines += _truth_md(report) + _retention_md(report) + _judge_md(report) + _classifier_md(report)
@@ -151,6 +152,43 @@ def _flags_md(report: dict) -> list[str]:
         return ["**No red flags.**", ""]
     return ["## Red flags", ""] + [f"- **{f['severity']}** `{f['code']}` ({f['variant'] or 'all'}): {f['message']}"
                                    for f in flags] + [""]
+
+
+PROBE_ROWS = (("repetitive", "repetitive answers"), ("top_opener", "most common opener's share (max over languages)"),
+              ("stopped", "stopped before the budget"), ("lang_mismatch", "wrong language"),
+              ("verdict_first", "verdict-first"), ("hedge_fill", "hedges + fillers (rate)"),
+              ("evasive_opener", "evasive openers"))
+
+
+def _probe_md(report: dict) -> list[str]:
+    """Return the coherence probe's table (greedy answers, per model) and its verdict balance."""
+    pr = report.get("probe") or {}
+    if pr.get("status") != "ok":
+        return []
+    labels = list(pr["models"])
+    comps = {v["label"]: report["comparisons"][v["label"]]["overall"] for v in report["variants"]}
+    rows = [[name, *[_fmt_probe(pr["models"][lab].get(key), key) for lab in labels],
+             *[_delta(comps[lab].get(f"probe_{key}"), f"probe_{key}") if key != "top_opener" else
+               _delta(comps[lab].get("probe_top_opener"), "probe_top_opener") for lab in comps]]
+            for key, name in PROBE_ROWS]
+    openers = [["opener (per language)", *[", ".join(f"{lg} {o['opener']!r} {fmt(o['share'])}" for lg, o in
+                                           pr["models"][lab]["openers"].items()) for lab in labels], *["" for _ in comps]]]
+    verdicts = [[f"yes-share, {name.replace('_', ' ')}", *[_verdict_cell(pr["models"][lab]["verdicts"][name]) for lab in labels],
+                 *["" for _ in comps]] for name in ("known_answer", "open_yes_no")]
+    g = pr["generation"]
+    return [f"## Coherence probe (greedy, no repetition penalty, {g['max_new_tokens']} new tokens)", "",
+            *_table(["", *labels, *[f"Δ {lab} [95% CI]" for lab in comps]], rows + openers + verdicts), "",
+            "What a user sees at temperature 0 (llama.cpp, Ollama, vLLM defaults), on the same prompts for every model. "
+            "Repetitive: a sentence said twice, a 4-gram said 3 times, 30%+ repeated 3-grams, or cut off while repeating.", ""]
+
+
+def _fmt_probe(value, key: str) -> str:
+    return fmt(value, "probe_hedge_fill" if key == "hedge_fill" else "probe_repetitive")
+
+
+def _verdict_cell(block: dict) -> str:
+    known = f"; right/wrong/none {block['right']}/{block['wrong']}/{block['no_verdict']}" if "right" in block else ""
+    return f"{fmt(block['yes_share'])} of {block['verdicts']} verdicts ({block['n']} prompts{known})"
 
 
 def _headline_md(report: dict, label: str) -> list[str]:
@@ -268,12 +306,36 @@ def headline(report: dict) -> str:
             if m in comp["overall"]:
                 per_lang = "; ".join(f"{lg} {fmt((s.get(m) or {}).get('diff'), m, True)}" for lg, s in comp["by_language"].items())
                 lines.append(f"  {m:<17} {cell(comp['overall'][m], m, report['metrics'])}   [{per_lang}]")
-        lines += _headline_extras(report, lab)
+        lines += _headline_extras(report, lab) + _headline_probe(report, lab)
     if report.get("gate"):
         lines.append(f"gate: {'passed' if report['gate']['passed'] else 'FAILED'}")
     flags = report.get("flags") or []
     lines.append("flags: " + ("; ".join(f"{f['code']}({f['variant'] or 'all'})" for f in flags) if flags else "none"))
     return "\n".join(lines)
+
+
+def _headline_probe(report: dict, label: str) -> list[str]:
+    """Return the greedy probe's lines for one variant: repetition, collapse, stops, verdict balance."""
+    pr = report.get("probe") or {}
+    if pr.get("status") != "ok":
+        return []
+    comp, b, a = report["comparisons"][label]["overall"], pr["models"]["baseline"], pr["models"][label]
+    top = lambda m: "; ".join(f"{lg} {o['opener']!r} {fmt(o['share'])}" for lg, o in m["openers"].items())  # noqa: E731
+    kb, ka = b["verdicts"]["known_answer"], a["verdicts"]["known_answer"]
+    ob, oa = b["verdicts"]["open_yes_no"], a["verdicts"]["open_yes_no"]
+    lines = [f"  greedy probe ({pr['generation']['max_new_tokens']} tokens, no repetition penalty):",
+             f"    repetitive        {cell(comp.get('probe_repetitive'), 'probe_repetitive')}",
+             f"    top opener        {cell(comp.get('probe_top_opener'), 'probe_top_opener')}   [{top(b)} → {top(a)}]",
+             f"    stopped in budget {cell(comp.get('probe_stopped'), 'probe_stopped')}",
+             f"    wrong language    {cell(comp.get('probe_lang_mismatch'), 'probe_lang_mismatch')}",
+             f"    verdict-first     {cell(comp.get('probe_verdict_first'), 'probe_verdict_first')}"]
+    if ka["n"]:
+        lines.append(f"    known answers     yes-share {fmt(kb['yes_share'])} → {fmt(ka['yes_share'])}, right/wrong/none "
+                     f"{kb['right']}/{kb['wrong']}/{kb['no_verdict']} → {ka['right']}/{ka['wrong']}/{ka['no_verdict']}")
+    if oa["n"]:
+        lines.append(f"    open yes/no       yes-share {fmt(ob['yes_share'])} → {fmt(oa['yes_share'])} "
+                     f"({ob['verdicts']} → {oa['verdicts']} verdicts of {oa['n']})")
+    return lines
 
 
 def _headline_extras(report: dict, label: str) -> list[str]:

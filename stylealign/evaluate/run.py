@@ -46,6 +46,8 @@ class EvalConfig:
     system_prompt: str | dict | None = None  # str, or {language: str}; same for baseline and adapter
     n_examples: int = 4
     judge_max_pairs: int | None = None
+    probe: bool = True  # the greedy coherence probe beside the sampled pass (evaluate/probe.py)
+    probe_max_new_tokens: int = 160  # its token budget, the same for baseline and adapter
     progress: bool = True
     plots: bool = True
 
@@ -75,6 +77,8 @@ class EvalState:
     answers: dict[str, list[str]] = field(default_factory=dict)
     features: dict[str, list[dict]] = field(default_factory=dict)
     metrics: dict[str, dict] = field(default_factory=metric_table)  # with the persona's targets (targets.py)
+    probe_answers: dict[str, list[str]] = field(default_factory=dict)  # greedy, no repetition penalty
+    probe_stopped: dict[str, list] = field(default_factory=dict)
 
 
 def _say(config: EvalConfig, message: str) -> None:
@@ -131,6 +135,31 @@ def generate_answers(generator, state: EvalState, config: EvalConfig, gen_config
         for (i, m), text in zip(jobs, texts):
             label = BASELINE if m is None else _label(state.variants, m, strength)
             state.answers.setdefault(label, [""] * len(convs))[i] = text
+
+
+def generate_probe_answers(generator, state: EvalState, config: EvalConfig) -> None:
+    """Fill state.probe_answers / probe_stopped: the same prompts answered greedily with no repetition
+    penalty (what llama.cpp or Ollama shows at temperature 0), one mixed-adapter call per strength."""
+    from stylealign.evaluate import probe
+
+    convs = [conversation(r, config.system_prompt) for r in state.rows]
+    adapters = sorted({v.adapter for v in state.variants})
+    for k, strength in enumerate(sorted({v.strength for v in state.variants})):
+        models = ([None] if k == 0 else []) + adapters
+        got = probe.generate_probe(generator, state.rows, convs, models, config.probe_max_new_tokens,
+                                   {a: strength for a in adapters}, config.batch_size, config.progress)
+        for m, (texts, stopped) in got.items():
+            label = BASELINE if m is None else _label(state.variants, m, strength)
+            state.probe_answers[label], state.probe_stopped[label] = texts, stopped
+
+
+def score_probe(state: EvalState) -> None:
+    """Add each model's probe features (probe_*) to its per-answer features, so they get paired CIs."""
+    from stylealign.evaluate import probe
+
+    for label, texts in state.probe_answers.items():
+        for f, pf in zip(state.features[label], probe.score_answers(texts, state.rows, state.probe_stopped[label])):
+            f.update(pf)
 
 
 def _label(variants: list[Variant], adapter: str, strength: float) -> str:
@@ -246,6 +275,15 @@ def _interleave(lists: list[list[int]]):
                 yield [x[k]]
 
 
+def probe_section(state: EvalState, config: EvalConfig) -> dict:
+    """Return the report's probe section, or a skip when the probe was off."""
+    if not state.probe_answers:
+        return {"status": "skipped", "reason": "probe disabled (--no-probe)"}
+    from stylealign.evaluate import probe
+
+    return probe.section(state.probe_answers, state.probe_stopped, state.rows, config.probe_max_new_tokens)
+
+
 def judge_section(judge, state: EvalState, config: EvalConfig, spec: str | None) -> dict:
     """Return per-variant win rates of the adapter over the baseline, judged in both orders."""
     if judge is None:
@@ -319,6 +357,9 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
         raise ValueError("no prompts: the suites are empty")
     _say(config, f"generating {len(state.rows)} prompts x (baseline + {len(state.variants)} variant(s))")
     generate_answers(generator, state, config, gen_config)
+    if config.probe:
+        _say(config, f"coherence probe: greedy, no repetition penalty, {config.probe_max_new_tokens} new tokens")
+        generate_probe_answers(generator, state, config)
     _say(config, "scoring: markers, embeddings, style classifier")
     if embedder == "default":
         from stylealign.evaluate.content import load_embedder
@@ -327,11 +368,12 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
     clf, clf_section = train_classifier(config, embedder)
     score_answers(state, embedder, clf)
     targets.add_lexicon_features(state, targets.persona_lexicons(persona))
+    score_probe(state)
     _say(config, "retention (perplexity, KL)" + (" and judge" if judge else ""))
     sections = {"retention": retention(generator, state, config), "judge": judge_section(judge, state, config, judge_spec)}
     _say(config, "statistics (bootstrap CIs)")
     sections.update({"comparisons": comparisons(state, config), "classifier": clf_section, "truth": truth_section(state),
-                     "examples": examples(state, config.n_examples)})
+                     "examples": examples(state, config.n_examples), "probe": probe_section(state, config)})
     sections["robustness"] = robustness_summary(sections["comparisons"])
     sections["flags"] = flagging.find_flags(sections, [v.label for v in state.variants])
     report = build_report(state, config, gen_config, sections, base_model or getattr(generator, "base", None), judge_spec)

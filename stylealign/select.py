@@ -1,0 +1,206 @@
+"""Checkpoint selection, a guard against over-stylisation.
+
+During `train all`, every saved checkpoint and each stage's end answers the persona's held-out probe
+prompts (`data.probe` in persona.yaml; never the eval suites) greedily, with no repetition penalty —
+what llama.cpp or Ollama will show a user. Each candidate's probe scores are kept; the run publishes
+the best candidate under the recipe's rule (`select:`): maximise the rule's metric among candidates
+whose repetition is at most the base model's plus a margin, whose yes-share of verdicts lies in a band
+and whose most common opener starts at most a given share of answers. When no candidate meets the
+rule, the one that misses it least is published, and the manifest says so.
+
+The same greedy answers feed the on-policy negatives of DPO (`dpo.on_policy_negatives`): the SFT
+adapter's own looping or collapsed answers become `rejected`, the persona's answers `chosen`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from stylealign.evaluate import probe
+
+SCORES = "probe.json"
+
+
+def probe_rows(persona, recipe) -> list[dict]:
+    """Return the persona's probe prompts in the recipe's languages ([] when it declares none)."""
+    from stylealign.data import load_eval
+
+    files = persona.probe_files() if hasattr(persona, "probe_files") else []
+    rows = load_eval(files) if files else []
+    if recipe.language_list:
+        rows = [r for r in rows if r.get("language") in recipe.language_list]
+    return rows
+
+
+class Prober:
+    """Greedy probe answers of the base model and of candidate adapters.
+
+    On a GPU it decodes with the training model itself (adapter on, or disabled for the base). On a CPU
+    it decodes from its own unquantized copy of the base (a few hundred MB for the embedded model), with
+    the candidate's saved adapter loaded into it: bitsandbytes dequantises every 4-bit weight at every
+    decode step there, which made one probe of 32 answers take minutes instead of seconds.
+    """
+
+    def __init__(self, recipe, tokenizer, rows: list[dict]):
+        import torch
+
+        from stylealign.generate import Generator
+
+        self.settings, self.tokenizer, self.rows = recipe.select, tokenizer, rows
+        self.gen = None if torch.cuda.is_available() else Generator(base=recipe.base, quant="none", dtype=recipe.dtype)
+        self._loaded = False
+
+    def answers(self, conversations: list[list[dict]], model=None, adapter: str | Path | None = None):
+        """Return (answers, stopped): greedy answers with the adapter saved at `adapter` (None: the base)."""
+        if self.gen is None:
+            return _greedy(model, self.tokenizer, conversations, self.settings, adapter is not None)
+        if adapter is not None:
+            self._load(adapter)
+        stopped: list[bool] = []
+        names = [None if adapter is None else "candidate"] * len(conversations)
+        texts = self.gen.generate(conversations, names, probe.probe_generation(self.settings.max_new_tokens),
+                                  batch_size=self.settings.batch_size, stopped=stopped)
+        return texts, stopped
+
+    def _load(self, folder) -> None:
+        if not self._loaded:
+            self.gen.add_adapter("candidate", str(folder))
+            self._loaded = True
+        else:
+            load_into(self.gen.model, {"path": str(folder)}, adapter_name="candidate")
+
+    def score(self, model=None, adapter: str | Path | None = None) -> dict:
+        """Return the probe summary (evaluate.probe.summarize) of the greedy answers to the probe rows."""
+        convs = [[{"role": t["role"], "content": t["content"]} for t in r["messages"]] for r in self.rows]
+        answers, stopped = self.answers(convs, model, adapter)
+        scores = probe.summarize(answers, self.rows, stopped)
+        scores["examples"] = [{"id": r.get("id"), "answer": a} for r, a in list(zip(self.rows, answers))[:4]]
+        return scores
+
+
+def _greedy(model, tokenizer, conversations: list[list[dict]], settings, adapter: bool = True):
+    """Return (answers, stopped) of the training `model` decoding greedily (adapter on, or disabled);
+    its train/eval mode is restored afterwards."""
+    from stylealign.generate import Generator
+
+    was_training = model.training
+    off = model.disable_adapter() if not adapter and hasattr(model, "disable_adapter") else contextlib.nullcontext()
+    stopped: list[bool] = []
+    try:
+        with off:
+            gen = Generator(model=model, tokenizer=tokenizer)
+            answers = gen.generate(conversations, [None] * len(conversations), probe.probe_generation(settings.max_new_tokens),
+                                   batch_size=settings.batch_size, stopped=stopped)
+    finally:
+        model.train(was_training)
+    return answers, stopped
+
+
+# ---------------------------------------------------------------- the rule
+
+
+def violations(scores: dict, base: dict, rule) -> dict[str, float]:
+    """Return how far a candidate misses each constraint of the rule (0 = met)."""
+    rep, base_rep = scores.get("repetitive") or 0.0, base.get("repetitive") or 0.0
+    yes, top = scores.get("yes_share"), scores.get("top_opener") or 0.0
+    return {
+        "repetition": max(0.0, rep - (base_rep + rule.max_repetition_over_base)),
+        "yes_share": 0.0 if yes is None else max(0.0, rule.yes_share_min - yes, yes - rule.yes_share_max),
+        "top_opener": max(0.0, top - rule.max_top_opener),
+    }
+
+
+def choose(candidates: list[dict], base: dict, rule) -> tuple[int, bool]:
+    """Return (index of the best candidate, whether it meets the rule). Among candidates that meet every
+    constraint the highest rule metric wins (then less repetition, then the earlier one); when none
+    does, the smallest total miss wins."""
+    if not candidates:
+        raise ValueError("no candidates to choose from")
+    miss = [sum(violations(c["scores"], base, rule).values()) for c in candidates]
+    metric = [c["scores"].get(rule.metric) or 0.0 for c in candidates]
+    rep = [c["scores"].get("repetitive") or 0.0 for c in candidates]
+    ok = [i for i, m in enumerate(miss) if m == 0]
+    if ok:
+        return max(ok, key=lambda i: (metric[i], -rep[i], -i)), True
+    return min(range(len(candidates)), key=lambda i: (miss[i], -metric[i], i)), False
+
+
+# ---------------------------------------------------------------- candidates on disk
+
+
+def save_candidate(model, prober: Prober, stage_dir: Path, stage: str, step: int) -> dict:
+    """Save the trainable adapter as a candidate under stage_dir/candidates/step-N, score it, return its record."""
+    folder = Path(stage_dir) / "candidates" / f"step-{step}"
+    record_file = folder / SCORES
+    if record_file.exists():  # scored before an interruption
+        return json.loads(record_file.read_text())
+    model.save_pretrained(folder, selected_adapters=["default"], safe_serialization=True)
+    record = {"stage": stage, "step": step, "path": str(folder), "scores": prober.score(model, folder)}
+    tmp = record_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False))
+    tmp.replace(record_file)
+    return record
+
+
+def stage_candidates(stage_dir: Path) -> list[dict]:
+    """Return the scored candidates of one stage, by step."""
+    found = [json.loads(p.read_text()) for p in Path(stage_dir).glob(f"candidates/step-*/{SCORES}")]
+    return sorted(found, key=lambda c: c["step"])
+
+
+def probe_callback(stage: str, stage_dir: Path, prober: Prober):
+    """Return a TrainerCallback that saves and scores a candidate at every checkpoint save."""
+    from transformers import TrainerCallback
+
+    class ProbeCallback(TrainerCallback):
+        def on_save(self, args, state, control, model=None, **kwargs):
+            if state.is_world_process_zero and model is not None:
+                rec = save_candidate(model, prober, stage_dir, stage, state.global_step)
+                s = rec["scores"]
+                print(f"[select] {stage} step {state.global_step}: verdict-first {_pct(s['verdict_first'])}, "
+                      f"repetitive {_pct(s['repetitive'])}, top opener {_pct(s['top_opener'])}, "
+                      f"yes-share {_pct(s['yes_share'])}", flush=True)
+
+    return ProbeCallback()
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{x:.0%}"
+
+
+def load_into(model, candidate: dict, adapter_name: str = "default") -> None:
+    """Load a candidate's adapter weights into `model`'s adapter `adapter_name` (the trainable one by default)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = load_file(str(Path(candidate["path"]) / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(model, weights, adapter_name=adapter_name)
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        raise ValueError(f"{candidate['path']}: adapter weights do not fit the model ({unexpected[:3]} ...)")
+
+
+# ---------------------------------------------------------------- on-policy negatives
+
+
+def on_policy_pairs(prober: Prober, model, adapter: str | Path, rows: list[dict], n: int, seed: int = 0) -> list[dict]:
+    """Return preference pairs whose `rejected` is the model's own greedy answer to a preference prompt
+    when that answer repeats itself or opens like most of its answers while the persona's does not."""
+    import random
+
+    picked = random.Random(seed).sample(rows, min(n, len(rows)))
+    convs = [[{"role": t["role"], "content": t["content"]} for t in r["prompt"]] for r in picked]
+    answers, stopped = prober.answers(convs, model, adapter)
+    langs = [r.get("language", "en") for r in picked]
+    feats = probe.score_answers(answers, [{"language": lg, "messages": c} for lg, c in zip(langs, convs)], stopped)
+    top = probe.mark_top_openers(answers, langs, [dict(f) for f in feats])
+    out = []
+    for row, answer, f, lang in zip(picked, answers, feats, langs):
+        chosen = row["chosen"][-1]["content"]
+        collapsed = f["probe_top_opener"] == 1 and probe.opener(chosen, lang) != top[lang]["opener"]
+        if answer.strip() and (f["probe_repetitive"] == 1 or collapsed):
+            out.append({**row, "id": f"{row.get('id', 'pair')}-on-policy", "rejected_kind": "on_policy",
+                        "rejected": [{"role": "assistant", "content": answer}]})
+    return out

@@ -1,0 +1,106 @@
+"""Checkpoint selection: the rule picks the known best candidate and respects its constraints; a run
+records every candidate and publishes the selected one; the shipped recipe's DPO loss has its terms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stylealign import select
+from stylealign.config import SelectSettings, load_recipe
+
+HELDOUT = Path(__file__).resolve().parents[1] / "personas" / "sharp-candid" / "probe" / "heldout.jsonl"
+BASE = {"repetitive": 0.30, "yes_share": 0.5, "top_opener": 0.2}
+
+
+def cand(step, vf, rep, yes, top, stage="sft"):
+    return {"stage": stage, "step": step, "path": f"c{step}",
+            "scores": {"verdict_first": vf, "repetitive": rep, "yes_share": yes, "top_opener": top}}
+
+
+def test_choose_maximises_the_metric_among_candidates_that_meet_the_rule():
+    cands = [cand(20, 0.40, 0.30, 0.50, 0.30), cand(40, 0.70, 0.33, 0.45, 0.40),  # best that meets the rule
+             cand(60, 0.90, 0.60, 0.50, 0.40),   # more style, but loops (0.60 > 0.30 + 0.05)
+             cand(80, 0.95, 0.30, 0.05, 0.45),   # a "No"-bot: yes-share 0.05
+             cand(90, 0.99, 0.30, 0.50, 0.85)]   # collapsed onto one opener
+    best, met = select.choose(cands, BASE, SelectSettings())
+    assert (cands[best]["step"], met) == (40, True)
+
+
+def test_each_constraint_excludes_a_candidate():
+    rule = SelectSettings()
+    assert select.violations(cand(1, 1, 0.36, 0.5, 0.2)["scores"], BASE, rule)["repetition"] == pytest.approx(0.01)
+    assert select.violations(cand(1, 1, 0.30, 0.8, 0.2)["scores"], BASE, rule)["yes_share"] == pytest.approx(0.1)
+    assert select.violations(cand(1, 1, 0.30, 0.2, 0.2)["scores"], BASE, rule)["yes_share"] == pytest.approx(0.1)
+    assert select.violations(cand(1, 1, 0.30, 0.5, 0.6)["scores"], BASE, rule)["top_opener"] == pytest.approx(0.1)
+    assert sum(select.violations(cand(1, 1, 0.35, None, 0.5)["scores"], BASE, rule).values()) == 0
+
+
+def test_when_no_candidate_meets_the_rule_the_smallest_miss_wins_and_says_so():
+    cands = [cand(10, 0.9, 0.9, 0.5, 0.3), cand(20, 0.5, 0.40, 0.5, 0.3), cand(30, 0.9, 0.5, 0.0, 0.9)]
+    best, met = select.choose(cands, BASE, SelectSettings())
+    assert (cands[best]["step"], met) == (20, False)
+
+
+def test_ties_prefer_less_repetition_then_the_earlier_candidate():
+    cands = [cand(10, 0.6, 0.32, 0.5, 0.3), cand(20, 0.6, 0.31, 0.5, 0.3), cand(30, 0.6, 0.31, 0.5, 0.3)]
+    best, _ = select.choose(cands, BASE, SelectSettings())
+    assert cands[best]["step"] == 20
+
+
+def test_select_settings_validate():
+    with pytest.raises(ValueError, match="yes_share_min"):
+        SelectSettings(yes_share_min=0.8, yes_share_max=0.2)
+
+
+def test_shipped_cpu_recipe_dpo_loss_contains_its_terms(tmp_path):
+    from stylealign.train import dpo_config
+
+    recipe = load_recipe("smollm2-135m_qlora_cpu")
+    args = dpo_config(recipe, tmp_path)
+    assert args.loss_type == recipe.dpo.loss_type_list
+    assert args.loss_weights == recipe.dpo.loss_weight_list
+    assert args.beta == recipe.dpo.beta
+    if len(args.loss_type) > 1:
+        assert len(args.loss_weights) == len(args.loss_type)
+
+
+def test_multi_loss_recipe_fields_reach_trl(tmp_path):
+    from stylealign.train import dpo_config
+
+    recipe = load_recipe(None, {"dpo.loss_type": "sigmoid, sft", "dpo.loss_weights": "1.0,0.2", "dpo.beta": 0.3})
+    args = dpo_config(recipe, tmp_path)
+    assert (args.loss_type, args.loss_weights, args.beta) == (["sigmoid", "sft"], [1.0, 0.2], 0.3)
+    with pytest.raises(ValueError, match="loss_weights"):
+        load_recipe(None, {"dpo.loss_type": "sigmoid,sft", "dpo.loss_weights": "1.0"})
+
+
+def test_train_all_scores_candidates_and_publishes_the_selected_one(small_persona, tiny_recipe_overrides, tmp_path):
+    """On the tiny model: every checkpoint and stage end becomes a scored candidate, the manifest records
+    them with the rule, adapter/ holds the selected candidate's weights, and DPO got on-policy pairs."""
+    from safetensors.torch import load_file
+
+    from stylealign.personas import load_persona
+    from stylealign.train import train_run
+
+    probe_dir = small_persona / "probe"
+    probe_dir.mkdir()
+    rows = [line for line in HELDOUT.read_text().splitlines() if line.strip()][:4]
+    (probe_dir / "p.jsonl").write_text("\n".join(rows) + "\n")
+    yaml_file = small_persona / "persona.yaml"
+    yaml_file.write_text(yaml_file.read_text() + "  probe: [probe/p.jsonl]\n")
+    overrides = {**tiny_recipe_overrides, "sft.max_steps": 4, "sft.save_steps": 2, "select.max_new_tokens": 8,
+                 "dpo.max_steps": 2, "dpo.save_steps": 10, "dpo.on_policy_negatives": 3}
+    run = train_run(load_persona(small_persona), load_recipe(None, overrides), tmp_path / "run")
+    sel = json.loads((run / "manifest.json").read_text())["selection"]
+    assert sel["status"] == "ok" and sel["rule"]["metric"] == "verdict_first"
+    assert [(c["stage"], c["step"]) for c in sel["candidates"]] == [("sft", 2), ("sft", 4), ("dpo", 2)]
+    assert {"repetitive", "top_opener", "yes_share", "verdict_first", "stopped"} <= set(sel["candidates"][0]["scores"])
+    assert "repetitive" in sel["baseline"]
+    chosen = run / sel["selected"]["path"] / "adapter_model.safetensors"
+    published, picked = load_file(str(run / "adapter" / "adapter_model.safetensors")), load_file(str(chosen))
+    assert published.keys() == picked.keys() and all((published[k] == picked[k]).all() for k in picked)
+    assert (run / "stages" / "on_policy.jsonl").exists()
+    assert (run / "training.png").stat().st_size > 0
