@@ -40,8 +40,12 @@ def evaluated(tmp_path_factory):
 
 def test_generation_is_batched_mixed_adapter_with_one_config(evaluated):
     gen, report, _ = evaluated
-    assert len(gen.calls) == 2  # one call per strength; the baseline rides in the first
-    first, second = gen.calls
+    sampled = [c for c in gen.calls if c["config"].do_sample]
+    greedy = [c for c in gen.calls if not c["config"].do_sample]  # the coherence probe, same rows and strengths
+    assert len(sampled) == len(greedy) == 2  # one call per strength; the baseline rides in the first
+    assert [c["strengths"] for c in greedy] == [c["strengths"] for c in sampled]
+    assert greedy[0]["adapters"] == sampled[0]["adapters"] and greedy[0]["config"].repetition_penalty == 1.0
+    first, second = sampled
     assert first["adapters"][:2] == [None, "persona"]  # rows of one batch use different adapters
     assert first["adapters"].count(None) == len(SUITE) + len(KNOWN) and None not in second["adapters"]
     assert first["strengths"] == {"persona": 0.25} and second["strengths"] == {"persona": 1.0}
