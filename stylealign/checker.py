@@ -11,16 +11,13 @@ different lead-ins ("Is there a bug here?" / "帮我看下这个函数有没有�
 or two words changed scores 0.8-0.9 (median; short prompts less). A persona can change it with
 `requirements.near_duplicate_max`.
 
-Language labels: "zh" rows need CJK characters to be most of the text (over 50%), "en" rows almost
-none (at most 25%, so a quoted Chinese term passes). A Latin word counts as one unit, like one Chinese
-character: counting letters would let a product name in a Chinese prompt outvote the Chinese; code
-(fenced, inline, or unfenced lines without CJK that look like code) and URLs are not counted.
+Language labels follow stylealign.text.language_problem ("zh": CJK is most of the text; "en": at
+most a quarter, so a quoted Chinese term passes).
 """
 
 from __future__ import annotations
 
 import glob
-import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,21 +25,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from stylealign import data as D
+from stylealign.files import write_atomic
 from stylealign.personas import Persona
+from stylealign.text import language_problem, length_units, table
 
 NEAR_DUPLICATE_MAX = 0.75
 TOP_PAIRS = 10
-# An "en" row may quote a Chinese term ("What does 内卷 mean in a job ad?" is 22% CJK units);
-# a row more than a quarter Chinese is not an English row.
-EN_MAX_CJK_SHARE = 0.25
 BAD_REJECTED_KINDS = ("wrong", "rude")
 SET_KINDS = {"sft": "sft", "preference": "preference", "baseline": "sft", "eval": "eval", "probe": "eval"}
 SET_LABELS = {"sft": "SFT", "preference": "preference", "baseline": "baseline", "eval": "eval", "probe": "probe"}
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
-_LATIN_WORD = re.compile(r"[A-Za-z]+")
-_CODE = re.compile(r"```.*?```|`[^`\n]*`|https?://\S+", re.S)  # code and URLs are not prose
-_ZH_UNIT = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]|[A-Za-z0-9_]+")
 
 
 @dataclass
@@ -291,31 +282,6 @@ def similar_prompts(prompts: Sequence[PromptRef], min_score: float = 0.5, top: i
 # ---------------------------------------------------------------- language
 
 
-def cjk_share(text: str) -> float:
-    """Return CJK characters / (CJK characters + Latin words) in `text`, leaving out code (fenced,
-    inline, or lines without CJK that are indented or carry code punctuation) and URLs."""
-    prose = "\n".join(line for line in _CODE.sub(" ", text).splitlines() if not _looks_like_code(line))
-    cjk, latin = len(_CJK.findall(prose)), len(_LATIN_WORD.findall(prose))
-    return cjk / (cjk + latin) if cjk + latin else 0.0
-
-
-def _looks_like_code(line: str) -> bool:
-    """Return True for a line with no CJK that is indented or has code punctuation: unfenced code
-    pasted into a Chinese prompt must not count as English."""
-    return not _CJK.search(line) and bool(re.match(r"\s{2,}\S", line) or re.search(r"[(){}\[\]=;<>]", line))
-
-
-def language_problem(text: str, language: str | None) -> str | None:
-    """Return why `text` does not look like `language` ("zh": CJK is most of the text; "en": at most
-    EN_MAX_CJK_SHARE of it), or None when it matches or the language is not one we can check."""
-    share = cjk_share(text)
-    if language == "zh" and share <= 0.5:
-        return f"labelled 'zh' but only {share:.0%} of the text is CJK"
-    if language == "en" and share > EN_MAX_CJK_SHARE:
-        return f"labelled 'en' but {share:.0%} of the text is CJK"
-    return None
-
-
 def row_text(row: dict) -> str:
     """Return all turn contents of a row (messages, or prompt + chosen + rejected) joined by newlines."""
     turns = [t for key in ("messages", "prompt", "chosen", "rejected") for t in row.get(key) or []]
@@ -338,14 +304,6 @@ def multi_turn_share(rows: Sequence[dict]) -> float:
 def user_turn_count(row: dict) -> int:
     """Return how many user turns a row has (messages or prompt)."""
     return sum(t.get("role") == "user" for t in row.get("messages") or row.get("prompt") or [])
-
-
-def text_length(text: str, language: str | None) -> int:
-    """Return the length of `text`: words for English; for Chinese, characters counted the way
-    Chinese word processors do (each Chinese character or punctuation mark 1, each Latin word 1)."""
-    if language == "zh":
-        return len(_ZH_UNIT.findall(text))
-    return len(text.split())
 
 
 def set_stats(rows: Sequence[dict], kind: str) -> dict[str, Any]:
@@ -383,7 +341,7 @@ def _lengths(rows: Sequence[dict], key: str, role: str) -> dict[str, dict[str, f
         lang = row.get("language", "en")
         for turn in row.get(key) or []:
             if turn.get("role") == role:
-                by_lang.setdefault(lang, []).append(text_length(turn["content"], lang))
+                by_lang.setdefault(lang, []).append(length_units(turn["content"], lang))
     return {lang: _summary(values) for lang, values in sorted(by_lang.items())}
 
 
@@ -467,7 +425,7 @@ def _lengths_table(stats, md):
                 rows.append([SET_LABELS[kind], part, lang, unit, v["n"], f"{v['mean']:.0f}", f"{v['median']:.0f}",
                              v["p90"]])
     head = ["set", "turns", "lang", "unit", "turns counted", "mean", "median", "p90"]
-    return _section("Lengths (en: words; zh: characters, a Latin word counting 1)", head, rows, md)
+    return _section("Lengths (en: words; zh: Han characters)", head, rows, md)
 
 
 def _closest(stats, md):
@@ -477,14 +435,7 @@ def _closest(stats, md):
 
 def _section(title: str, head: list[str], rows: list[list], md: bool) -> str:
     """Return a titled table: GitHub Markdown when `md`, else aligned plain text."""
-    cells = [[str(c) for c in row] for row in rows] or [["(none)"] + [""] * (len(head) - 1)]
-    if md:
-        lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        return "\n".join(lines + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells])
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([title, fmt.format(*head), fmt.format(*("-" * w for w in widths))]
-                     + [fmt.format(*row).rstrip() for row in cells])
+    return table(head, rows, markdown=md, title=title)
 
 
 def _pct(x: float) -> str:
@@ -504,4 +455,4 @@ def update_card(card: Path, tables: str, title: str) -> None:
         text = head + block + rest.split(CARD_END, 1)[1]
     else:
         text = text.rstrip() + "\n\n## Statistics\n\n" + block + "\n"
-    card.write_text(text, encoding="utf-8")
+    write_atomic(card, text)

@@ -191,7 +191,7 @@ def prompt_jobs(rows: list[dict], where: str, category: str) -> list[Job]:
 
 
 def _language(row: dict, turns: list[dict]) -> str:
-    from stylealign.evaluate.text import detect_language
+    from stylealign.text import detect_language
 
     return row.get("language") or detect_language(turns[-1]["content"])
 

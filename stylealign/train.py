@@ -19,6 +19,7 @@ from pathlib import Path
 
 from stylealign import select
 from stylealign.config import Recipe
+from stylealign.files import write_json, write_jsonl
 
 STAGES = ("sft", "dpo")
 DONE = "DONE"
@@ -393,7 +394,7 @@ def _finish(work: Path, persona, recipe, base, datasets, summary, started, stage
     source = work / chosen["path"] if chosen else work / "stages" / stages[-1] / "adapter"
     shutil.copytree(source, work / "adapter", dirs_exist_ok=True, ignore=shutil.ignore_patterns(select.SCORES))
     info = manifest(persona, recipe, base, datasets, summary, started, init_adapter)
-    _write_json(work / "manifest.json", {**info, "selection": selection})
+    write_json(work / "manifest.json", {**info, "selection": selection})
     histories = {s: json.loads((work / "stages" / s / "log_history.json").read_text()) for s in stages}
     plots.training_plot(histories, work / "training.png", selection)
 
@@ -462,7 +463,7 @@ class _Probe:
             return json.loads(path.read_text())
         print(f"[select] probing the base model on {len(self.rows)} held-out prompts (greedy)", flush=True)
         scores = self.prober.score(model, adapter=None)
-        _write_json(path, scores)
+        write_json(path, scores)
         return scores
 
     def before_dpo(self, model, dpo_data: StageData, stages_dir: Path):
@@ -480,8 +481,6 @@ class _Probe:
         return model
 
     def _negatives(self, model, start: dict, dpo_data: StageData, path: Path, n: int) -> list[dict]:
-        from stylealign.evaluate.io import write_jsonl
-
         if not path.exists():
             pairs = select.on_policy_pairs(self.prober, model, start["path"], dpo_data.train, n, self.recipe.seed)
             write_jsonl(path, pairs)
@@ -502,8 +501,3 @@ class _Probe:
         return {"status": "ok", "rule": dataclasses.asdict(self.recipe.select), "baseline": self.base, "candidates": cands,
                 "selected": cands[best], "rule_met": met}
 
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
-    os.replace(tmp, path)

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from stylealign.arena.export import export_preferences, vote_to_preference, votes_to_preferences, write_jsonl_atomic
+from stylealign.arena.export import export_preferences, vote_to_preference, votes_to_preferences
+from stylealign.files import write_jsonl
 from stylealign.arena.votes import Vote, VoteStore
 from stylealign.cli import main
 
@@ -60,7 +61,7 @@ def test_ties_identical_and_repeated_pairs_are_not_exported():
 def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
     out = tmp_path / "out.jsonl"
     out.write_text("old\n")
-    assert write_jsonl_atomic([{"a": 1}, {"b": "中"}], out) == 2
+    assert write_jsonl(out, [{"a": 1}, {"b": "中"}]) == 2
     assert [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()] == [{"a": 1}, {"b": "中"}]
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
 
@@ -69,7 +70,7 @@ def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
         raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError):
-        write_jsonl_atomic(broken(), out)
+        write_jsonl(out, broken())
     assert out.read_text(encoding="utf-8").count("\n") == 2  # old file intact
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
 

@@ -198,7 +198,7 @@ def test_stats_tables_and_card(persona_dir):
     assert sft["rows"] == 10 and sft["zh_share"] == 0.4 and sft["multi_turn_share"] == 0.1
     assert sft["verdicts"] == {"yes": 3, "no": 4, "depends": 3, "unknown": 0, "refusal": 0, "none": 0}
     assert sft["lengths"]["assistant"]["en"] == {"n": 7, "mean": pytest.approx(32 / 7), "median": 5, "p90": 5}
-    assert sft["lengths"]["assistant"]["zh"]["median"] == 9  # 可以，理由很简单。 = 9 characters
+    assert sft["lengths"]["assistant"]["zh"]["median"] == 7  # 可以，理由很简单。 = 7 Han characters (the eval unit)
     assert stats["sets"]["preference"]["total"]["rejected_kinds"] == {"hedge": 2, "wrong": 1, "rude": 1, "student": 0}
     assert list(stats["sets"]["sft"]["files"]) == ["personas/mini/data/sft_1.jsonl"]
     md = C.format_stats(stats, markdown=True)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 BASELINE = "baseline"
-_CJK = re.compile(r"[\u3400-\u9fff]")
 log = logging.getLogger(__name__)
 
 
@@ -30,11 +28,6 @@ class Contestant:
 
 def baseline() -> Contestant:
     return Contestant(BASELINE)
-
-
-def language_of(text: str) -> str:
-    """Return "zh" when the text contains CJK characters, else "en"."""
-    return "zh" if _CJK.search(text or "") else "en"
 
 
 def from_run(run: str | Path, name: str | None = None) -> Contestant:

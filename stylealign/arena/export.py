@@ -11,13 +11,12 @@ adapter is meant to carry the style without one.
 from __future__ import annotations
 
 import json
-import os
-import re
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
-_CJK = re.compile(r"[\u3400-\u9fff]")
+from stylealign.files import write_jsonl
+from stylealign.text import detect_language
+
 
 
 def vote_to_preference(vote, keep_system: bool = False, multi_turn: str = "last") -> dict | None:
@@ -36,7 +35,7 @@ def vote_to_preference(vote, keep_system: bool = False, multi_turn: str = "last"
         return None  # nothing to learn from (or a row the preference loader would refuse)
     return {
         "id": f"arena-vote-{vote.id}",
-        "language": "zh" if _CJK.search(prompt[-1]["content"]) else "en",
+        "language": detect_language(prompt[-1]["content"]),
         "source": "arena",
         "chosen_model": vote.model_a if vote.winner == "A" else vote.model_b,
         "rejected_model": vote.model_b if vote.winner == "A" else vote.model_a,
@@ -69,30 +68,10 @@ def validate(rows: list[dict]) -> None:
     validate_preference(rows, source="arena-votes")
 
 
-def write_jsonl_atomic(rows: Iterable[dict], out: str | Path) -> int:
-    """Write rows as JSONL via a temp file and rename, so readers never see half a file; return the count."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return n
-
-
 def export_preferences(votes_path: str | Path, out: str | Path, **options) -> int:
     """Export the decisive votes in a vote database to a preference JSONL file; return the row count."""
     from stylealign.arena.votes import VoteStore
 
     rows = votes_to_preferences(VoteStore(votes_path), **options)
     validate(rows)  # never write a file that `stylealign train dpo` would refuse
-    return write_jsonl_atomic(rows, out)
+    return write_jsonl(out, rows)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Iterator
 
 from stylealign.arena.battles import Battle, BattleRegistry
-from stylealign.arena.contestants import BASELINE, Contestant, from_runs, language_of
+from stylealign.arena.contestants import BASELINE, Contestant, from_runs
+from stylealign.text import detect_language
 from stylealign.arena.leaderboard import Leaderboard, build_leaderboard
 from stylealign.arena.settings import Limits, Settings
 from stylealign.arena.votes import Vote, VoteStore
@@ -70,7 +71,7 @@ class ArenaService:
 
     def conversation(self, history: list[dict], message: str, prompt_from: Contestant | None) -> list[dict]:
         """Return the messages sent to the model: persona system prompt (if any), history, new turn."""
-        system = prompt_from.system_prompt(language_of(message)) if prompt_from else None
+        system = prompt_from.system_prompt(detect_language(message)) if prompt_from else None
         head = [{"role": "system", "content": system}] if system else []
         return head + list(history) + [{"role": "user", "content": message}]
 

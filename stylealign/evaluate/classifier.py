@@ -20,7 +20,7 @@ import numpy as np
 
 from stylealign.evaluate.content import embed
 from stylealign.evaluate.markers import style_markers
-from stylealign.evaluate.text import detect_language
+from stylealign.text import detect_language
 
 STYLE_KINDS = ("hedge", "student")
 FEATURE_MARKERS = ("length", "hedge_rate", "boilerplate_rate", "booster_rate", "verdict_first", "list_items",

@@ -8,10 +8,11 @@ any adapter (blended by strength), in the prompt's language.
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Callable
 
 import numpy as np
+
+from stylealign.text import detect_language
 
 HEDGY = {
     "en": "Great question! There are several factors to consider here. It may depend on your specific needs, "
@@ -24,14 +25,10 @@ DIRECT = {
 }
 
 
-def _lang(text: str) -> str:
-    return "zh" if re.search(r"[\u4e00-\u9fff]", text) else "en"
-
-
 def default_answer(conversation: list[dict], adapter: str | None, strength: float) -> str:
     """Return a canned answer: hedgy for the base model (or strength < 0.5), direct for an adapter."""
     prompt = conversation[-1]["content"]
-    lang = _lang(prompt)
+    lang = detect_language(prompt)
     if adapter is None or strength < 0.5:
         return HEDGY[lang]
     topic = (prompt.split()[0] if lang == "en" else prompt[:4]).strip("?,.")

@@ -1,11 +1,8 @@
-"""Input/output helpers: JSONL reading, suite/corpus loading, and atomic file writes."""
+"""Evaluation inputs: JSONL reading, suite and corpus loading (writes go through stylealign.files)."""
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -57,41 +54,3 @@ def load_corpus(path: str | Path | None, limit: int | None = None) -> list[dict]
         return []
     rows = read_jsonl(path)
     return rows[:limit] if limit else rows
-
-
-def json_safe(obj):
-    """Return `obj` with nan/inf floats replaced by None and numpy scalars by Python ones (for JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def write_atomic(path: str | Path, data: str | bytes) -> Path:
-    """Write `data` to `path` via a temp file in the same folder + rename (readers never see a half file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json(path: str | Path, obj) -> Path:
-    """Write `obj` as pretty UTF-8 JSON atomically (nan -> null)."""
-    return write_atomic(path, json.dumps(json_safe(obj), ensure_ascii=False, indent=2) + "\n")
-
-
-def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
-    """Write `rows` as UTF-8 JSONL atomically (nan -> null)."""
-    return write_atomic(path, "".join(json.dumps(json_safe(r), ensure_ascii=False) + "\n" for r in rows))

@@ -21,7 +21,7 @@ def _pyplot():
 
 def _save(fig, path: Path) -> Path:
     """Save `fig` to `path` atomically (temp file + rename) and close it."""
-    from stylealign.evaluate.io import write_atomic
+    from stylealign.files import write_atomic
     import io
 
     buf = io.BytesIO()

@@ -21,7 +21,8 @@ import re
 from collections import Counter
 
 from stylealign.evaluate.repetition import ngrams
-from stylealign.evaluate.text import detect_language, first_sentence, normalize, sentences, tokens
+from stylealign.evaluate.text import first_sentence, normalize, sentences, tokens
+from stylealign.text import detect_language
 from stylealign.evaluate.verdict import parse_verdict, polarity
 
 DEFAULT_BUDGET = 160  # new tokens per probe answer, the same for baseline and adapter

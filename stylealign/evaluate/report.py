@@ -9,6 +9,7 @@ from pathlib import Path
 
 from stylealign.evaluate.metrics import metric_table
 from stylealign.evaluate.targets import headline_metrics, terminal_metrics
+from stylealign.text import table
 
 SCHEMA_VERSION = 1
 SECTION_ORDER = ("flags", "probe", "comparisons", "classifier", "truth", "retention", "robustness", "judge", "examples")
@@ -49,7 +50,7 @@ def build_report(state, config, gen_config, sections: dict, base_model: str | No
 
 def write_outputs(report: dict, state, out: Path, plots: bool = True) -> dict:
     """Write answers.jsonl, plots, report.json and report.md into `out` (each atomically); return report["files"]."""
-    from stylealign.evaluate.io import write_json, write_jsonl, write_atomic
+    from stylealign.files import write_atomic, write_json, write_jsonl
 
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "answers.jsonl", [
@@ -109,7 +110,7 @@ def _mark(stat: dict, metric: str, table: dict | None = None) -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     """Return markdown table lines."""
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    return table(header, rows).splitlines()
 
 
 # ------------------------------------------------------------------ report.md

@@ -19,7 +19,7 @@ from stylealign.evaluate.markers import style_markers
 from stylealign.evaluate.metrics import metric_table
 from stylealign.evaluate.robustness import robustness_features, robustness_summary
 from stylealign.evaluate.stats import grouped_paired
-from stylealign.evaluate.text import detect_language
+from stylealign.text import detect_language
 from stylealign.evaluate.truth import truth_features, truth_summary
 
 BASELINE = "baseline"

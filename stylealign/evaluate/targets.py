@@ -76,7 +76,8 @@ def persona_lexicons(persona) -> dict[str, tuple[str, dict]]:
 def lexicon_features(text: str, language: str, lexicons: dict[str, tuple[str, dict]]) -> dict[str, float]:
     """Return the value of each persona lexicon metric for one answer (nan when it has no file for the language)."""
     from stylealign.evaluate.markers import rate
-    from stylealign.evaluate.text import first_sentence, length_units, normalize
+    from stylealign.evaluate.text import first_sentence, normalize
+    from stylealign.text import length_units
 
     out = {}
     for name, (kind, by_lang) in lexicons.items():
@@ -101,7 +102,7 @@ def add_lexicon_features(state, lexicons: dict) -> None:
     """Add the persona's lexicon metrics to every answer's features in an evaluation state."""
     if not lexicons:
         return
-    from stylealign.evaluate.text import detect_language
+    from stylealign.text import detect_language
 
     for label, answers in state.answers.items():
         for row, answer, feats in zip(state.rows, answers, state.features[label]):

@@ -1,4 +1,4 @@
-"""Language-aware text helpers shared by every scorer: normalisation, tokens, sentences.
+"""Evaluation tokenisation: normalisation, tokens, sentences (language, length units: stylealign.text).
 
 English is tokenised into words; Chinese into Han characters (one token each), which is the unit
 the style-marker rates use (per 100 English words, per 1,000 Chinese characters).
@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)*")
+from stylealign.text import HAN, WORD
+from stylealign.text import detect_language, length_units  # noqa: F401  (old import path, for branches in flight; removed next)
+
 # Sentence ends: Latin .!? (followed by space/end), CJK 。！？, ellipses, and line breaks.
 _SENT_END = re.compile(r"(?<=[.!?])(?=\s|$)|(?<=[。！？])|(?<=…)|\n+")
 _FULLWIDTH_ALNUM = re.compile(r"[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]+")
@@ -26,31 +27,12 @@ def normalize(text: str) -> str:
     return re.sub(r"[ \t]+", " ", text.translate(_QUOTES)).strip().lower()
 
 
-def han_count(text: str) -> int:
-    """Return the number of Han (Chinese) characters in `text`."""
-    return len(HAN.findall(text))
-
-
-def detect_language(text: str) -> str:
-    """Return "zh" when Han characters make up at least a quarter of letters+Han, else "en"."""
-    han = han_count(text)
-    latin = sum(len(w) for w in WORD.findall(text))
-    if han == 0 and latin == 0:
-        return "en"
-    return "zh" if han >= 0.25 * (han + latin) else "en"
-
-
 def tokens(text: str, language: str) -> list[str]:
     """Return lower-cased word tokens (en) or Han characters plus Latin words (zh)."""
     text = normalize(text)
     if language == "zh":
-        return re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[a-z0-9]+", text)
+        return re.findall(HAN.pattern + r"|[a-z0-9]+", text)
     return [w.replace("'", "") for w in WORD.findall(text)]
-
-
-def length_units(text: str, language: str) -> int:
-    """Return the length in the rate unit: English words, or Han characters for Chinese."""
-    return han_count(text) if language == "zh" else len(WORD.findall(text))
 
 
 def strip_markdown(line: str) -> str:

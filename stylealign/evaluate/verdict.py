@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 
 from stylealign.evaluate.lexicon import load_lexicon
-from stylealign.evaluate.text import detect_language, first_sentence, normalize
+from stylealign.evaluate.text import first_sentence, normalize
+from stylealign.text import detect_language, han_count
 
 LABELS = ("yes", "no", "depends", "unknown", "refusal", "recommend", "none")
 _P = r"(?=[\s.!?,;:—–\-]|$)"  # the verdict word ends here (next char is a space, punctuation or end)
@@ -104,7 +105,7 @@ def _short_statement(sent: str, lang: str) -> str:
             return "none"
     if sent.endswith(("?", "？", "!", "！")) or load_lexicon("hedges", lang).count(sent, normalized=True):
         return "none"
-    size = len(re.findall(r"[\u4e00-\u9fff]", sent)) if lang == "zh" else len(sent.split())
+    size = han_count(sent) if lang == "zh" else len(sent.split())
     if not 0 < size <= 4:
         return "none"
     return "no" if lang == "zh" and sent[:1] in "不没别" else "recommend"
