@@ -18,6 +18,7 @@ most a quarter, so a quoted Chinese term passes).
 from __future__ import annotations
 
 import glob
+import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
