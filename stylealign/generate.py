@@ -42,6 +42,17 @@ class GenerationConfig:
         return asdict(self)
 
 
+# Decoding for answers people read (the main job's comparison, the arena's defaults), chosen by
+# measurement on the embedded 135M model: `python benchmarks/coherence_sweep.py decoding RUN` (README,
+# "Style that holds up"). Evaluations record their own settings; the probe is always greedy.
+READING = {"temperature": 0.3, "top_p": 0.9, "repetition_penalty": 1.2}
+
+
+def reading_config(**overrides) -> "GenerationConfig":
+    """Return the measured decoding settings for answers people read (READING), with `overrides`."""
+    return GenerationConfig(**{**READING, **overrides})
+
+
 def adapter_dir(path: str | Path) -> Path:
     """Return the PEFT adapter folder for a run folder or an adapter folder."""
     path = Path(path)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from stylealign.generate import READING
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -20,12 +22,13 @@ class Limits:
 class Settings:
     """What the user picked: sampling, seed, persona prompt on/off and style strength."""
 
-    temperature: float = 0.7
-    top_p: float = 0.9
+    temperature: float = READING["temperature"]  # the measured reading settings
+    top_p: float = READING["top_p"]
     max_new_tokens: int = 160
     seed: int = 0
     persona_prompt: bool = False
     strength: float = 1.0
+    repetition_penalty: float = READING["repetition_penalty"]
 
     def clamped(self, limits: Limits = Limits()) -> "Settings":
         """Return a copy with every value forced into its valid range."""
@@ -36,6 +39,7 @@ class Settings:
             seed=int(_clip(int(self.seed or 0), 0, 2**31 - 1)),
             persona_prompt=bool(self.persona_prompt),
             strength=_clip(float(self.strength if self.strength is not None else 1.0), 0.0, limits.max_strength),
+            repetition_penalty=_clip(float(self.repetition_penalty or 1.0), 1.0, 2.0),
         )
 
     def to_dict(self) -> dict:
@@ -47,6 +51,7 @@ class Settings:
         return config_cls(
             max_new_tokens=self.max_new_tokens, do_sample=self.temperature > 0,
             temperature=self.temperature if self.temperature > 0 else 1.0, top_p=self.top_p, seed=self.seed,
+            repetition_penalty=self.repetition_penalty,
         )
 
 

@@ -27,6 +27,7 @@ def run(args) -> int:
     from stylealign.generate import generator_for_runs
 
     run_dir = train_or_reuse(args)
+    show_selection(run_dir)
     gen = generator_for_runs([str(run_dir)])
     name = gen.adapter_names[0]
     show_comparison(gen, name)
@@ -52,28 +53,50 @@ def train_or_reuse(args) -> Path:
                      overwrite=args.retrain)
 
 
+def show_selection(run_dir: Path) -> None:
+    """Print which checkpoint the run published and every candidate's greedy probe scores."""
+    from stylealign.generate import run_manifest
+
+    sel = run_manifest(run_dir).get("selection") or {}
+    if sel.get("status") != "ok":
+        return
+    pct = lambda x: "–" if x is None else f"{x:.0%}"  # noqa: E731
+    print(f"\n== checkpoint selection on {sel['baseline']['verdicts']['known_answer']['n'] + sel['baseline']['verdicts']['open_yes_no']['n']}"
+          f"+ held-out probe prompts (greedy; rule: max {sel['rule']['metric']}, repetition <= base + "
+          f"{sel['rule']['max_repetition_over_base']:.0%}, yes-share {sel['rule']['yes_share_min']:.0%}-"
+          f"{sel['rule']['yes_share_max']:.0%}, top opener <= {sel['rule']['max_top_opener']:.0%})")
+    for name, s in [("base", sel["baseline"])] + [(f"{c['stage']} {c['step']}", c["scores"]) for c in sel["candidates"]]:
+        mark = " <- published" if name == f"{sel['selected']['stage']} {sel['selected']['step']}" else ""
+        print(f"  {name:<9} verdict-first {pct(s['verdict_first']):>4}  repetitive {pct(s['repetitive']):>4}  "
+              f"top opener {pct(s['top_opener']):>4}  yes-share {pct(s['yes_share']):>4}{mark}")
+    if not sel["rule_met"]:
+        print("  no candidate met the rule; published the one that missed it least")
+
+
 def show_comparison(gen, name: str, n: int = 4) -> None:
-    """Print baseline and adapter answers to a few held-out prompts (same sampling settings and seed)."""
+    """Print baseline and adapter answers to a few held-out prompts (same decoding settings and seed:
+    the measured reading settings, see generate.READING)."""
     from stylealign.data import load_eval
-    from stylealign.generate import GenerationConfig
+    from stylealign.generate import reading_config
 
     rows = load_eval(["eval/suites/smoke.jsonl"])[:n]
     convs = [r["messages"] for r in rows]
-    cfg = GenerationConfig()
+    cfg = reading_config()
     answers = gen.generate(convs + convs, [None] * len(rows) + [name] * len(rows), cfg)
     print(f"\n== held-out prompts, baseline vs {name} ({cfg.to_dict()})")
     for i, row in enumerate(rows):
         print(f"\n> {row['messages'][-1]['content']}\n[baseline] {answers[i]}\n[{name}] {answers[len(rows) + i]}")
 
 
-def evaluate(gen, name: str, run_dir: Path, limit: int) -> dict:
-    """Run the evaluation on `limit` prompts per suite, write it under run/eval, print the headline."""
+def evaluate(gen, name: str, run_dir: Path, limit: int, embedder="default", **config) -> dict:
+    """Run the evaluation (sampled pass + greedy coherence probe) on `limit` prompts per suite, write it
+    under run/eval, print the headline; `config` overrides EvalConfig fields."""
     from stylealign.evaluate.report import headline
     from stylealign.evaluate.run import EvalConfig, run_eval
 
     print(f"\n== evaluating {name} against the baseline ({limit} prompts per suite)", flush=True)
-    report = run_eval(gen, [name], list(SUITES), EvalConfig(limit=limit), out=run_dir / "eval",
-                      runs={name: str(run_dir)})
+    report = run_eval(gen, [name], list(SUITES), EvalConfig(limit=limit, **config), out=run_dir / "eval",
+                      runs={name: str(run_dir)}, embedder=embedder)
     print(headline(report))
     print(f"full report: {run_dir / 'eval' / 'report.md'}")
     return report
