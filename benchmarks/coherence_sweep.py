@@ -17,13 +17,7 @@ import json
 from pathlib import Path
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    try:
-        from stylealign.text import markdown_table as shared  # the one table helper, once it exists
-    except ImportError:
-        return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] +
-                         ["| " + " | ".join(r) + " |" for r in rows])
-    return shared(header, rows)
+from stylealign.text import table as markdown_table
 
 DECODING = {  # name -> GenerationConfig fields
     "greedy": dict(do_sample=False, repetition_penalty=1.0),

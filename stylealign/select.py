@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from stylealign.evaluate import probe
+from stylealign.files import write_json
 
 SCORES = "probe.json"
 
@@ -138,9 +139,7 @@ def save_candidate(model, prober: Prober, stage_dir: Path, stage: str, step: int
         return json.loads(record_file.read_text())
     model.save_pretrained(folder, selected_adapters=["default"], safe_serialization=True)
     record = {"stage": stage, "step": step, "path": str(folder), "scores": prober.score(model, folder)}
-    tmp = record_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False))
-    tmp.replace(record_file)
+    write_json(record_file, record)
     return record
 
 

@@ -73,9 +73,9 @@ def test_yes_no_questions(prompt, expected):
     assert probe.is_yes_no_question(prompt) is expected
 
 
-def test_evasive_openers_and_stops_and_language():
+def test_stops_verdicts_and_language():
     f = probe.answer_features("While it's true that many people say so, it depends.", "en", stopped=False)
-    assert f["probe_evasive_opener"] == 1.0 and f["probe_stopped"] == 0.0 and f["probe_verdict_first"] == 0.0
+    assert f["probe_stopped"] == 0.0 and f["probe_verdict_first"] == 0.0 and math.isnan(f["probe_yes"])
     g = probe.answer_features("Yes. It is.", "zh", stopped=None)
     assert g["probe_lang_mismatch"] == 1.0 and math.isnan(g["probe_stopped"]) and g["probe_yes"] == 1.0
 
@@ -109,6 +109,8 @@ def test_eval_report_flags_collapse_and_repetition_from_the_greedy_pass(tmp_path
     greedy_calls = [c for c in gen.calls if not c["config"].do_sample]
     assert len(greedy_calls) == 1 and set(greedy_calls[0]["adapters"]) == {None, "persona"}
     assert report["gate"]["passed"] is False
+    # the persona's own lexicon metric (sharp-candid's evasive openers) is scored on the greedy answers too
+    assert report["comparisons"]["persona"]["overall"]["probe_evasive_opener"]["n"] == 12
     md = (tmp_path / "report.md").read_text()
     assert md.index("## Red flags") < md.index("## Coherence probe") < md.index("## persona vs baseline")
     text = headline(report)

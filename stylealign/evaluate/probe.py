@@ -11,7 +11,8 @@ evaluation can give each a baseline, an adapter value and a paired bootstrap CI:
   or rambling);
 - `probe_lang_mismatch`: the answer is not in the prompt's language;
 - `probe_yes`: 1/0 for a yes/no verdict, nan otherwise: its mean is the yes-share of verdicts;
-- style as the user sees it greedily: verdict-first, hedges, fillers, evasive openers.
+- style as the user sees it greedily: verdict-first, hedges + fillers, and the persona's own lexicon
+  metrics (e.g. evasive openers).
 """
 
 from __future__ import annotations
@@ -36,25 +37,15 @@ PROBE_METRICS = {
     "probe_yes": ("yes among the greedy yes/no verdicts (mean = yes-share)", "share", "neutral"),
     "probe_verdict_first": ("greedy answer's first sentence takes a position", "share", "higher"),
     "probe_hedge_fill": ("hedges + fillers in the greedy answer", "per 100 words / 1,000 chars", "lower"),
-    "probe_evasive_opener": ("greedy answer opens evasively (\"While it's true…\", \"It depends…\")", "share", "lower"),
 }
+# The persona's own lexicon metrics (persona.yaml `lexicons:`, e.g. sharp-candid's evasive openers) are
+# scored on the greedy answers too, as probe_<name> (evaluate/run.py, score_probe).
 
 # Repetition thresholds (tokens are English words or Chinese characters, see text.tokens).
 SENTENCE_MIN_TOKENS = 4   # a sentence this long said twice is a repeat
 LOOP_NGRAM, LOOP_COUNT = 4, 3  # a 4-gram said three times is a loop
 DENSE_SHARE, DENSE_MIN_TOKENS = 0.3, 12  # 30% of 3-grams repeating an earlier one
 TAIL_TOKENS, TAIL_SHARE = 24, 0.2  # cut off while the last 24 tokens repeat themselves
-
-_EVASIVE = {
-    "en": re.compile(r"^(?:while (?:it'?s|it is|there|some|many)|although|it(?:'s| is) (?:important|worth|essential|"
-                     r"crucial|difficult|hard|not easy) to|it depends|that depends|this depends|there are (?:many|several|"
-                     r"a few|various)|(?:that'?s|what) a (?:great|good|interesting) question|great question|"
-                     r"as an ai|i'?m not (?:a|an) |ultimately|in general|generally speaking|it'?s (?:a )?(?:complex|"
-                     r"nuanced|complicated))"),
-    "zh": re.compile(r"^(?:虽然|尽管|这是一个(?:很好|好|复杂)|好问题|这个问题(?:很|比较)?(?:复杂|好)|作为一个?(?:AI|人工智能)|"
-                     r"这取决于|这要看|视情况|具体情况|总的来说|一般来说|需要注意的是)"),
-}
-
 
 def repetition_reason(text: str, language: str, cut_off: bool = False) -> str | None:
     """Return why `text` repeats itself, or None. In order of the checks:
@@ -94,12 +85,6 @@ def opener(text: str, language: str) -> str:
     return toks[0]
 
 
-def evasive_opener(text: str, language: str) -> bool:
-    """Return whether the first sentence opens evasively (a concession, "it depends", a compliment, "as an AI")."""
-    rx = _EVASIVE.get(language, _EVASIVE["en"])
-    return bool(rx.match(normalize(first_sentence(text)).lstrip("\"'“‘*_ ")))
-
-
 def answer_features(answer: str, prompt_language: str, stopped: bool | None,
                     hedge_fill: float = math.nan) -> dict[str, float]:
     """Return one greedy answer's probe features (probe_top_opener is filled by `mark_top_openers`)."""
@@ -115,7 +100,6 @@ def answer_features(answer: str, prompt_language: str, stopped: bool | None,
         "probe_yes": math.nan if yes is None else float(yes == "yes"),
         "probe_verdict_first": float(verdict != "none"),
         "probe_hedge_fill": hedge_fill,
-        "probe_evasive_opener": float(evasive_opener(answer, lang)),
     }
 
 

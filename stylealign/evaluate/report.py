@@ -157,8 +157,7 @@ def _flags_md(report: dict) -> list[str]:
 
 PROBE_ROWS = (("repetitive", "repetitive answers"), ("top_opener", "most common opener's share (max over languages)"),
               ("stopped", "stopped before the budget"), ("lang_mismatch", "wrong language"),
-              ("verdict_first", "verdict-first"), ("hedge_fill", "hedges + fillers (rate)"),
-              ("evasive_opener", "evasive openers"))
+              ("verdict_first", "verdict-first"), ("hedge_fill", "hedges + fillers (rate)"))
 
 
 def _probe_md(report: dict) -> list[str]:
@@ -168,10 +167,14 @@ def _probe_md(report: dict) -> list[str]:
         return []
     labels = list(pr["models"])
     comps = {v["label"]: report["comparisons"][v["label"]]["overall"] for v in report["variants"]}
+    table = report.get("metrics") or {}
     rows = [[name, *[_fmt_probe(pr["models"][lab].get(key), key) for lab in labels],
-             *[_delta(comps[lab].get(f"probe_{key}"), f"probe_{key}") if key != "top_opener" else
-               _delta(comps[lab].get("probe_top_opener"), "probe_top_opener") for lab in comps]]
+             *[_delta(comps[lab].get(f"probe_{key}"), f"probe_{key}", table) for lab in comps]]
             for key, name in PROBE_ROWS]
+    own = [m for m in table if m.startswith("probe_") and m.removeprefix("probe_") in table and
+           table[m]["layer"] == "L1-coherence" and m.removeprefix("probe_") not in dict(PROBE_ROWS)]
+    rows += [[table[m]["description"], *["" for _ in labels], *[_delta(comps[lab].get(m), m, table) for lab in comps]]
+             for m in own]
     openers = [["opener (per language)", *[", ".join(f"{lg} {o['opener']!r} {fmt(o['share'])}" for lg, o in
                                            pr["models"][lab]["openers"].items()) for lab in labels], *["" for _ in comps]]]
     verdicts = [[f"yes-share, {name.replace('_', ' ')}", *[_verdict_cell(pr["models"][lab]["verdicts"][name]) for lab in labels],

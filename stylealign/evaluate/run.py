@@ -153,13 +153,21 @@ def generate_probe_answers(generator, state: EvalState, config: EvalConfig) -> N
             state.probe_answers[label], state.probe_stopped[label] = texts, stopped
 
 
-def score_probe(state: EvalState) -> None:
-    """Add each model's probe features (probe_*) to its per-answer features, so they get paired CIs."""
-    from stylealign.evaluate import probe
+def score_probe(state: EvalState, lexicons: dict) -> None:
+    """Add each model's probe features (probe_*) to its per-answer features, so they get paired CIs; the
+    persona's lexicon metrics are scored on the greedy answers too (probe_<name>)."""
+    from stylealign.evaluate import probe, targets
+    from stylealign.text import detect_language
 
+    for name in lexicons:
+        state.metrics[f"probe_{name}"] = {**state.metrics[name], "layer": "L1-coherence",
+                                          "description": state.metrics[name]["description"] + " (greedy)"}
     for label, texts in state.probe_answers.items():
-        for f, pf in zip(state.features[label], probe.score_answers(texts, state.rows, state.probe_stopped[label])):
+        for row, text, f, pf in zip(state.rows, texts, state.features[label],
+                                    probe.score_answers(texts, state.rows, state.probe_stopped[label])):
+            lang = detect_language(text) if text.strip() else row.get("language", "en")
             f.update(pf)
+            f.update({f"probe_{k}": v for k, v in targets.lexicon_features(text, lang, lexicons).items()})
 
 
 def _label(variants: list[Variant], adapter: str, strength: float) -> str:
@@ -367,8 +375,9 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
         embedder = load_embedder()
     clf, clf_section = train_classifier(config, embedder)
     score_answers(state, embedder, clf)
-    targets.add_lexicon_features(state, targets.persona_lexicons(persona))
-    score_probe(state)
+    lexicons = targets.persona_lexicons(persona)
+    targets.add_lexicon_features(state, lexicons)
+    score_probe(state, lexicons)
     _say(config, "retention (perplexity, KL)" + (" and judge" if judge else ""))
     sections = {"retention": retention(generator, state, config), "judge": judge_section(judge, state, config, judge_spec)}
     _say(config, "statistics (bootstrap CIs)")
