@@ -34,6 +34,8 @@ NEAR_DUPLICATE_MAX = 0.75
 TOP_PAIRS = 10
 BAD_REJECTED_KINDS = ("wrong", "rude")
 SET_KINDS = {"sft": "sft", "preference": "preference", "baseline": "sft", "eval": "eval", "probe": "eval"}
+FIRST_TURN = "messages[0].content"
+CALM_KINDS = ("open", "known_answer")  # every other eval kind is adversarial
 SET_LABELS = {"sft": "SFT", "preference": "preference", "baseline": "baseline", "eval": "eval", "probe": "probe"}
 
 
@@ -52,12 +54,13 @@ class Loaded:
 
 @dataclass(frozen=True)
 class PromptRef:
-    """A first user turn and where it came from."""
+    """A user turn (the first one, or a later one named by `field`) and where it came from."""
 
     set: str
     where: str
     id: str | None
     text: str
+    field: str = FIRST_TURN  # where a later user turn came from, e.g. "messages[2].content"
 
 
 @dataclass(frozen=True)
@@ -146,9 +149,11 @@ def check_persona(persona: Persona) -> CheckReport:
     report.problems += _requirement_problems(persona, sets)
     report.problems += [p for s in sets.values() for p in _language_problems(s)]
     report.problems += _baseline_problems(sets)
+    report.problems += _adversarial_problems(sets.get("eval", Loaded("eval")))
+    report.problems += _corpus_problems(persona)
     pairs = similar_prompts(_prompts(sets), min_score=threshold + 1e-9, top=TOP_PAIRS, compare=_compared)
     report.closest = pairs[:TOP_PAIRS]
-    report.problems += [f"{p.b.where}: messages[0].content: near-duplicate prompt of {_ref(p.a)}, "
+    report.problems += [f"{p.b.where}: {p.b.field}: near-duplicate prompt of {_ref(p.a)}, "
                         f"similarity {p.score:.3f} > {threshold:.2f}" for p in pairs if p.score > threshold]
     return report
 
@@ -156,6 +161,8 @@ def check_persona(persona: Persona) -> CheckReport:
 def _compared(a: PromptRef, b: PromptRef) -> bool:
     """Return False for two eval rows from different suite files (suites may share prompts on purpose),
     and for a synth pair and the SFT row (or another pair) it was built from."""
+    if a.field != FIRST_TURN or b.field != FIRST_TURN:  # later turns: only the held-out check, eval vs the rest
+        return (a.set == "eval") != (b.set == "eval")
     same_file = a.where.rsplit(":", 1)[0] == b.where.rsplit(":", 1)[0]
     return not (a.set == b.set == "eval" and not same_file) and not same_source(a, b)
 
@@ -244,15 +251,45 @@ def _user_turns(row: dict) -> list[str]:
 
 
 def _prompts(sets: dict[str, Loaded]) -> list[PromptRef]:
-    """Return the first user turn of every SFT, preference and eval row (baseline rows repeat SFT
-    prompts by design, so they are left out)."""
+    """Return every user turn of every SFT, preference, eval and probe row (baseline rows repeat SFT
+    prompts by design, so they are left out); later turns carry the field they come from."""
     refs = []
     for kind in ("sft", "preference", "eval", "probe"):
         for r in sets.get(kind, Loaded(kind)).records:
-            text = D.first_user_turn(r.row)
-            if text:
-                refs.append(PromptRef(SET_LABELS[kind], f"{r.file}:{r.line}", r.row.get("id"), text))
+            key = "messages" if "messages" in r.row else "prompt"
+            users = [(i, t["content"]) for i, t in enumerate(r.row.get(key) or []) if t.get("role") == "user"]
+            for n, (i, text) in enumerate(users):
+                field_ = FIRST_TURN if n == 0 else f"{key}[{i}].content"
+                refs.append(PromptRef(SET_LABELS[kind], f"{r.file}:{r.line}", r.row.get("id"), text, field_))
     return refs
+
+
+def _adversarial_problems(loaded: Loaded) -> list[str]:
+    """Eval rows are adversarial exactly when their kind is not "open" or "known_answer"."""
+    problems = []
+    for record in loaded.records:
+        row = record.row
+        if "kind" in row and "adversarial" in row and row["adversarial"] != (row["kind"] not in CALM_KINDS):
+            problems.append(f"{record.file}:{record.line}: adversarial: {str(row['adversarial']).lower()} "
+                            f"does not match kind {row['kind']!r} (true unless the kind is open or known_answer)")
+    return problems
+
+
+def _corpus_problems(persona: Persona) -> list[str]:
+    """Neutral-corpus rows need a language (en or zh) that matches a non-empty text."""
+    problems = []
+    for path in persona.files("corpus"):
+        records, bad = D.read_file(path)
+        problems += [str(p) for p in bad]
+        for r in records:
+            text, language = r.row.get("text"), r.row.get("language")
+            if not isinstance(text, str) or not text.strip():
+                problems.append(f"{r.file}:{r.line}: text: missing or empty")
+            elif language not in ("en", "zh"):
+                problems.append(f"{r.file}:{r.line}: language: {language!r} is not en or zh")
+            elif why := language_problem(text, language):
+                problems.append(f"{r.file}:{r.line}: language: {why}")
+    return problems
 
 
 def similar_prompts(prompts: Sequence[PromptRef], min_score: float = 0.5, top: int = 0,

@@ -20,13 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for area in AREAS:
-        try:
-            module = importlib.import_module(f"stylealign.commands.{area}")
-        except ModuleNotFoundError as e:  # an area still being written must not break the others
-            if e.name != f"stylealign.commands.{area}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"stylealign.commands.{area}").register(sub)
     return parser
 
 

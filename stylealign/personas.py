@@ -16,7 +16,7 @@ import yaml
 
 PERSONA_FILE = "persona.yaml"
 SUPPORTED_LANGUAGES = ("en", "zh")
-DATA_KINDS = ("sft", "preference", "baseline", "eval", "probe")
+DATA_KINDS = ("sft", "preference", "baseline", "eval", "probe", "corpus")
 TOP_LEVEL_KEYS = {
     "name", "title", "languages", "description", "traits", "style", "system_prompt", "system_prompt_zh",
     "bake_system_prompt", "data", "adapter", "requirements", "targets", "lexicons", "eval_suites",
@@ -48,6 +48,7 @@ class DataSpec:
     baseline: tuple[str, ...] = ()
     eval: tuple[str, ...] = ()
     probe: tuple[str, ...] = ()  # held-out prompts that score training checkpoints (never the eval suites)
+    corpus: tuple[str, ...] = ()  # neutral paragraphs ({"id", "language", "text"}) for perplexity drift
 
 
 @dataclass(frozen=True)

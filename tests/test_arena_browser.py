@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stylealign.arena.app import build_app, launch_app
+from stylealign.ui.app import build_app, launch_app
 from stylealign.arena.fake import fake_service
 
 CHROMIUM = Path(os.environ.get("STYLEALIGN_CHROMIUM", "/usr/bin/chromium"))

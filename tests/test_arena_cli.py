@@ -31,9 +31,8 @@ def test_missing_run_folder_is_an_error(tmp_path, capsys):
 
 
 def test_auth_parsing():
-    from stylealign.arena.app import ui_module
+    from stylealign.ui.app import parse_auth
 
-    parse_auth = ui_module().parse_auth
     assert parse_auth("alice:pa:ss") == ("alice", "pa:ss") and parse_auth(None) is None
     for bad in ("alice", ":x", "alice:"):
         with pytest.raises(ValueError):
@@ -52,7 +51,7 @@ def test_baseline_only_arena_refuses_battles_politely(tmp_path):
 def test_app_builds_without_adapters(tmp_path):
     import gradio as gr
 
-    from stylealign.arena.app import build_app
+    from stylealign.ui.app import build_app
 
     demo = build_app(fake_service(tmp_path / "v.sqlite", adapters=()))
     assert isinstance(demo, gr.Blocks)

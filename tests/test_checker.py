@@ -192,6 +192,28 @@ def test_row_problems_duplicate_ids_baseline_and_missing_globs(persona_dir):
     ]
 
 
+def test_held_out_checks_of_check_heldout_are_in_validate(persona_dir):
+    """What the old eval/check_heldout.py checked: adversarial matches kind, a later eval turn copied from a
+    training prompt, and the neutral corpus rows."""
+    follow = {**eval_row(3, "Is it worth it?"), "kind": "followup", "adversarial": True}
+    follow["messages"] += [{"role": "assistant", "content": "Maybe."}, {"role": "user", "content": EN[0]}]
+    write(persona_dir.parent.parent / "suites" / "style.jsonl",
+          [eval_row(1, EN[9]), {**eval_row(4, "Is tea better than coffee?"), "adversarial": True}, follow])
+    write(persona_dir.parent.parent / "corpus.jsonl", [
+        {"id": "c1", "language": "en", "text": "Tides follow the Moon."}, {"id": "c2", "language": "zh", "text": "Tides."},
+        {"id": "c3", "language": "fr", "text": "Les marées."}, {"id": "c4", "language": "en", "text": " "}])
+    add_yaml(persona_dir, "  corpus: [../../corpus.jsonl]\n")
+    problems = C.check_persona(load_persona(persona_dir)).problems
+    assert problems == [
+        "suites/style.jsonl:2: adversarial: true does not match kind 'open' (true unless the kind is open or known_answer)",
+        "corpus.jsonl:2: language: labelled 'zh' but only 0% of the text is CJK",
+        "corpus.jsonl:3: language: 'fr' is not en or zh",
+        "corpus.jsonl:4: text: missing or empty",
+        "suites/style.jsonl:3: messages[2].content: near-duplicate prompt of SFT:sft-en-tech-000 "
+        "(personas/mini/data/sft_1.jsonl:1), similarity 1.000 > 0.75",
+    ]
+
+
 def test_stats_tables_and_card(persona_dir):
     stats = C.persona_stats(load_persona(persona_dir))
     sft = stats["sets"]["sft"]["total"]

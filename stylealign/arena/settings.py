@@ -47,35 +47,13 @@ class Settings:
 
     def generation_config(self):
         """Return the generation layer's GenerationConfig (greedy when temperature is 0)."""
-        config_cls = _config_class()
-        return config_cls(
+        from stylealign.generate import GenerationConfig
+
+        return GenerationConfig(
             max_new_tokens=self.max_new_tokens, do_sample=self.temperature > 0,
             temperature=self.temperature if self.temperature > 0 else 1.0, top_p=self.top_p, seed=self.seed,
             repetition_penalty=self.repetition_penalty,
         )
-
-
-@dataclass
-class _FallbackConfig:
-    """Same fields as stylealign.generate.GenerationConfig, used while that module is absent."""
-
-    max_new_tokens: int = 160
-    do_sample: bool = True
-    temperature: float = 0.7
-    top_p: float = 0.9
-    repetition_penalty: float = 1.1
-    seed: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _config_class():
-    try:
-        from stylealign.generate import GenerationConfig
-    except ImportError:
-        return _FallbackConfig
-    return GenerationConfig
 
 
 def _clip(x, lo, hi):

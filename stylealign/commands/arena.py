@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 
 
 def run_arena(args) -> int:
-    from stylealign.arena.app import build_app, launch_app
+    from stylealign.ui.app import build_app, launch_app
     from stylealign.arena.service import ArenaService
 
     for run in args.adapter:

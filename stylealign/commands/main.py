@@ -104,7 +104,7 @@ def evaluate(gen, name: str, run_dir: Path, limit: int, embedder="default", **co
 
 def serve_arena(gen, run_dir: Path, port: int) -> None:
     """Serve the arena on 127.0.0.1 with the baseline and this run, reusing the loaded model."""
-    from stylealign.arena.app import build_app, launch_app
+    from stylealign.ui.app import build_app, launch_app
     from stylealign.arena.service import ArenaService
 
     service = ArenaService.from_runs([str(run_dir)], ".stylealign/arena/votes.sqlite", generator=gen)

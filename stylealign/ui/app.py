@@ -10,7 +10,7 @@ import gradio as gr
 
 from stylealign.arena.service import ArenaService
 from stylealign.arena.settings import Settings
-from ui import views
+from stylealign.ui import views
 
 TITLE = "stylealign arena"
 CSS = """
