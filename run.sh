@@ -53,6 +53,7 @@ case "${1:-}" in
     exec stylealign quickstart "$@" ;;
   test)
     shift; setup test; browser
+    ruff check .   # lint first (rules in pyproject.toml); a lint error fails the run before the tests
     set +e
     python -m pytest "$@"
     rc=$?

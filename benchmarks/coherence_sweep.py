@@ -16,7 +16,6 @@ import argparse
 import json
 from pathlib import Path
 
-
 from stylealign.text import table as markdown_table
 
 DECODING = {  # name -> GenerationConfig fields

@@ -22,7 +22,6 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 FILTERS = ("near_duplicate", "empty", "truncated", "unfinished", "wrong_language", "repetition",
            "chosen_like_rejected", "misses_targets")

@@ -7,8 +7,8 @@ import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
 
-from stylealign.ui.app import build_app, launch_app  # noqa: E402
 from stylealign.arena.fake import fake_service  # noqa: E402
+from stylealign.ui.app import build_app, launch_app  # noqa: E402
 
 
 def free_port() -> int:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stylealign.ui.app import build_app, launch_app
 from stylealign.arena.fake import fake_service
+from stylealign.ui.app import build_app, launch_app
 
 CHROMIUM = Path(os.environ.get("STYLEALIGN_CHROMIUM", "/usr/bin/chromium"))
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -4,12 +4,11 @@ import json
 
 import pytest
 
+from stylealign import data
 from stylealign.arena.export import export_preferences, vote_to_preference, votes_to_preferences
-from stylealign.files import write_jsonl
 from stylealign.arena.votes import Vote, VoteStore
 from stylealign.cli import main
-
-from stylealign import data
+from stylealign.files import write_jsonl
 
 
 def conv(user: str, answer: str, system: str | None = None, earlier=()) -> list[dict]:

@@ -7,8 +7,16 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from stylealign.evaluate.fakes import FakeJudge
-from stylealign.evaluate.judge import (JudgeError, OpenAIJudge, build_prompt, judge_pair, load_rubric, make_judge,
-                                       parse_verdict, win_rate_summary)
+from stylealign.evaluate.judge import (
+    JudgeError,
+    OpenAIJudge,
+    build_prompt,
+    judge_pair,
+    load_rubric,
+    make_judge,
+    parse_verdict,
+    win_rate_summary,
+)
 
 GOOD, BAD = "No. Use Postgres; it fits.", "Great question! It may depend on many factors. I hope this helps!"
 

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from stylealign.evaluate import EvalConfig, SCHEMA_VERSION, check_gates, headline, run_eval
+from stylealign.evaluate import SCHEMA_VERSION, EvalConfig, check_gates, headline, run_eval
 from stylealign.evaluate.fakes import FakeGenerator, FakeJudge, HashEmbedder
 from stylealign.evaluate.gate import GateError, parse_spec
 

@@ -1,14 +1,23 @@
 """`stylealign synth`: every filter with fake teachers and students, resumability, output that validates."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from stylealign.checker import check_persona
 from stylealign.personas import load_persona
-from stylealign.synth import (FILTERS, SynthConfig, SynthError, append_rows, log_path, pair_id, prompts_path, read_jsonl,
-                              repair_tail, run_synth)
+from stylealign.synth import (
+    FILTERS,
+    SynthConfig,
+    SynthError,
+    append_rows,
+    log_path,
+    pair_id,
+    prompts_path,
+    read_jsonl,
+    repair_tail,
+    run_synth,
+)
 
 PERSONA = """name: toy
 title: Toy

@@ -18,7 +18,6 @@ from stylealign.files import write_jsonl
 from stylealign.text import detect_language
 
 
-
 def vote_to_preference(vote, keep_system: bool = False, multi_turn: str = "last") -> dict | None:
     """Return the preference row for a decisive vote, or None (tie, both bad, skipped multi-turn)."""
     if vote.winner not in ("A", "B"):

@@ -15,10 +15,10 @@ from typing import Iterator
 
 from stylealign.arena.battles import Battle, BattleRegistry
 from stylealign.arena.contestants import BASELINE, Contestant, from_runs
-from stylealign.text import detect_language
 from stylealign.arena.leaderboard import Leaderboard, build_leaderboard
 from stylealign.arena.settings import Limits, Settings
 from stylealign.arena.votes import Vote, VoteStore
+from stylealign.text import detect_language
 
 log = logging.getLogger(__name__)
 ERROR_PREFIX = "Error: generation failed"

@@ -5,8 +5,16 @@ Public API: `Settings`, `run_bench(settings) -> report dict`, `markdown(report)`
 `stylealign.bench.arith` (FLOPs per token, utilisation, medians, ratios, targets).
 """
 
-from stylealign.bench.arith import (TARGETS, Dims, evaluate_targets, flops_per_token, mean_context, median,
-                                    ratio, utilisation)
+from stylealign.bench.arith import (
+                                    TARGETS,
+                                    Dims,
+                                    evaluate_targets,
+                                    flops_per_token,
+                                    mean_context,
+                                    median,
+                                    ratio,
+                                    utilisation,
+)
 from stylealign.bench.run import Settings, markdown, run_bench
 
 __all__ = ["TARGETS", "Dims", "Settings", "evaluate_targets", "flops_per_token", "markdown", "mean_context",

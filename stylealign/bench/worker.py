@@ -15,7 +15,6 @@ Steps are timed end to end (step end to step end: data, forward, backward, optim
 from __future__ import annotations
 
 import json
-import os
 import resource
 import sys
 import time
@@ -147,9 +146,8 @@ def step_clock(total_steps: int, warmup: int, profile_to: Path | None):
                 self.top = profile_table(self.prof, profile_to)
                 self.prof = None
             elif profile_to is not None and len(self.ends) == total_steps - 1:
-                from torch.profiler import ProfilerActivity, profile
-
                 import torch
+                from torch.profiler import ProfilerActivity, profile
 
                 acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
                 self.prof = profile(activities=acts)

@@ -33,8 +33,8 @@ def register(subparsers) -> None:
 
 
 def run_arena(args) -> int:
-    from stylealign.ui.app import build_app, launch_app
     from stylealign.arena.service import ArenaService
+    from stylealign.ui.app import build_app, launch_app
 
     for run in args.adapter:
         if not Path(run).is_dir():

@@ -104,8 +104,8 @@ def evaluate(gen, name: str, run_dir: Path, limit: int, embedder="default", **co
 
 def serve_arena(gen, run_dir: Path, port: int) -> None:
     """Serve the arena on 127.0.0.1 with the baseline and this run, reusing the loaded model."""
-    from stylealign.ui.app import build_app, launch_app
     from stylealign.arena.service import ArenaService
+    from stylealign.ui.app import build_app, launch_app
 
     service = ArenaService.from_runs([str(run_dir)], ".stylealign/arena/votes.sqlite", generator=gen)
     print(f"\n== arena on http://127.0.0.1:{port} (Ctrl+C to stop)", file=sys.stderr)

@@ -13,8 +13,8 @@ import statistics
 from stylealign.evaluate.lexicon import load_lexicon
 from stylealign.evaluate.repetition import repetition_features
 from stylealign.evaluate.text import normalize, sentences, tokens
-from stylealign.text import detect_language, length_units
 from stylealign.evaluate.verdict import parse_verdict
+from stylealign.text import detect_language, length_units
 
 RATE_SCALE = {"en": 100.0, "zh": 1000.0}
 _LIST_LINE = re.compile(r"^\s*(?:[-*•·]|\d+[.)、])\s+", re.M)

@@ -21,8 +21,9 @@ def _pyplot():
 
 def _save(fig, path: Path) -> Path:
     """Save `fig` to `path` atomically (temp file + rename) and close it."""
-    from stylealign.files import write_atomic
     import io
+
+    from stylealign.files import write_atomic
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")

@@ -23,8 +23,8 @@ from collections import Counter
 
 from stylealign.evaluate.repetition import ngrams
 from stylealign.evaluate.text import first_sentence, normalize, sentences, tokens
-from stylealign.text import detect_language
 from stylealign.evaluate.verdict import parse_verdict, polarity
+from stylealign.text import detect_language
 
 DEFAULT_BUDGET = 160  # new tokens per probe answer, the same for baseline and adapter
 

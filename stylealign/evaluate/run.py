@@ -11,16 +11,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from stylealign.evaluate import flags as flagging
 from stylealign.evaluate.io import DEFAULT_CORPUS, load_corpus, load_suites
 from stylealign.evaluate.markers import style_markers
 from stylealign.evaluate.metrics import metric_table
 from stylealign.evaluate.robustness import robustness_features, robustness_summary
 from stylealign.evaluate.stats import grouped_paired
-from stylealign.text import detect_language
 from stylealign.evaluate.truth import truth_features, truth_summary
+from stylealign.text import detect_language
 
 BASELINE = "baseline"
 GROUPS = ("language", "category", "kind", "adversarial")
