@@ -84,13 +84,15 @@ class DPOSettings(StageSettings):
     on_policy_negatives: int = _f(0, "Add up to N pairs whose rejected answer is the SFT adapter's own greedy answer "
                                   "to a preference prompt when it loops or opens like most of its answers "
                                   "(chosen: the persona's answer). 0: off.")
+    on_policy_share: float = _f(0.5, "With on-policy negatives, the share of DPO rows they make up (the rest: a "
+                                "seeded sample of the persona's pairs); 0 adds them to all the persona's pairs.")
 
     def __post_init__(self):
         super().__post_init__()
         if self.loss_weights and len(self.loss_weight_list) != len(self.loss_type_list):
             raise ValueError(f"dpo: {len(self.loss_weight_list)} loss_weights for {len(self.loss_type_list)} loss types")
-        if self.on_policy_negatives < 0:
-            raise ValueError("dpo: need on_policy_negatives >= 0")
+        if self.on_policy_negatives < 0 or not 0 <= self.on_policy_share < 1:
+            raise ValueError("dpo: need on_policy_negatives >= 0 and 0 <= on_policy_share < 1")
 
     @property
     def loss_type_list(self) -> list[str]:

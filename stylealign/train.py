@@ -448,6 +448,17 @@ def peak_memory_mb() -> dict:
     return out
 
 
+def on_policy_mix(persona_pairs: list[dict], n_on_policy: int, share: float, seed: int) -> list[dict]:
+    """Return the persona pairs that go with `n_on_policy` on-policy pairs so that those make up `share`
+    of the DPO rows (a seeded sample); all of them when share is 0 or there are no on-policy pairs."""
+    import random
+
+    if share <= 0 or n_on_policy == 0:
+        return persona_pairs
+    keep = min(len(persona_pairs), round(n_on_policy * (1 - share) / share))
+    return random.Random(seed).sample(persona_pairs, keep)
+
+
 class _Probe:
     """Checkpoint selection for one run: the base model's probe scores, then per-stage candidates."""
 
@@ -475,9 +486,10 @@ class _Probe:
             if start is not sft[-1]:
                 print(f"[select] DPO starts from SFT step {start['step']} (best under the rule)", flush=True)
                 select.load_into(model, start)
-        n = self.recipe.dpo.on_policy_negatives
-        if n > 0 and start is not None:
-            dpo_data.train = dpo_data.train + self._negatives(model, start, dpo_data, stages_dir / "on_policy.jsonl", n)
+        d = self.recipe.dpo
+        if d.on_policy_negatives > 0 and start is not None:
+            pairs = self._negatives(model, start, dpo_data, stages_dir / "on_policy.jsonl", d.on_policy_negatives)
+            dpo_data.train = pairs + on_policy_mix(dpo_data.train, len(pairs), d.on_policy_share, self.recipe.seed)
         return model
 
     def _negatives(self, model, start: dict, dpo_data: StageData, path: Path, n: int) -> list[dict]:

@@ -104,3 +104,14 @@ def test_train_all_scores_candidates_and_publishes_the_selected_one(small_person
     assert published.keys() == picked.keys() and all((published[k] == picked[k]).all() for k in picked)
     assert (run / "stages" / "on_policy.jsonl").exists()
     assert (run / "training.png").stat().st_size > 0
+
+
+def test_on_policy_pairs_make_up_the_stated_share_of_dpo_rows():
+    from stylealign.train import on_policy_mix
+
+    persona = [{"id": i} for i in range(100)]
+    assert len(on_policy_mix(persona, 20, 0.5, seed=0)) == 20
+    assert len(on_policy_mix(persona, 20, 0.25, seed=0)) == 60
+    assert on_policy_mix(persona, 20, 0.0, seed=0) == persona
+    assert on_policy_mix(persona, 0, 0.5, seed=0) == persona
+    assert on_policy_mix(persona, 20, 0.5, seed=0) == on_policy_mix(persona, 20, 0.5, seed=0)
