@@ -400,7 +400,7 @@ def repetition_reason(text: str, language: str) -> str | None:
 def answer_problem(text: str, language: str, tokens: int | None, budget: int | None) -> str | None:
     """Return the filter an in-character answer fails (empty, truncated, unfinished, wrong_language,
     repetition), or None."""
-    from stylealign.checker import language_problem
+    from stylealign.text import language_problem
 
     if not text.strip():
         return "empty"
@@ -418,8 +418,9 @@ def answer_problem(text: str, language: str, tokens: int | None, budget: int | N
 def pair_problem(row: dict, persona, lexicons: dict, same: set[str]) -> str | None:
     """Return the filter a finished pair fails (empty rejected, wrong language of the whole row, chosen ≈
     rejected, misses the persona's targets), or None. `same`: keys whose chosen ≈ rejected."""
-    from stylealign.checker import language_problem, row_text
     from stylealign.evaluate.targets import target_comparison
+    from stylealign.persona_data import row_text
+    from stylealign.text import language_problem
 
     chosen, rejected = row["chosen"][0]["content"], row["rejected"][0]["content"]
     if not rejected.strip() or not all(t["content"].strip() for t in row["prompt"]):
@@ -434,7 +435,7 @@ def pair_problem(row: dict, persona, lexicons: dict, same: set[str]) -> str | No
 
 def alike_pairs(rows: list[dict], threshold: float = SAME_ANSWER) -> set[str]:
     """Return the ids of rows whose chosen and rejected answers are near-identical (char n-gram cosine)."""
-    from stylealign.checker import PromptRef, similar_prompts
+    from stylealign.neardup import PromptRef, similar_prompts
 
     refs = [PromptRef(side, r["id"], r["id"], r[side][0]["content"]) for r in rows for side in ("chosen", "rejected")
             if r[side][0]["content"].strip()]
@@ -445,7 +446,7 @@ def alike_pairs(rows: list[dict], threshold: float = SAME_ANSWER) -> set[str]:
 def near_duplicates(jobs: list[Job], persona, threshold: float) -> dict[str, str]:
     """Return {job key: what it nearly duplicates} for jobs whose first user turn is a near-duplicate of
     the persona's data, an eval suite, or an earlier job (from another source row); checker's search."""
-    from stylealign.checker import PromptRef, same_source, similar_prompts
+    from stylealign.neardup import PromptRef, same_source, similar_prompts
 
     existing = existing_prompts(persona)
     refs = existing + [PromptRef("synth", j.source, j.key, j.prompt[0]["content"]) for j in jobs]
@@ -465,7 +466,8 @@ def near_duplicates(jobs: list[Job], persona, threshold: float) -> dict[str, str
 def existing_prompts(persona) -> list:
     """Return the first user turns of the persona's SFT, preference and eval rows, and of the kit's eval suites."""
     from stylealign import data as D
-    from stylealign.checker import PromptRef, load_sets
+    from stylealign.neardup import PromptRef
+    from stylealign.persona_data import load_sets
 
     sets, _ = load_sets(persona)
     refs = [PromptRef(kind, f"{r.file}:{r.line}", r.row.get("id"), D.first_user_turn(r.row))
@@ -627,8 +629,8 @@ def run_synth(persona, config: SynthConfig, backends: dict | None = None) -> Sum
     instead of loading that model (tests pass fakes; a caller may share a loaded Generator)."""
     from tqdm.auto import tqdm
 
-    from stylealign.checker import NEAR_DUPLICATE_MAX
     from stylealign.evaluate.targets import persona_lexicons
+    from stylealign.neardup import NEAR_DUPLICATE_MAX
 
     outputs = Outputs.open(Path(config.out or persona.path / "data" / "pref_synth.jsonl"),
                            Path(config.sft_out) if config.sft_out else None)

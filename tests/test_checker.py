@@ -1,4 +1,5 @@
-"""stylealign.checker and `stylealign personas ...`: requirements, near-duplicates, language labels, stats."""
+"""stylealign.checker, .neardup, .datacard and `stylealign personas ...`: requirements, near-duplicates,
+language labels, stats."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from stylealign import checker as C
+from stylealign import datacard, neardup
 from stylealign.cli import main
 from stylealign.personas import list_personas, load_persona
+from stylealign.text import language_problem
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,8 +109,8 @@ def test_valid_persona_passes_and_reports_closest_pairs(persona_dir):
     report = C.check_persona(load_persona(persona_dir))
     assert report.ok, report.format()
     assert report.counts == {"sft": 10, "preference": 4, "baseline": 5, "eval": 2}
-    assert len(report.closest) == C.TOP_PAIRS  # the closest pairs are shown even when all are far apart
-    assert all(p.score <= C.NEAR_DUPLICATE_MAX for p in report.closest)
+    assert len(report.closest) == neardup.TOP_PAIRS  # the closest pairs are shown even when all are far apart
+    assert all(p.score <= neardup.NEAR_DUPLICATE_MAX for p in report.closest)
     assert [p.score for p in report.closest] == sorted((p.score for p in report.closest), reverse=True)
     assert not any(p.a.set == p.b.set == "eval" for p in report.closest)  # smoke copies another suite
     assert report.format().endswith("OK")
@@ -121,16 +124,16 @@ def test_edited_copy_is_a_near_duplicate_distinct_prompts_are_not(persona_dir):
     assert problem.startswith("personas/mini/data/pref_2.jsonl:1: messages[0].content: near-duplicate prompt of "
                               "SFT:sft-en-tech-000 (personas/mini/data/sft_1.jsonl:1), similarity 0.")
     top = report.closest[0]
-    assert top.score > C.NEAR_DUPLICATE_MAX and {top.a.id, top.b.id} == {"sft-en-tech-000", "pref-en-tech-030"}
+    assert top.score > neardup.NEAR_DUPLICATE_MAX and {top.a.id, top.b.id} == {"sft-en-tech-000", "pref-en-tech-030"}
     assert all(p.score < 0.6 for p in report.closest[1:])  # same-topic pairs (Postgres, SQLite...) stay far below
 
 
 def test_similar_prompts_scores(persona_dir):
-    refs = [C.PromptRef("SFT", f"f:{i}", str(i), t) for i, t in enumerate(EN + ZH)]
-    distinct = C.similar_prompts(refs, min_score=0.0)
+    refs = [neardup.PromptRef("SFT", f"f:{i}", str(i), t) for i, t in enumerate(EN + ZH)]
+    distinct = neardup.similar_prompts(refs, min_score=0.0)
     assert max(p.score for p in distinct) < 0.6
-    copy = C.PromptRef("eval", "g:1", "copy", "我们组用的是MySQL 5.7，后年停止维护，现在升级到8.0值得吗？")
-    assert C.similar_prompts(refs + [copy], min_score=0.75)[0].b.id == "copy"
+    copy = neardup.PromptRef("eval", "g:1", "copy", "我们组用的是MySQL 5.7，后年停止维护，现在升级到8.0值得吗？")
+    assert neardup.similar_prompts(refs + [copy], min_score=0.75)[0].b.id == "copy"
 
 
 def test_language_label_mismatch_is_reported(persona_dir):
@@ -146,10 +149,10 @@ def test_language_label_mismatch_is_reported(persona_dir):
 
 
 def test_language_rule_counts_words_and_ignores_code():
-    assert C.language_problem("这段代码有问题吗？\ndef add(tag, tags=[]):\n    tags.append(tag)\n    return tags", "zh") is None
-    assert C.language_problem("What does 内卷 mean in a job ad?", "en") is None
-    assert C.language_problem("```python\n中文注释\n```\nPlain English text here.", "en") is None
-    assert "labelled 'zh'" in C.language_problem("This is English.", "zh")
+    assert language_problem("这段代码有问题吗？\ndef add(tag, tags=[]):\n    tags.append(tag)\n    return tags", "zh") is None
+    assert language_problem("What does 内卷 mean in a job ad?", "en") is None
+    assert language_problem("```python\n中文注释\n```\nPlain English text here.", "en") is None
+    assert "labelled 'zh'" in language_problem("This is English.", "zh")
 
 
 def test_requirements_name_persona_yaml_and_key(persona_dir):
@@ -215,7 +218,7 @@ def test_held_out_checks_of_check_heldout_are_in_validate(persona_dir):
 
 
 def test_stats_tables_and_card(persona_dir):
-    stats = C.persona_stats(load_persona(persona_dir))
+    stats = datacard.persona_stats(load_persona(persona_dir))
     sft = stats["sets"]["sft"]["total"]
     assert sft["rows"] == 10 and sft["zh_share"] == 0.4 and sft["multi_turn_share"] == 0.1
     assert sft["verdicts"] == {"yes": 3, "no": 4, "depends": 3, "unknown": 0, "refusal": 0, "none": 0}
@@ -223,12 +226,12 @@ def test_stats_tables_and_card(persona_dir):
     assert sft["lengths"]["assistant"]["zh"]["median"] == 7  # 可以，理由很简单。 = 7 Han characters (the eval unit)
     assert stats["sets"]["preference"]["total"]["rejected_kinds"] == {"hedge": 2, "wrong": 1, "rude": 1, "student": 0}
     assert list(stats["sets"]["sft"]["files"]) == ["personas/mini/data/sft_1.jsonl"]
-    md = C.format_stats(stats, markdown=True)
+    md = datacard.format_stats(stats, markdown=True)
     assert "### Rows per set and file" in md and "| SFT | (all) | 10 | 40% | 10% | 10 |" in md
     assert "### Lengths" in md and "| preference | rejected | zh | chars |" in md
     card = persona_dir / "README.md"
     card.write_text("# Mini\n\nHand-written intro.\n\n<!-- stats:start -->\nold\n<!-- stats:end -->\n\nLimits.\n")
-    C.update_card(card, md, "Mini")
+    datacard.update_card(card, md, "Mini")
     text = card.read_text()
     assert text.startswith("# Mini\n\nHand-written intro.") and text.endswith("Limits.\n") and "old" not in text
     assert md.strip() in text

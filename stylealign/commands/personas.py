@@ -163,7 +163,7 @@ def _ask(draft) -> None:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """Print each persona's data statistics (text, Markdown or JSON); --card updates its README.md."""
-    from stylealign.checker import format_stats, persona_stats, update_card
+    from stylealign.datacard import format_stats, persona_stats, update_card
     from stylealign.personas import PersonaError
 
     try:
