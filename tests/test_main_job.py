@@ -26,15 +26,16 @@ def test_main_job_prints_the_checkpoint_selection(tmp_path, capsys):
     from stylealign.commands.main import show_selection
 
     scores = lambda vf, rep: {"verdict_first": vf, "repetitive": rep, "top_opener": 0.3, "yes_share": 0.5,  # noqa: E731
-                              "verdicts": {"known_answer": {"n": 16}, "open_yes_no": {"n": 10}}}
+                              "openers": {"en": {"opener": "no", "share": 0.3, "n": 32}}}
     cands = [{"stage": "sft", "step": 10, "path": "a", "scores": scores(0.5, 0.2)},
              {"stage": "dpo", "step": 8, "path": "b", "scores": scores(0.9, 0.7)}]
-    rule = {"metric": "verdict_first", "max_repetition_over_base": 0.05, "yes_share_min": 0.3, "yes_share_max": 0.7,
+    rule = {"metric": "verdict_first", "max_new_tokens": 96, "max_repetition_over_base": 0.05, "yes_share_min": 0.3, "yes_share_max": 0.7,
             "max_top_opener": 0.5}
     (tmp_path / "manifest.json").write_text(json.dumps({"selection": {
         "status": "ok", "rule": rule, "baseline": scores(0.1, 0.3), "candidates": cands, "selected": cands[0],
         "rule_met": True}}))
     show_selection(tmp_path)
     out = capsys.readouterr().out
+    assert "on 32 held-out probe prompts" in out
     assert "sft 10" in out.splitlines()[-2] and out.splitlines()[-2].endswith("<- published")
     assert "published" not in out.splitlines()[-1]

@@ -61,8 +61,9 @@ def show_selection(run_dir: Path) -> None:
     if sel.get("status") != "ok":
         return
     pct = lambda x: "–" if x is None else f"{x:.0%}"  # noqa: E731
-    print(f"\n== checkpoint selection on {sel['baseline']['verdicts']['known_answer']['n'] + sel['baseline']['verdicts']['open_yes_no']['n']}"
-          f"+ held-out probe prompts (greedy; rule: max {sel['rule']['metric']}, repetition <= base + "
+    n = sum(o["n"] for o in sel["baseline"]["openers"].values())
+    print(f"\n== checkpoint selection on {n} held-out probe prompts (greedy, {sel['rule']['max_new_tokens']} tokens; "
+          f"rule: max {sel['rule']['metric']}, repetition <= base + "
           f"{sel['rule']['max_repetition_over_base']:.0%}, yes-share {sel['rule']['yes_share_min']:.0%}-"
           f"{sel['rule']['yes_share_max']:.0%}, top opener <= {sel['rule']['max_top_opener']:.0%})")
     for name, s in [("base", sel["baseline"])] + [(f"{c['stage']} {c['step']}", c["scores"]) for c in sel["candidates"]]:
