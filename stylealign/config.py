@@ -1,4 +1,5 @@
-"""Typed training recipes: YAML files whose every field can be overridden on the command line.
+"""Typed config: training recipes (YAML, every field overridable by a dotted flag) and the flat
+option dataclasses of the other commands (bench, arena, eval), whose flags come from their fields.
 
 A recipe is a `Recipe` dataclass with nested sections (`lora`, `sft`, `dpo`). Each field carries
 help text; `add_recipe_arguments` turns the fields into dotted flags (`--sft.learning_rate 1e-4`),
@@ -19,10 +20,15 @@ import yaml
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
 
-def _f(default, help: str, **kw):
+def option(default, help: str, **kw):
+    """Return a dataclass field with its help text (and flag options: flag, choices, metavar, parse,
+    action, cli=False) in the metadata that add_config_arguments / add_recipe_arguments read."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
+
+
+_f = option  # short name for the many recipe fields below
 
 
 @dataclass
@@ -235,13 +241,48 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def _leaf(kind):
+    """Return the type of an `X | None` hint (X), or the hint itself."""
+    if isinstance(kind, types.UnionType):
+        return next(a for a in typing.get_args(kind) if a is not type(None))
+    return kind
+
+
+def _default(f: dataclasses.Field):
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls, dest: str = "config") -> None:
+    """Add one flag per field of the flat dataclass `cls`: `--field-name` (or metadata "flag") with the
+    field's help and default; bool fields get --x / --no-x, "parse" converts the text, "action": "append"
+    collects repeats; fields with cli=False are left out. config_from_args builds the dataclass back."""
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        meta, kind, default = f.metadata, _leaf(hints[f.name]), _default(f)
+        if meta.get("cli") is False:
+            continue
+        kw = {"dest": f"{dest}:{f.name}", "help": f"{meta.get('help', '')} (default {default!r})"}
+        if kind is bool:
+            kw.update(action=argparse.BooleanOptionalAction, default=default)
+        elif meta.get("action") == "append":
+            kw.update(action="append", default=[], metavar=meta.get("metavar") or f.name.upper())
+        else:
+            kw.update(type=meta.get("parse", kind), default=default, choices=meta.get("choices"),
+                      metavar=meta.get("metavar") or (None if meta.get("choices") else f.name.upper()))
+        parser.add_argument(meta.get("flag") or "--" + f.name.replace("_", "-"), **kw)
+
+
+def config_from_args(args: argparse.Namespace, cls, dest: str = "config"):
+    """Return `cls` built from the flags add_config_arguments added; its __post_init__ validates."""
+    return cls(**{k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith(f"{dest}:")})
+
+
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """Add --recipe plus one --<dotted.field> flag per recipe field (default: keep the recipe's value)."""
     parser.add_argument("--recipe", default=None, help="Shipped recipe name or YAML path (default: built-in defaults).")
     group = parser.add_argument_group("recipe overrides (any field of the recipe)")
     for name, kind, f in _flags(Recipe):
-        if isinstance(kind, types.UnionType):
-            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        kind = _leaf(kind)
         convert = _parse_bool if kind is bool else kind
         group.add_argument(f"--{name}", type=convert, default=None, dest=f"recipe:{name}", metavar=name.split(".")[-1].upper(),
                            choices=f.metadata.get("choices"), help=f"{f.metadata.get('help', '')} (default {f.default!r})"

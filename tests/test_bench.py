@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from stylealign.bench import arith
+from stylealign.commands.bench import harness
+
+arith = harness().arith  # benchmarks/bench: the harness is not part of the installed package
 
 TINY = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
             num_key_value_heads=2, vocab_size=1000)
@@ -62,8 +64,7 @@ def test_targets_pass_fail_and_missing():
 
 
 def test_shape_model_builds_a_random_llama_with_the_real_tokenizer(tmp_path, embedded_dir):
-    from stylealign.bench.run import shape_model
-
+    shape_model = harness().run.shape_model
     folder = shape_model("tiny", root=tmp_path)
     config = json.loads((folder / "config.json").read_text())
     assert config["hidden_size"] == 64 and config["num_hidden_layers"] == 2

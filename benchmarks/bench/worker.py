@@ -1,4 +1,4 @@
-"""One measured arm per process: `python -m stylealign.bench.worker SPEC.json` writes spec["result"].
+"""One measured arm per process: `python -m stylealign.bench.worker SPEC.json` writes spec.result.
 
 Each arm runs in its own process so its peak memory (RSS on CPU, max allocated on a GPU) is its own.
 Arms:
@@ -14,11 +14,16 @@ Steps are timed end to end (step end to step end: data, forward, backward, optim
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import sys
 import time
 from pathlib import Path
+
+from stylealign.files import write_json
+
+from .spec import ArmSpec
 
 LORA_R = 16
 
@@ -174,20 +179,20 @@ def summarise_steps(clock, batches: list[dict], warmup: int, profiled: bool) -> 
 # ---------------------------------------------------------------- training arms
 
 
-def _recipe(spec: dict):
+def _recipe(spec: ArmSpec):
     from stylealign.config import load_recipe
 
-    stage = spec["area"]
-    overrides = {"base": spec["model"], "eval_fraction": 0.0, f"{stage}.max_steps": spec["total_steps"],
-                 f"{stage}.batch_size": spec["batch_size"], f"{stage}.grad_accum": 1,
+    stage = spec.area
+    overrides = {"base": spec.model, "eval_fraction": 0.0, f"{stage}.max_steps": spec.total_steps,
+                 f"{stage}.batch_size": spec.batch_size, f"{stage}.grad_accum": 1,
                  f"{stage}.save_steps": 10**6, f"{stage}.logging_steps": 10**6, f"{stage}.warmup_ratio": 0.0}
-    if spec.get("quant"):
-        overrides["quant"] = spec["quant"]
-    if spec.get("max_length"):
-        overrides["max_length"] = spec["max_length"]
-    if spec.get("arm") == "kit":
-        overrides.update(spec.get("kit_set") or {})
-    return load_recipe(spec["recipe"], overrides)
+    if spec.quant:
+        overrides["quant"] = spec.quant
+    if spec.max_length:
+        overrides["max_length"] = spec.max_length
+    if spec.arm == "kit":
+        overrides.update(spec.kit_set or {})
+    return load_recipe(spec.recipe, overrides)
 
 
 def _user_lora():
@@ -207,77 +212,92 @@ def setup_padding_free(recipe, area: str) -> bool:
     return area == "sft" and recipe.sft.padding_free
 
 
-def train_arm(spec: dict) -> dict:
+def train_arm(spec: ArmSpec) -> dict:
+    """Return the timed steps, memory and setup of one training arm (SFT or DPO, kit or plain TRL)."""
     import torch
 
-    from stylealign import models, train
+    from stylealign import models
 
-    area, arm = spec["area"], spec["arm"]
-    out_dir = Path(spec["work"])
-    rows = json.loads(Path(spec["rows"]).read_text())["sft" if area == "sft" else "preference"]
-    if arm == "ref" and spec.get("ref") == "kit":  # A/B of --kit-set: the reference is the kit as shipped
-        spec = {**spec, "kit_set": {}}
-        arm = "kit"
-    recipe = _recipe(spec)
+    if spec.arm == "ref" and spec.ref == "kit":  # A/B of --kit-set: the reference is the kit as shipped
+        spec = dataclasses.replace(spec, arm="kit", kit_set={})
+    rows = json.loads(Path(spec.rows).read_text())["sft" if spec.area == "sft" else "preference"]
     started = time.perf_counter()
-    base = models.resolve_base(spec["model"])
+    base = models.resolve_base(spec.model)
     tokenizer = models.load_tokenizer(base)
-    on_gpu = torch.cuda.is_available()
-    if arm == "kit":
-        train._set_threads(recipe)
-        model = models.load_model(base, quant=recipe.quant, dtype=recipe.dtype, attn=train.training_attention(recipe))
-        data = train.StageData(rows, [])
-        if area == "sft":
-            trainer = train.sft_trainer(model, tokenizer, data, recipe, out_dir)
-        else:
-            from peft import get_peft_model
-
-            model = get_peft_model(model, train.lora_config(recipe))  # as after SFT: a trainable adapter
-            trainer = train.dpo_trainer(model, tokenizer, data, recipe, out_dir)
-        stage = getattr(recipe, area)
-        setup = {"quant": recipe.quant, "dtype": str(models.parse_dtype(recipe.dtype)).replace("torch.", ""),
-                 "padding_free": recipe.sft.padding_free if area == "sft" else False,
-                 "gradient_checkpointing": stage.gradient_checkpointing,
-                 "fast_paths": [f"lm head {trainer.stylealign_lm_head}",
-                                f"attention {trainer.model.config._attn_implementation}"]
-                 + (["length-grouped"] if stage.group_by_length and not setup_padding_free(recipe, area) else [])}
-    else:
-        torch.manual_seed(0)
-        model = _user_model(base.path)
-        common = dict(output_dir=str(out_dir), max_steps=spec["total_steps"],
-                      per_device_train_batch_size=spec["batch_size"], report_to="none", save_strategy="no",
-                      logging_steps=10**6, seed=0, data_seed=0)
-        if not on_gpu:
-            common["use_cpu"] = True  # TrainingArguments refuses bf16 on a CPU-only machine without it
-        if area == "sft":
-            from trl import SFTConfig, SFTTrainer
-
-            args = SFTConfig(**common)
-            trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=_user_lora(),
-                                 train_dataset=train.as_dataset(train.sft_rows(rows)))
-        else:
-            from trl import DPOConfig, DPOTrainer
-
-            ref_model = _user_model(base.path)
-            args = DPOConfig(**common)
-            trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, processing_class=tokenizer,
-                                 peft_config=_user_lora(), train_dataset=train.as_dataset(train.dpo_rows(rows)))
-        setup = {"quant": "none", "dtype": str(model.dtype).replace("torch.", ""), "autocast_bf16": bool(args.bf16),
-                 "padding_free": bool(getattr(args, "padding_free", False)),
-                 "gradient_checkpointing": bool(args.gradient_checkpointing)}
-    copies = 1 if area == "sft" else (1 if getattr(trainer, "ref_model", None) is None else 2)
+    make = _kit_trainer if spec.arm == "kit" else _ref_trainer
+    trainer, setup = make(spec, base, tokenizer, rows, Path(spec.work))
+    copies = 1 if spec.area == "sft" else (1 if getattr(trainer, "ref_model", None) is None else 2)
     batches: list[dict] = []
     count_batches(trainer, batches)
-    profile_to = Path(spec["profile"]) if spec.get("profile") else None
-    clock = step_clock(spec["total_steps"], spec["warmup"], profile_to)
+    profile_to = Path(spec.profile) if spec.profile else None
+    clock = step_clock(spec.total_steps, spec.warmup, profile_to)
     trainer.add_callback(clock)
     load_s = time.perf_counter() - started
     reset_peak()
     trainer.train()
-    result = summarise_steps(clock, batches, spec["warmup"], profile_to is not None)
+    result = summarise_steps(clock, batches, spec.warmup, profile_to is not None)
     result.update(setup=setup, model_copies=copies, load_seconds=round(load_s, 2), threads=torch.get_num_threads(),
                   memory=memory(), profile=profile_to.name if profile_to else None)
     return result
+
+
+def _kit_trainer(spec: ArmSpec, base, tokenizer, rows: list[dict], out_dir: Path):
+    """Return (trainer, setup) for the kit's own SFT / DPO trainer with the recipe."""
+    import torch
+
+    from stylealign import models, train
+
+    recipe = _recipe(spec)
+    torch.manual_seed(recipe.seed)
+    if recipe.threads > 0:
+        torch.set_num_threads(recipe.threads)
+    model = models.load_model(base, quant=recipe.quant, dtype=recipe.dtype, attn=train.training_attention(recipe))
+    data = train.StageData(rows, [])
+    if spec.area == "sft":
+        trainer = train.sft_trainer(model, tokenizer, data, recipe, out_dir)
+    else:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, train.lora_config(recipe))  # as after SFT: a trainable adapter
+        trainer = train.dpo_trainer(model, tokenizer, data, recipe, out_dir)
+    stage = getattr(recipe, spec.area)
+    setup = {"quant": recipe.quant, "dtype": str(models.parse_dtype(recipe.dtype)).replace("torch.", ""),
+             "padding_free": recipe.sft.padding_free if spec.area == "sft" else False,
+             "gradient_checkpointing": stage.gradient_checkpointing,
+             "fast_paths": [f"lm head {trainer.stylealign_lm_head}",
+                            f"attention {trainer.model.config._attn_implementation}"]
+             + (["length-grouped"] if stage.group_by_length and not setup_padding_free(recipe, spec.area) else [])}
+    return trainer, setup
+
+
+def _ref_trainer(spec: ArmSpec, base, tokenizer, rows: list[dict], out_dir: Path):
+    """Return (trainer, setup) for plain TRL as a user writes it (fp32, config defaults, peft_config)."""
+    import torch
+
+    from stylealign import train
+
+    torch.manual_seed(0)
+    model = _user_model(base.path)
+    common = dict(output_dir=str(out_dir), max_steps=spec.total_steps, per_device_train_batch_size=spec.batch_size,
+                  report_to="none", save_strategy="no", logging_steps=10**6, seed=0, data_seed=0)
+    if not torch.cuda.is_available():
+        common["use_cpu"] = True  # TrainingArguments refuses bf16 on a CPU-only machine without it
+    if spec.area == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        args = SFTConfig(**common)
+        trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=_user_lora(),
+                             train_dataset=train.as_dataset(train.sft_rows(rows)))
+    else:
+        from trl import DPOConfig, DPOTrainer
+
+        args = DPOConfig(**common)
+        trainer = DPOTrainer(model=model, ref_model=_user_model(base.path), args=args, processing_class=tokenizer,
+                             peft_config=_user_lora(), train_dataset=train.as_dataset(train.dpo_rows(rows)))
+    setup = {"quant": "none", "dtype": str(model.dtype).replace("torch.", ""), "autocast_bf16": bool(args.bf16),
+             "padding_free": bool(getattr(args, "padding_free", False)),
+             "gradient_checkpointing": bool(args.gradient_checkpointing)}
+    return trainer, setup
 
 
 # ---------------------------------------------------------------- generation
@@ -293,22 +313,22 @@ def random_adapter(model, folder: Path):
     return peft_model.unload()
 
 
-def gen_arm(spec: dict) -> dict:
+def gen_arm(spec: ArmSpec) -> dict:
     import torch
 
     from stylealign import models
     from stylealign.generate import GenerationConfig, Generator
 
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
-    prompts = json.loads(Path(spec["rows"]).read_text())["prompts"]
-    base = models.resolve_base(spec["model"])
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    prompts = json.loads(Path(spec.rows).read_text())["prompts"]
+    base = models.resolve_base(spec.model)
     tokenizer = models.load_tokenizer(base)
-    model = models.load_model(base, quant=spec["quant"], dtype="auto")
-    model = random_adapter(model, Path(spec["work"]) / "adapter")
+    model = models.load_model(base, quant=spec.quant, dtype="auto")
+    model = random_adapter(model, Path(spec.work) / "adapter")
     gen = Generator(model=model, tokenizer=tokenizer)
-    gen.add_adapter("bench", str(Path(spec["work"]) / "adapter"))
-    cfg = GenerationConfig(max_new_tokens=spec["max_new_tokens"], seed=0)
+    gen.add_adapter("bench", str(Path(spec.work) / "adapter"))
+    cfg = GenerationConfig(max_new_tokens=spec.max_new_tokens, seed=0)
     convs = [p for p in prompts for _ in (0, 1)]
     adapters = [a for _ in prompts for a in (None, "bench")]
     n_tok = lambda texts: sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)  # noqa: E731
@@ -319,9 +339,9 @@ def gen_arm(spec: dict) -> dict:
         return one_by_one(gen, convs, adapters, cfg)
 
     batched, single, panes1, panes2 = [], [], [], []
-    for rep in range(spec["reps"]):
+    for rep in range(spec.reps):
         sync(); t = time.perf_counter()
-        texts = gen.generate(convs, adapters, cfg, batch_size=spec["batch_size"])
+        texts = gen.generate(convs, adapters, cfg, batch_size=spec.batch_size)
         sync(); batched.append({"seconds": time.perf_counter() - t, "answers": len(texts), "tokens": n_tok(texts)})
         sync(); t = time.perf_counter()
         texts = reference()
@@ -331,15 +351,15 @@ def gen_arm(spec: dict) -> dict:
             sink.append(stream_once(gen, rows, names, cfg))
     result = {"batched": batched, "one_by_one": single, "pane1": panes1, "pane2": panes2,
               "reference": "one-by-one model.generate",
-              "quant": spec["quant"], "dtype": str(next(gen.model.parameters()).dtype).replace("torch.", ""),
+              "quant": spec.quant, "dtype": str(next(gen.model.parameters()).dtype).replace("torch.", ""),
               "threads": torch.get_num_threads(), "prompt_lengths": [len(gen.encode([p])["input_ids"][0]) for p in prompts],
-              "pairs": len(prompts), "batch_size": spec["batch_size"], "max_new_tokens": spec["max_new_tokens"],
+              "pairs": len(prompts), "batch_size": spec.batch_size, "max_new_tokens": spec.max_new_tokens,
               "memory": memory()}
-    if spec.get("profile"):
-        result["profile_top"] = profile_generate(gen, convs[: spec["batch_size"]], adapters[: spec["batch_size"]],
+    if spec.profile:
+        result["profile_top"] = profile_generate(gen, convs[: spec.batch_size], adapters[: spec.batch_size],
                                                  GenerationConfig(max_new_tokens=min(16, cfg.max_new_tokens), seed=0),
-                                                 Path(spec["profile"]))
-        result["profile"] = Path(spec["profile"]).name
+                                                 Path(spec.profile))
+        result["profile"] = Path(spec.profile).name
     return result
 
 
@@ -401,31 +421,26 @@ def profile_generate(gen, convs, adapters, cfg, path: Path) -> list[dict]:
 # ---------------------------------------------------------------- matmul peak
 
 
-def peak_arm(spec: dict) -> dict:
-    """Return matmul throughput trials per dtype (GFLOP/s): square n x n products, dtypes alternated."""
+def peak_arm(spec: ArmSpec) -> dict:
+    """Return matmul throughput trials per dtype (GFLOP/s): square n x n products, timed by
+    torch.utils.benchmark (it synchronises CUDA and picks the number of runs), dtypes alternated."""
     import torch
+    from torch.utils.benchmark import Timer
 
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    n = spec.get("n") or (8192 if device == "cuda" else 1024)
+    n = 8192 if device == "cuda" else 1024
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    mats = {k: (torch.randn(n, n, device=device).to(d), torch.randn(n, n, device=device).to(d)) for k, d in dtypes.items()}
+    timers = {k: Timer("a @ b", globals={"a": torch.randn(n, n, device=device).to(d),
+                                         "b": torch.randn(n, n, device=device).to(d)},
+                       num_threads=torch.get_num_threads()) for k, d in dtypes.items()}
+    for timer in timers.values():  # warm-up (first call allocates, picks kernels)
+        timer.timeit(2)
     trials: dict[str, list[float]] = {k: [] for k in dtypes}
-    for name, (a, b) in mats.items():  # warm-up (first call allocates, picks kernels)
-        for _ in range(2):
-            a @ b
-    for _ in range(spec.get("trials", 5)):
-        for name, (a, b) in mats.items():
-            iters, elapsed = 0, 0.0
-            sync(); start = time.perf_counter()
-            while elapsed < spec.get("seconds", 0.4):
-                a @ b
-                iters += 1
-                if device == "cuda" and iters % 10:
-                    continue
-                sync(); elapsed = time.perf_counter() - start
-            trials[name].append(2 * n**3 * iters / elapsed / 1e9)
+    for _ in range(spec.trials):
+        for name, timer in timers.items():
+            trials[name].append(2 * n**3 / timer.blocked_autorange(min_run_time=0.4).median / 1e9)
     return {"n": n, "device": device, "threads": torch.get_num_threads(),
             "gflops": {k: [round(v, 1) for v in vals] for k, vals in trials.items()}}
 
@@ -436,14 +451,14 @@ ARMS = {"sft": train_arm, "dpo": train_arm, "gen": gen_arm, "peak": peak_arm}
 
 
 def main(argv: list[str]) -> int:
-    spec = json.loads(Path(argv[0]).read_text())
-    if spec.get("threads"):
+    spec = ArmSpec.load(argv[0])
+    if spec.threads:
         import torch
 
-        torch.set_num_threads(spec["threads"])
-    result = ARMS[spec["area"]](spec)
-    result.update(area=spec["area"], arm=spec.get("arm"), rep=spec.get("rep"))
-    Path(spec["result"]).write_text(json.dumps(result, indent=1, default=str))
+        torch.set_num_threads(spec.threads)
+    result = ARMS[spec.area](spec)
+    result.update(area=spec.area, arm=spec.arm, rep=spec.rep)
+    write_json(spec.result, result)
     return 0
 
 

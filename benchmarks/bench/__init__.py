@@ -1,11 +1,12 @@
-"""`stylealign bench`: the kit's training and generation paths against plain TRL / transformers code,
-on this machine, in one invocation (ratios, so a shared machine's load mostly cancels out).
+"""The benchmark harness (not installed; `stylealign bench` runs it from a source checkout): the kit's
+training and generation paths against plain TRL / transformers code, on this machine, in one
+invocation (ratios, so a shared machine's load mostly cancels out).
 
 Public API: `Settings`, `run_bench(settings) -> report dict`, `markdown(report)`, and the arithmetic in
-`stylealign.bench.arith` (FLOPs per token, utilisation, medians, ratios, targets).
+`bench.arith` (FLOPs per token, utilisation, medians, ratios, targets).
 """
 
-from stylealign.bench.arith import (
+from .arith import (
                                     TARGETS,
                                     Dims,
                                     evaluate_targets,
@@ -15,7 +16,7 @@ from stylealign.bench.arith import (
                                     ratio,
                                     utilisation,
 )
-from stylealign.bench.run import Settings, markdown, run_bench
+from .run import Settings, markdown, run_bench
 
 __all__ = ["TARGETS", "Dims", "Settings", "evaluate_targets", "flops_per_token", "markdown", "mean_context",
            "median", "ratio", "run_bench", "utilisation"]

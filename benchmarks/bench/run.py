@@ -13,10 +13,15 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from stylealign.bench import arith
+from stylealign.config import option
+from stylealign.files import write_atomic, write_json
+from stylealign.text import table
+
+from . import arith
+from .spec import ArmSpec
 
 CPU_RECIPE = "smollm2-135m_qlora_cpu"
 GPU_RECIPE_SMALL = "smollm2-135m_lora_gpu"
@@ -25,44 +30,79 @@ AREAS = ("sft", "dpo", "gen")
 REF_LORA_R = 16  # the plain-TRL arm's LoRA rank (worker.LORA_R)
 
 
+def _kit_set(items) -> dict:
+    """Return {key: YAML value} from KEY=VALUE strings (or a dict, returned as is)."""
+    import yaml
+
+    if isinstance(items, dict):
+        return items
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--kit-set takes KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _areas(text) -> tuple:
+    return tuple(a.strip() for a in text.split(",")) if isinstance(text, str) else tuple(text)
+
+
 @dataclass
 class Settings:
-    """What one bench invocation measures; `for_mode` fills the quick / full defaults."""
+    """What one bench invocation measures; 0 / None means the mode's default, filled by `for_mode`."""
 
-    quick: bool = False
-    model: str = "smollm2-135m"
-    shape: str | None = None
-    quant: str | None = None           # kit's base weights (default: the recipe's)
-    recipe: str | None = None
-    persona: str = "sharp-candid"
-    out: str | None = None
-    threads: int = 0                   # 0: leave torch's default (all cores) in every arm
-    areas: tuple = AREAS
-    profile: bool = True
-    reps: int = 0                      # 0: mode default
-    sft_batch: int = 0
-    sft_steps: int = 0
-    dpo_batch: int = 0
-    dpo_steps: int = 0
-    warmup: int = 1
-    max_tokens: int = 0                # longest row used (0: mode default)
-    seq_len: int = 0                   # stitch rows to about this many tokens (0: natural rows; --shape: 2048)
-    gen_pairs: int = 0
-    gen_batch: int = 16                # the evaluation's default batch size
-    gen_quant: str | None = None       # None: as `stylealign eval` generates (unquantized on a CPU)
-    max_new_tokens: int = 0
-    ref: str = "trl"                   # "trl": plain TRL / model.generate; "kit": training arms A/B kit_set vs the kit as shipped
-    omp_policy: str = "passive"        # OMP_WAIT_POLICY for every arm: passive, active, or inherit
-    kit_set: dict = field(default_factory=dict)  # recipe overrides for the kit arms ({"sft.padding_free": False})
+    quick: bool = option(False, "Few steps on short rows (about two minutes on 2 CPU cores).")
+    model: str = option("smollm2-135m", "Base: embedded alias or local HF folder.")
+    shape: str | None = option(None, "A randomly initialised Llama of this shape instead of --model "
+                           "(llama-8b, llama-3b, llama-1b, smollm2-135m, tiny); rows are stitched to --seq-len tokens.")
+    quant: str | None = option(None, "Kit's base weights (default: the recipe's).", choices=("nf4", "none"))
+    recipe: str | None = option(None, "Recipe for the kit arms (default: the CPU recipe on CPU, a GPU recipe on GPU).")
+    persona: str = option("sharp-candid", "Persona whose rows are trained on.")
+    out: str | None = option(None, "Output folder (default runs/bench-<time>/).")
+    threads: int = option(0, "torch threads in every arm (0: torch's default, all cores).")
+    areas: tuple = option(AREAS, "Comma-separated areas to run: sft,dpo,gen.", flag="--only", parse=_areas)
+    profile: bool = option(True, "Run one extra profiled step of each kit arm (--no-profile: skip it).")
+    reps: int = option(0, "Alternated kit/reference runs per area (0: quick 1, full 2).")
+    steps: int = option(0, "Timed steps per training run, after the warm-up (0: quick 2, full 3 SFT / 2 DPO).")
+    sft_batch: int = option(0, "SFT rows per step (0: quick 4, full the recipe's).")
+    dpo_batch: int = option(0, "DPO pairs per step (0: quick 2, full the recipe's).")
+    sft_steps: int = option(0, "Timed SFT steps (filled from --steps by for_mode).", cli=False)
+    dpo_steps: int = option(0, "Timed DPO steps (filled from --steps by for_mode).", cli=False)
+    warmup: int = option(1, "Untimed steps at the start of each training run.")
+    max_tokens: int = option(0, "Longest row used, in tokens (0: quick 160, full the recipe's max_length).")
+    seq_len: int = option(0, "Stitch rows to about this many tokens (0: natural rows; with --shape 2048).")
+    gen_pairs: int = option(0, "Prompts answered by baseline and adapter in the generation arm (0: quick 4, full 8).")
+    gen_batch: int = option(16, "Rows per generation batch (the evaluation's default).")
+    gen_quant: str | None = option(None, "Base weights for generation (default: as `stylealign eval`: unquantized on a "
+                               "CPU, the recipe's on a GPU).", choices=("nf4", "none"))
+    max_new_tokens: int = option(0, "Generation length cap (0: quick 16, full 48).")
+    kit_set: dict = option({}, "Recipe override for the kit arms only (repeatable), e.g. sft.gradient_checkpointing=true.",
+                       flag="--kit-set", action="append", metavar="KEY=VALUE", parse=_kit_set)
+    ref: str = option("trl", "Reference arms: plain TRL / model.generate, or for training the kit as shipped "
+                  "(to A/B --kit-set).", choices=("trl", "kit"))
+    omp_policy: str = option("passive", "OMP_WAIT_POLICY for every arm (passive: with active spinning, other "
+                         "processes' load slows 2-thread torch 2-10x and drowns the ratios).",
+                         choices=("passive", "active", "inherit"))
 
-    def for_mode(self, recipe) -> "Settings":
-        q = self.quick
-        pick = lambda given, quick, full: given or (quick if q else full)  # noqa: E731
+    def __post_init__(self):
+        self.areas, self.kit_set = _areas(self.areas), _kit_set(self.kit_set)
+        unknown = set(self.areas) - set(AREAS)
+        if unknown:
+            raise ValueError(f"unknown area(s) {sorted(unknown)}; choose from {', '.join(AREAS)}")
+        if min(self.threads, self.reps, self.steps, self.warmup, self.seq_len, self.max_new_tokens) < 0:
+            raise ValueError("threads, reps, steps, warmup, seq_len and max_new_tokens cannot be negative")
+
+    def for_mode(self, recipe) -> Settings:
+        """Fill every 0 / None with the quick or full default; return self."""
+        def pick(given, quick, full):
+            return given or (quick if self.quick else full)
+
         self.reps = pick(self.reps, 1, 2)
         self.sft_batch = pick(self.sft_batch, 4, recipe.sft.batch_size)
         self.dpo_batch = pick(self.dpo_batch, 2, recipe.dpo.batch_size)
-        self.sft_steps = pick(self.sft_steps, 2, 3)
-        self.dpo_steps = pick(self.dpo_steps, 2, 2)
+        self.sft_steps, self.dpo_steps = pick(self.steps, 2, 3), pick(self.steps, 2, 2)
         self.max_tokens = pick(self.max_tokens, 160, recipe.max_length)
         self.seq_len = self.seq_len or (2048 if self.shape else 0)
         self.gen_pairs = pick(self.gen_pairs, 4, 8)
@@ -161,6 +201,9 @@ def on_gpu() -> bool:
 # ---------------------------------------------------------------- running arms
 
 
+HARNESS_ROOT = Path(__file__).resolve().parents[1]  # benchmarks/: put on the workers' path
+
+
 class Runner:
     """Runs arms as subprocesses, logging each to <out>/logs/ and collecting their JSON results."""
 
@@ -169,47 +212,62 @@ class Runner:
         (out / "logs").mkdir(parents=True, exist_ok=True)
         (out / "work").mkdir(exist_ok=True)
 
-    def __call__(self, name: str, spec: dict) -> dict:
-        spec = {**spec, "threads": self.settings.threads, "work": str(self.out / "work" / name),
-                "result": str(self.out / "work" / f"{name}.json")}
-        Path(spec["work"]).mkdir(parents=True, exist_ok=True)
-        spec_path = self.out / "work" / f"{name}.spec.json"
-        spec_path.write_text(json.dumps(spec, indent=1))
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error",
+    def env(self) -> dict:
+        """Return the workers' environment: quiet libraries, thread count and OpenMP wait policy."""
+        path = os.pathsep.join(p for p in (str(HARNESS_ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONPATH": path, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error",
                "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
         if self.settings.threads:
             env["OMP_NUM_THREADS"] = str(self.settings.threads)
         if self.settings.omp_policy != "inherit":
             env["OMP_WAIT_POLICY"] = self.settings.omp_policy.upper()
+        return env
+
+    def __call__(self, name: str, spec: ArmSpec) -> dict:
+        spec.threads, spec.work = self.settings.threads, str(self.out / "work" / name)
+        spec.result = str(self.out / "work" / f"{name}.json")
+        Path(spec.work).mkdir(parents=True, exist_ok=True)
+        spec_path = spec.save(self.out / "work" / f"{name}.spec.json")
         started = time.perf_counter()
         self.echo(f"  {name} ...", end="", flush=True)
         with open(self.out / "logs" / f"{name}.log", "w") as log:
-            code = subprocess.call([sys.executable, "-m", "stylealign.bench.worker", str(spec_path)],
-                                   stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd())
+            code = subprocess.call([sys.executable, "-m", "bench.worker", str(spec_path)],
+                                   stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=os.getcwd())
         wall = time.perf_counter() - started
-        if code != 0 or not Path(spec["result"]).exists():
+        if code != 0 or not Path(spec.result).exists():
             tail = (self.out / "logs" / f"{name}.log").read_text(errors="replace").strip().splitlines()[-8:]
             self.echo(f" FAILED ({wall:.0f}s; see logs/{name}.log)")
             return {"error": f"exit {code}", "log_tail": tail, "wall_seconds": round(wall, 1)}
         self.echo(f" {wall:.0f}s")
-        result = json.loads(Path(spec["result"]).read_text())
+        result = json.loads(Path(spec.result).read_text())
         result["wall_seconds"] = round(wall, 1)
         return result
 
 
-def run_bench(settings: Settings, echo=print) -> dict:
-    """Measure everything `settings` asks for; write report.json and report.md; return the report."""
+@dataclass
+class Setup:
+    """What every arm shares: the base folder, the recipe, the rows file and the model's shape."""
+
+    model_path: str
+    recipe_name: str
+    recipe: object
+    out: Path
+    rows: dict
+    rows_path: Path
+    dims: arith.Dims
+    max_length: int | None
+
+
+def prepare(settings: Settings) -> Setup:
+    """Resolve the model and recipe, fill the mode's defaults, pick the rows once; return the Setup."""
     from stylealign import models
-    from stylealign.bench.rows import select
     from stylealign.config import load_recipe
     from stylealign.personas import load_persona
 
-    started = time.time()
+    from .rows import select
+
     gpu = on_gpu()
-    if settings.shape:
-        model_path = str(shape_model(settings.shape))
-    else:
-        model_path = models.resolve_base(settings.model).path
+    model_path = str(shape_model(settings.shape)) if settings.shape else models.resolve_base(settings.model).path
     recipe_name = settings.recipe or (CPU_RECIPE if not gpu else
                                       GPU_RECIPE_SMALL if settings.model == "smollm2-135m" and not settings.shape
                                       else GPU_RECIPE_LARGE)
@@ -218,35 +276,38 @@ def run_bench(settings: Settings, echo=print) -> dict:
     out = Path(settings.out or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     settings.out = str(out)
-    run = Runner(out, settings, echo)
-    max_length = max(recipe.max_length, settings.seq_len + 256) if settings.seq_len else None
-
-    tokenizer = models.load_tokenizer(models.resolve_base(model_path))
-    persona = load_persona(settings.persona)
-    sft_total = settings.sft_steps + settings.warmup + (1 if settings.profile else 0)  # rows enough for every arm
-    dpo_total = settings.dpo_steps + settings.warmup + (1 if settings.profile else 0)
-    rows = select(persona, tokenizer, sft_rows=sft_total * settings.sft_batch, pref_rows=dpo_total * settings.dpo_batch,
+    extra = 1 if settings.profile else 0  # rows enough for every arm, the profiled step included
+    rows = select(load_persona(settings.persona), models.load_tokenizer(models.resolve_base(model_path)),
+                  sft_rows=(settings.sft_steps + settings.warmup + extra) * settings.sft_batch,
+                  pref_rows=(settings.dpo_steps + settings.warmup + extra) * settings.dpo_batch,
                   prompts=settings.gen_pairs, max_tokens=settings.max_tokens, seq_len=settings.seq_len or None)
     rows_path = out / "work" / "rows.json"
-    rows_path.write_text(json.dumps(rows, ensure_ascii=False))
-    config = json.loads((Path(model_path) / "config.json").read_text())
-    dims = arith.Dims.from_config(config)
+    write_atomic(rows_path, json.dumps(rows, ensure_ascii=False))
+    dims = arith.Dims.from_config(json.loads((Path(model_path) / "config.json").read_text()))
+    max_length = max(recipe.max_length, settings.seq_len + 256) if settings.seq_len else None
+    return Setup(model_path, recipe_name, recipe, out, rows, rows_path, dims, max_length)
 
-    echo(f"stylealign bench ({'quick' if settings.quick else 'full'}) on {model_path} -> {out}")
-    report: dict = {"schema_version": 1, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "mode": "quick" if settings.quick else "full",
-                    "machine": machine(), "load_before": load(),
-                    "env": {k: v for k, v in {"OMP_NUM_THREADS": str(settings.threads) if settings.threads else
-                                                      os.environ.get("OMP_NUM_THREADS"),
-                                                      "OMP_WAIT_POLICY": settings.omp_policy.upper()
-                                                      if settings.omp_policy != "inherit" else os.environ.get("OMP_WAIT_POLICY")
-                                                      }.items() if v}, "settings": asdict(settings), "recipe": recipe_name,
-                    "model": {"name": settings.shape and f"random {settings.shape}" or settings.model, "path": model_path,
-                              "dims": dims.to_dict(), "linear_params": arith.linear_params(dims)},
-                    "data": {"skipped_rows": rows["skipped"], "sft_rows": len(rows["sft"]),
-                             "preference_rows": len(rows["preference"]), "prompts": len(rows["prompts"])},
-                    "arms": {}, "peak": []}
-    arms = report["arms"]
-    report["peak"].append(run("peak-start", {"area": "peak", "trials": 3 if settings.quick else 5}))
+
+def _env(settings: Settings) -> dict:
+    threads = str(settings.threads) if settings.threads else os.environ.get("OMP_NUM_THREADS")
+    policy = settings.omp_policy.upper() if settings.omp_policy != "inherit" else os.environ.get("OMP_WAIT_POLICY")
+    return {k: v for k, v in {"OMP_NUM_THREADS": threads, "OMP_WAIT_POLICY": policy}.items() if v}
+
+
+def new_report(settings: Settings, setup: Setup) -> dict:
+    """Return the report's header: date, mode, machine, environment, settings, model and data."""
+    return {"schema_version": 1, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "mode": "quick" if settings.quick else "full", "machine": machine(), "load_before": load(),
+            "env": _env(settings), "settings": asdict(settings), "recipe": setup.recipe_name,
+            "model": {"name": settings.shape and f"random {settings.shape}" or settings.model, "path": setup.model_path,
+                      "dims": setup.dims.to_dict(), "linear_params": arith.linear_params(setup.dims)},
+            "data": {"skipped_rows": setup.rows["skipped"], "sft_rows": len(setup.rows["sft"]),
+                     "preference_rows": len(setup.rows["preference"]), "prompts": len(setup.rows["prompts"])},
+            "arms": {}, "peak": []}
+
+
+def train_arms(settings: Settings, setup: Setup, run: Runner, arms: dict) -> None:
+    """Run the SFT and DPO arms, kit and reference alternated per repetition, into `arms`."""
     for area in ("sft", "dpo"):
         if area not in settings.areas:
             continue
@@ -254,27 +315,43 @@ def run_bench(settings: Settings, echo=print) -> dict:
         for rep in range(settings.reps):
             for arm in ("kit", "ref"):
                 last = rep == settings.reps - 1 and arm == "kit"  # profile the kit: the reference is TRL's business
-                spec = {"area": area, "arm": arm, "rep": rep, "model": model_path, "recipe": recipe_name,
-                        "quant": settings.quant, "batch_size": batch, "warmup": settings.warmup,
-                        "total_steps": steps + settings.warmup + (1 if settings.profile and last else 0),
-                        "max_length": max_length, "rows": str(rows_path),
-                        "ref": settings.ref, "kit_set": settings.kit_set,
-                        "profile": str(out / f"profile-{area}-{arm}.txt") if settings.profile and last else None}
+                profiled = settings.profile and last
+                spec = ArmSpec(area=area, arm=arm, rep=rep, model=setup.model_path, recipe=setup.recipe_name,
+                               quant=settings.quant, batch_size=batch, warmup=settings.warmup,
+                               total_steps=steps + settings.warmup + (1 if profiled else 0),
+                               max_length=setup.max_length, rows=str(setup.rows_path), ref=settings.ref,
+                               kit_set=settings.kit_set,
+                               profile=str(setup.out / f"profile-{area}-{arm}.txt") if profiled else None)
                 arms.setdefault(f"{area}-{arm}", []).append(run(f"{area}-{arm}-{rep}", spec))
-    if "gen" in settings.areas:
-        from stylealign.generate import generation_quant
 
-        gen_quant = settings.gen_quant or generation_quant([{"base_model": {"quant": settings.quant or recipe.quant}}])
-        spec = {"area": "gen", "model": model_path, "quant": gen_quant, "rows": str(rows_path),
-                "reps": settings.reps, "batch_size": settings.gen_batch, "max_new_tokens": settings.max_new_tokens,
-                "profile": str(out / "profile-gen.txt") if settings.profile else None}
-        arms["gen"] = [run("gen", spec)]
+
+def gen_arm(settings: Settings, setup: Setup, run: Runner) -> dict:
+    """Run the generation arm (batched vs one by one, arena panes) and return its result."""
+    from stylealign.generate import generation_quant
+
+    quant = settings.gen_quant or generation_quant([{"base_model": {"quant": settings.quant or setup.recipe.quant}}])
+    return run("gen", ArmSpec(area="gen", model=setup.model_path, quant=quant, rows=str(setup.rows_path),
+                              reps=settings.reps, batch_size=settings.gen_batch, max_new_tokens=settings.max_new_tokens,
+                              profile=str(setup.out / "profile-gen.txt") if settings.profile else None))
+
+
+def run_bench(settings: Settings, echo=print) -> dict:
+    """Measure everything `settings` asks for; write report.json and report.md; return the report."""
+    started = time.time()
+    setup = prepare(settings)
+    run = Runner(setup.out, settings, echo)
+    echo(f"stylealign bench ({'quick' if settings.quick else 'full'}) on {setup.model_path} -> {setup.out}")
+    report = new_report(settings, setup)
+    report["peak"].append(run("peak-start", ArmSpec(area="peak", trials=3 if settings.quick else 5)))
+    train_arms(settings, setup, run, report["arms"])
+    if "gen" in settings.areas:
+        report["arms"]["gen"] = [gen_arm(settings, setup, run)]
     if not settings.quick:  # a second measurement brackets the arms; quick mode saves the seconds
-        report["peak"].append(run("peak-end", {"area": "peak"}))
+        report["peak"].append(run("peak-end", ArmSpec(area="peak")))
     report["load_after"] = load()
     report["wall_seconds"] = round(time.time() - started, 1)
-    summarise(report, dims, recipe.lora.r, gpu)
-    write_report(report, out)
+    summarise(report, setup.dims, setup.recipe.lora.r, on_gpu())
+    write_report(report, setup.out)
     return report
 
 
@@ -423,101 +500,113 @@ def _verdict(t: dict | None) -> str:
     return "PASS" if t["pass"] else "FAIL"
 
 
+HEAD = ["area", "metric", "kit", "reference", "kit / ref", "target", "result"]
+
+
 def markdown(report: dict) -> str:
-    """Return the report as Markdown: header (date, machine) and one table."""
-    m, s = report["machine"], report["summary"]
+    """Return the report as Markdown: header (date, machine), one table, targets and setups."""
+    s = report["summary"]
     targets = {t["key"]: t for t in report["targets"]}
-    peak = report["peak_summary"]
-    model = report["model"]
-    threads = next((x.get("threads") for x in (s["sft"]["kit"], s["dpo"]["kit"], s["gen"]) if x), None)
-    lines = [
-        f"### stylealign bench ({report['mode']}) — {report['date']}",
-        "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB"
-        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
-        + f"; torch {m['torch']}, transformers {m['transformers']}, trl {m['trl']}, peft {m['peft']}; "
-        f"torch threads {threads}"
-        + "".join(f", {k}={v}" for k, v in (report.get("env") or {}).items())
-        + f"; load average {report['load_before']} → {report['load_after']}.",
-        f"Model: {model['name']} ({model['dims']['layers']} layers, hidden {model['dims']['hidden']}, "
-        f"{model['linear_params'] / 1e6:.1f}M linear weights); recipe `{report['recipe']}`; "
-        f"bench wall time {report['wall_seconds']:.0f} s.",
-        ("Reference: the kit as shipped (training A/B of --kit-set "
-         + ", ".join(f"{k}={v}" for k, v in (report["settings"].get("kit_set") or {}).items())
-         + "; targets not evaluated)."
-         if report["settings"].get("ref") == "kit" else
-         "Reference: plain TRL (fp32 from_pretrained, SFTConfig/DPOConfig defaults, LoRA r16 all-linear, DPO with a "
-         "separate reference copy) and one-by-one `model.generate`."),
-        f"Matmul peak now (median of {(peak.get('bf16') or {}).get('trials', 0)} trials): "
-        f"fp32 {_n((peak.get('fp32') or {}).get('median_gflops'))} GFLOP/s, "
-        f"bf16 {_n((peak.get('bf16') or {}).get('median_gflops'))} GFLOP/s.",
-        "",
-        "| area | metric | kit | reference | kit / ref | target | result |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for area, label in (("sft", "SFT"), ("dpo", "DPO")):
-        kit, ref = s[area]["kit"], s[area]["ref"]
-        if not kit and not ref:
-            continue
-        kit, ref = kit or {}, ref or {}
-        speed = targets[f"{area}_speed"]
-        lines.append(f"| {label} | non-padding tokens/s | {_n(kit.get('tokens_per_s'))} | {_n(ref.get('tokens_per_s'))} | "
-                     f"{_n(s[area]['speed_ratio'], 2, '×')} | ≥ {speed['threshold']}× | {_verdict(speed)} |")
-        if area == "dpo":
-            lines.append(f"| DPO | pairs/s | {_n(kit.get('pairs_per_s'), 3)} | {_n(ref.get('pairs_per_s'), 3)} | "
-                         f"{_n(s[area].get('pairs_ratio'), 2, '×')} | | |")
-            copies = targets["dpo_copies"]
-            lines.append(f"| DPO | model copies in memory | {kit.get('model_copies', '—')} | {ref.get('model_copies', '—')} | "
-                         f"| = 1 | {_verdict(copies)} |")
-        mem_t = targets.get("sft_memory") if area == "sft" else None
-        lines.append(f"| {label} | peak memory, MiB ({kit.get('memory_kind') or ref.get('memory_kind')}) | "
-                     f"{_n(kit.get('peak_memory_mb'))} | {_n(ref.get('peak_memory_mb'))} | "
-                     f"{_n(s[area]['memory_ratio'], 2, '×')} | {'≤ 0.8×' if mem_t else ''} | {_verdict(mem_t) if mem_t else ''} |")
-        lines.append(f"| {label} | step time, s (tokens/step) | {_n(kit.get('step_seconds'), 2)} ({_n(kit.get('tokens_per_step'), 0)}) | "
-                     f"{_n(ref.get('step_seconds'), 2)} ({_n(ref.get('tokens_per_step'), 0)}) | | | |")
-        lines.append(f"| {label} | model GFLOP/s (of fp32 / bf16 peak) | {_n(kit.get('gflops_per_s'))} "
-                     f"({_pct(kit.get('util_fp32'))} / {_pct(kit.get('util_bf16'))}) | {_n(ref.get('gflops_per_s'))} "
-                     f"({_pct(ref.get('util_fp32'))} / {_pct(ref.get('util_bf16'))}) | | "
-                     f"{'reported' if area == 'sft' else ''} | |")
-    g = s["gen"]
-    if g:
-        t = targets["eval_speed"]
-        lines.append(f"| Evaluation | answers/s ({g['answers']} answers, ≤ {g['max_new_tokens']} new tokens) | "
-                     f"{_n(g['batched']['answers_per_s'], 3)} | {_n(g['one_by_one']['answers_per_s'], 3)} | "
-                     f"{_n(g['speed_ratio'], 2, '×')} | ≥ 4× | {_verdict(t)} |")
-        lines.append(f"| Evaluation | generated tokens/s | {_n(g['batched']['tokens_per_s'])} | "
-                     f"{_n(g['one_by_one']['tokens_per_s'])} | | | |")
-        p1, p2 = g["pane1"], g["pane2"]
-        t = targets["arena_two_panes"]
-        lines.append(f"| Arena | time to first token, s (2 panes vs 1) | {_n(p2['ttft_s'], 3)} | {_n(p1['ttft_s'], 3)} | "
-                     f"{_n(arith.ratio(p2['ttft_s'], p1['ttft_s']), 2, '×')} | | |")
-        lines.append(f"| Arena | tokens/s per pane (2 panes vs 1) | {_n(p2['tokens_per_s_per_pane'])} | "
-                     f"{_n(p1['tokens_per_s_per_pane'])} | | | |")
-        lines.append(f"| Arena | time per decode step, s (2 panes vs 1) | {_n(p2['seconds_per_step'], 3)} | "
-                     f"{_n(p1['seconds_per_step'], 3)} | {_n(g['two_pane_time_ratio'], 2, '×')} | ≤ 1.6× | {_verdict(t)} |")
-    lines.append("")
+    rows = [row for area in ("sft", "dpo") for row in _train_rows(area, s[area], targets)]
+    rows += _gen_rows(s["gen"], targets) if s["gen"] else []
+    lines = _header(report) + ["", table(HEAD, rows), ""]
     lines.append("Targets: " + "; ".join(f"{t['label']}: {_verdict(t)}" + (f" (profile: {t['profile']})" if t.get("profile") else "")
                                          for t in report["targets"]) + ".")
     if report.get("mode") == "quick":
         lines.append("Quick mode: short rows, small batches and few steps, where per-step overhead weighs more than "
                      "at the recipe's sizes; judge the targets on a full run.")
+    lines.append("Setups: " + "; ".join(_setups(s)) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def _header(report: dict) -> list[str]:
+    """Return the lines above the table: date, machine, model, reference, matmul peak."""
+    m, s, model, peak = report["machine"], report["summary"], report["model"], report["peak_summary"]
+    threads = next((x.get("threads") for x in (s["sft"]["kit"], s["dpo"]["kit"], s["gen"]) if x), None)
+    kit_set = report["settings"].get("kit_set") or {}
+    reference = ("Reference: the kit as shipped (training A/B of --kit-set "
+                 + ", ".join(f"{k}={v}" for k, v in kit_set.items()) + "; targets not evaluated)."
+                 if report["settings"].get("ref") == "kit" else
+                 "Reference: plain TRL (fp32 from_pretrained, SFTConfig/DPOConfig defaults, LoRA r16 all-linear, DPO "
+                 "with a separate reference copy) and one-by-one `model.generate`.")
+    return [
+        f"### stylealign bench ({report['mode']}) — {report['date']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+        + f"; torch {m['torch']}, transformers {m['transformers']}, trl {m['trl']}, peft {m['peft']}; "
+        f"torch threads {threads}" + "".join(f", {k}={v}" for k, v in (report.get("env") or {}).items())
+        + f"; load average {report['load_before']} → {report['load_after']}.",
+        f"Model: {model['name']} ({model['dims']['layers']} layers, hidden {model['dims']['hidden']}, "
+        f"{model['linear_params'] / 1e6:.1f}M linear weights); recipe `{report['recipe']}`; "
+        f"bench wall time {report['wall_seconds']:.0f} s.",
+        reference,
+        f"Matmul peak now (median of {(peak.get('bf16') or {}).get('trials', 0)} trials): "
+        f"fp32 {_n((peak.get('fp32') or {}).get('median_gflops'))} GFLOP/s, "
+        f"bf16 {_n((peak.get('bf16') or {}).get('median_gflops'))} GFLOP/s.",
+    ]
+
+
+def _train_rows(area: str, part: dict, targets: dict) -> list[list]:
+    """Return the table rows of one training area: speed, (DPO) pairs and copies, memory, step time, FLOP/s."""
+    if not part["kit"] and not part["ref"]:
+        return []
+    kit, ref, label = part["kit"] or {}, part["ref"] or {}, area.upper()
+    speed, mem_t = targets[f"{area}_speed"], targets.get("sft_memory") if area == "sft" else None
+    rows = [[label, "non-padding tokens/s", _n(kit.get("tokens_per_s")), _n(ref.get("tokens_per_s")),
+             _n(part["speed_ratio"], 2, "×"), f"≥ {speed['threshold']}×", _verdict(speed)]]
+    if area == "dpo":
+        rows.append([label, "pairs/s", _n(kit.get("pairs_per_s"), 3), _n(ref.get("pairs_per_s"), 3),
+                     _n(part.get("pairs_ratio"), 2, "×"), "", ""])
+        rows.append([label, "model copies in memory", kit.get("model_copies", "—"), ref.get("model_copies", "—"),
+                     "", "= 1", _verdict(targets["dpo_copies"])])
+    rows.append([label, f"peak memory, MiB ({kit.get('memory_kind') or ref.get('memory_kind')})",
+                 _n(kit.get("peak_memory_mb")), _n(ref.get("peak_memory_mb")), _n(part["memory_ratio"], 2, "×"),
+                 "≤ 0.8×" if mem_t else "", _verdict(mem_t) if mem_t else ""])
+    rows.append([label, "step time, s (tokens/step)", f"{_n(kit.get('step_seconds'), 2)} ({_n(kit.get('tokens_per_step'), 0)})",
+                 f"{_n(ref.get('step_seconds'), 2)} ({_n(ref.get('tokens_per_step'), 0)})", "", "", ""])
+    rows.append([label, "model GFLOP/s (of fp32 / bf16 peak)",
+                 f"{_n(kit.get('gflops_per_s'))} ({_pct(kit.get('util_fp32'))} / {_pct(kit.get('util_bf16'))})",
+                 f"{_n(ref.get('gflops_per_s'))} ({_pct(ref.get('util_fp32'))} / {_pct(ref.get('util_bf16'))})",
+                 "", "reported" if area == "sft" else "", ""])
+    return rows
+
+
+def _gen_rows(g: dict, targets: dict) -> list[list]:
+    """Return the table rows of the generation arm: evaluation throughput and the arena's two panes."""
+    p1, p2 = g["pane1"], g["pane2"]
+    return [
+        ["Evaluation", f"answers/s ({g['answers']} answers, ≤ {g['max_new_tokens']} new tokens)",
+         _n(g["batched"]["answers_per_s"], 3), _n(g["one_by_one"]["answers_per_s"], 3), _n(g["speed_ratio"], 2, "×"),
+         "≥ 4×", _verdict(targets["eval_speed"])],
+        ["Evaluation", "generated tokens/s", _n(g["batched"]["tokens_per_s"]), _n(g["one_by_one"]["tokens_per_s"]),
+         "", "", ""],
+        ["Arena", "time to first token, s (2 panes vs 1)", _n(p2["ttft_s"], 3), _n(p1["ttft_s"], 3),
+         _n(arith.ratio(p2["ttft_s"], p1["ttft_s"]), 2, "×"), "", ""],
+        ["Arena", "tokens/s per pane (2 panes vs 1)", _n(p2["tokens_per_s_per_pane"]), _n(p1["tokens_per_s_per_pane"]),
+         "", "", ""],
+        ["Arena", "time per decode step, s (2 panes vs 1)", _n(p2["seconds_per_step"], 3), _n(p1["seconds_per_step"], 3),
+         _n(g["two_pane_time_ratio"], 2, "×"), "≤ 1.6×", _verdict(targets["arena_two_panes"])],
+    ]
+
+
+def _setups(s: dict) -> list[str]:
+    """Return one phrase per arm: its weights, dtype and the fast paths it ran with."""
     setups = []
     for area in ("sft", "dpo"):
         for arm in ("kit", "ref"):
-            part = s[area][arm]
-            if part and part.get("setup"):
-                st = part["setup"]
+            st = (s[area][arm] or {}).get("setup")
+            if st:
                 setups.append(f"{area} {arm}: {st.get('quant')}/{st.get('dtype')}"
                               + (", bf16 autocast" if st.get("autocast_bf16") else "")
                               + (", padding-free" if st.get("padding_free") else "")
                               + (", gradient checkpointing" if st.get("gradient_checkpointing") else "")
                               + "".join(f", {v}" for v in st.get("fast_paths") or []))
-    if g:
-        setups.append(f"generation: {g['quant']}/{g['dtype']}, batch {g['batch_size']}")
-    lines.append("Setups: " + "; ".join(setups) + ".")
-    return "\n".join(lines) + "\n"
+    if s["gen"]:
+        setups.append(f"generation: {s['gen']['quant']}/{s['gen']['dtype']}, batch {s['gen']['batch_size']}")
+    return setups
 
 
 def write_report(report: dict, out: Path) -> None:
-    (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False, default=str))
-    (out / "report.md").write_text(markdown(report))
+    write_json(out / "report.json", report)
+    write_atomic(out / "report.md", markdown(report))
