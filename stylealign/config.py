@@ -252,29 +252,34 @@ def _default(f: dataclasses.Field):
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls, dest: str = "config") -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """Add one flag per field of the flat dataclass `cls`: `--field-name` (or metadata "flag") with the
-    field's help and default; bool fields get --x / --no-x, "parse" converts the text, "action": "append"
-    collects repeats; fields with cli=False are left out. config_from_args builds the dataclass back."""
+    field's help and default, stored under the field's name. Bool fields get --x / --no-x; metadata
+    "parse" converts the text, "action" ("append", "extend") with "nargs" collects repeats, "hidden"
+    hides the flag, "required" demands it; fields with cli=False are left out. config_from_args builds the dataclass back."""
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         meta, kind, default = f.metadata, _leaf(hints[f.name]), _default(f)
         if meta.get("cli") is False:
             continue
-        kw = {"dest": f"{dest}:{f.name}", "help": f"{meta.get('help', '')} (default {default!r})"}
+        shown = argparse.SUPPRESS if meta.get("hidden") else f"{meta.get('help', '')} (default {default!r})"
+        kw = {"dest": f.name, "help": shown}
         if kind is bool:
             kw.update(action=argparse.BooleanOptionalAction, default=default)
-        elif meta.get("action") == "append":
-            kw.update(action="append", default=[], metavar=meta.get("metavar") or f.name.upper())
+        elif meta.get("action") in ("append", "extend"):
+            kw.update(action=meta["action"], default=default if isinstance(default, list) else [], nargs=meta.get("nargs"),
+                      metavar=meta.get("metavar") or f.name.upper())
         else:
             kw.update(type=meta.get("parse", kind), default=default, choices=meta.get("choices"),
                       metavar=meta.get("metavar") or (None if meta.get("choices") else f.name.upper()))
+        if meta.get("required"):
+            kw.update(required=True, help=meta.get("help"))
         parser.add_argument(meta.get("flag") or "--" + f.name.replace("_", "-"), **kw)
 
 
-def config_from_args(args: argparse.Namespace, cls, dest: str = "config"):
+def config_from_args(args: argparse.Namespace, cls):
     """Return `cls` built from the flags add_config_arguments added; its __post_init__ validates."""
-    return cls(**{k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith(f"{dest}:")})
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:

@@ -43,3 +43,25 @@ def test_accelerate_config_loads(path):
 
     config = load_config_from_file(str(path))
     assert config.num_processes >= 2 and config.distributed_type is not None
+
+
+def test_command_options_come_from_typed_config():
+    import dataclasses
+
+    from stylealign.arena.settings import ArenaConfig, ExportConfig, Limits
+    from stylealign.cli import build_parser
+    from stylealign.commands.bench import harness
+    from stylealign.config import config_from_args
+
+    for cls in (ArenaConfig, ExportConfig, Limits, harness().Settings):
+        assert all(f.metadata.get("help") for f in dataclasses.fields(cls)), cls.__name__
+    args = build_parser().parse_args(["arena", "--max-turns", "3", "--no-share", "--adapter", "runs/a"])
+    assert config_from_args(args, Limits) == Limits(max_turns=3)
+    assert config_from_args(args, ArenaConfig).adapter == ["runs/a"]
+    bench = config_from_args(build_parser().parse_args(["bench", "--only", "sft,gen", "--kit-set", "sft.batch_size=2"]),
+                             harness().Settings)
+    assert bench.areas == ("sft", "gen") and bench.kit_set == {"sft.batch_size": 2} and bench.profile is True
+    with pytest.raises(ValueError, match="max_turns"):
+        Limits(max_turns=0)
+    with pytest.raises(ValueError, match="unknown area"):
+        harness().Settings(areas="sft,nope")

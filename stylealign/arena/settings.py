@@ -1,21 +1,61 @@
-"""Sampling settings from the arena's controls, clamped to the server's input limits."""
+"""The arena's typed options: the command's (ArenaConfig, ExportConfig, Limits: flags come from the
+fields) and the sampling settings from the page's controls, clamped to the server's limits."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from stylealign.config import option
 from stylealign.generate import READING
+
+DEFAULT_VOTES = ".stylealign/arena/votes.sqlite"
 
 
 @dataclass(frozen=True)
 class Limits:
     """Server-side caps: the browser's sliders are a convenience, these are what is enforced."""
 
-    max_message_chars: int = 2000
-    max_turns: int = 8
-    max_new_tokens: int = 512
-    max_temperature: float = 2.0
-    max_strength: float = 3.0
+    max_message_chars: int = option(2000, "Longest message accepted, in characters.")
+    max_turns: int = option(8, "User turns per conversation before it must be cleared.")
+    max_new_tokens: int = option(512, "Highest max-new-tokens a user may pick.")
+    max_temperature: float = option(2.0, "Highest sampling temperature a user may pick.")
+    max_strength: float = option(3.0, "Highest style strength (LoRA scale) a user may pick.")
+
+    def __post_init__(self):
+        if min(self.max_message_chars, self.max_turns, self.max_new_tokens) < 1:
+            raise ValueError("arena limits: max_message_chars, max_turns and max_new_tokens must be at least 1")
+        if self.max_temperature < 0 or self.max_strength < 0:
+            raise ValueError("arena limits: max_temperature and max_strength cannot be negative")
+
+
+@dataclass
+class ArenaConfig:
+    """How `stylealign arena` serves: contestants, base model, address, login, vote file, queue."""
+
+    adapter: list = option([], "Run folder(s) to load as contestants (repeatable; the baseline is always in).",
+                           action="extend", nargs="+", metavar="RUN")
+    base: str = option("smollm2-135m", "Base model (alias, HF folder or hub id).")
+    host: str = option("127.0.0.1", "Interface to bind (default: localhost only).")
+    port: int = option(7860, "Port to serve on.")
+    share: bool = option(False, "Also open a public Gradio share link.")
+    auth: str | None = option(None, "Require this login.", metavar="USER:PASSWORD")
+    votes: str = option(DEFAULT_VOTES, "SQLite vote file.")
+    concurrency: int = option(4, "Events served at once (generation is one at a time).")
+    fake: bool = option(False, "Canned answers instead of a model (UI work).", hidden=True)
+
+    def __post_init__(self):
+        if not 0 < self.port < 65536 or self.concurrency < 1:
+            raise ValueError("arena: need 0 < port < 65536 and concurrency >= 1")
+
+
+@dataclass
+class ExportConfig:
+    """What `stylealign arena export-prefs` turns into preference rows, and where it writes them."""
+
+    export_votes: str = option(DEFAULT_VOTES, "SQLite vote file.", flag="--votes")
+    out: str | None = option(None, "Output JSONL (written atomically).", required=True)
+    keep_system: bool = option(False, "Keep the persona system prompt in the prompt.")
+    skip_multi_turn: bool = option(False, "Export single-turn battles only.")
 
 
 @dataclass(frozen=True)

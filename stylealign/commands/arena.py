@@ -2,40 +2,36 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_VOTES = ".stylealign/arena/votes.sqlite"
-
 
 def register(subparsers) -> None:
+    from stylealign.arena.settings import ArenaConfig, ExportConfig, Limits
+    from stylealign.config import add_config_arguments
+
     p = subparsers.add_parser("arena", help="compare adapters with the baseline, vote blind, see ratings",
                               description="Open the arena app (Gradio) on 127.0.0.1.")
-    p.add_argument("--adapter", metavar="RUN", nargs="+", action="extend", default=[],
-                   help="run folder(s) to load as contestants (repeatable; the baseline is always in)")
-    p.add_argument("--base", default="smollm2-135m", help="base model (alias, HF folder or hub id)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: localhost only)")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--share", action="store_true", help="also open a public Gradio share link")
-    p.add_argument("--auth", metavar="USER:PASSWORD", help="require this login")
-    p.add_argument("--votes", default=DEFAULT_VOTES, help=f"SQLite vote file (default {DEFAULT_VOTES})")
-    p.add_argument("--concurrency", type=int, default=4, help="events served at once (generation is one at a time)")
-    p.add_argument("--fake", action="store_true", help=argparse.SUPPRESS)  # UI work without a model
+    add_config_arguments(p, ArenaConfig)
+    add_config_arguments(p.add_argument_group("input limits (enforced server-side)"), Limits)
     p.set_defaults(func=run_arena)
     sub = p.add_subparsers(dest="arena_command", metavar="SUBCOMMAND")
     e = sub.add_parser("export-prefs", help="turn decisive votes into DPO preference rows (JSONL)")
-    e.add_argument("--votes", dest="export_votes", default=DEFAULT_VOTES, help="SQLite vote file")
-    e.add_argument("--out", required=True, help="output JSONL (written atomically)")
-    e.add_argument("--keep-system", action="store_true", help="keep the persona system prompt in the prompt")
-    e.add_argument("--skip-multi-turn", action="store_true", help="export single-turn battles only")
+    add_config_arguments(e, ExportConfig)
     e.set_defaults(func=run_export)
 
 
 def run_arena(args) -> int:
     from stylealign.arena.service import ArenaService
+    from stylealign.arena.settings import ArenaConfig, Limits
+    from stylealign.config import config_from_args
     from stylealign.ui.app import build_app, launch_app
 
+    try:
+        args, limits = config_from_args(args, ArenaConfig), config_from_args(args, Limits)
+    except ValueError as e:
+        print(f"arena: {e}", file=sys.stderr)
+        return 2
     for run in args.adapter:
         if not Path(run).is_dir():
             print(f"arena: {run}: not a run folder", file=sys.stderr)
@@ -45,7 +41,7 @@ def run_arena(args) -> int:
         from stylealign.arena.fake import FakeGenerator
 
         generator = FakeGenerator(delay=0.03, words=40)
-    service = ArenaService.from_runs(args.adapter, args.votes, base=args.base, generator=generator)
+    service = ArenaService.from_runs(args.adapter, args.votes, base=args.base, generator=generator, limits=limits)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.auth:
         print(f"arena: warning: serving on {args.host} without --auth", file=sys.stderr)
     demo = build_app(service, concurrency=args.concurrency)
@@ -55,7 +51,10 @@ def run_arena(args) -> int:
 
 def run_export(args) -> int:
     from stylealign.arena.export import export_preferences
+    from stylealign.arena.settings import ExportConfig
+    from stylealign.config import config_from_args
 
+    args = config_from_args(args, ExportConfig)
     if not Path(args.export_votes).is_file():
         print(f"arena export-prefs: {args.export_votes}: no such vote file", file=sys.stderr)
         return 2
