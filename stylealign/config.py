@@ -254,7 +254,8 @@ def _default(f: dataclasses.Field):
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """Add one flag per field of the flat dataclass `cls`: `--field-name` (or metadata "flag") with the
-    field's help and default, stored under the field's name. Bool fields get --x / --no-x; metadata
+    field's help and default, stored under the field's name. Bool fields get --x / --no-x (or, with a
+    "flag", a switch that flips the default); metadata
     "parse" converts the text, "action" ("append", "extend") with "nargs" collects repeats, "hidden"
     hides the flag, "required" demands it; fields with cli=False are left out. config_from_args builds the dataclass back."""
     hints = _hints(cls)
@@ -264,11 +265,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
             continue
         shown = argparse.SUPPRESS if meta.get("hidden") else f"{meta.get('help', '')} (default {default!r})"
         kw = {"dest": f.name, "help": shown}
-        if kind is bool:
+        if kind is bool and meta.get("flag"):  # a named switch: --quiet sets progress=False
+            kw.update(action="store_false" if default else "store_true", default=default)
+        elif kind is bool:
             kw.update(action=argparse.BooleanOptionalAction, default=default)
         elif meta.get("action") in ("append", "extend"):
             kw.update(action=meta["action"], default=default if isinstance(default, list) else [], nargs=meta.get("nargs"),
-                      metavar=meta.get("metavar") or f.name.upper())
+                      type=meta.get("parse"), metavar=meta.get("metavar") or f.name.upper())
         else:
             kw.update(type=meta.get("parse", kind), default=default, choices=meta.get("choices"),
                       metavar=meta.get("metavar") or (None if meta.get("choices") else f.name.upper()))
@@ -279,7 +282,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
 
 def config_from_args(args: argparse.Namespace, cls):
     """Return `cls` built from the flags add_config_arguments added; its __post_init__ validates."""
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                  if f.metadata.get("cli") is not False and hasattr(args, f.name)})
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,13 +19,10 @@ def register(sub) -> None:
                        description=DESCRIPTION)
     p.add_argument("--adapter", action="append", required=True, metavar="RUN",
                    help="Run folder (runs/<run> or its name) or adapter folder; repeatable.")
-    p.add_argument("--strength", action="append", type=float, default=None, metavar="S",
-                   help="LoRA strength(s) to evaluate (repeatable; default 1.0).")
     p.add_argument("--suite", action="append", default=None, metavar="FILE",
                    help="Eval suite JSONL (repeatable; default: the persona's eval_suites, else style_en, style_zh, known_answers).")
     p.add_argument("--judge", default=None, metavar="hf:PATH|openai:URL#MODEL",
                    help="Optional pairwise judge (never the small base model).")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="First N prompts of each suite.")
     p.add_argument("--out", default=None, metavar="DIR", help="Output folder (default runs/<first run>/eval).")
     p.add_argument("--fail-under", action="append", default=[], metavar="METRIC=VALUE",
                    help="Exit 1 if METRIC < VALUE for any adapter (repeatable), e.g. p_persona.diff=0.2.")
@@ -37,8 +34,9 @@ def register(sub) -> None:
 
 
 def add_eval_arguments(p) -> None:
-    """Add the model, persona and scoring switches."""
-    from stylealign.evaluate.io import DEFAULT_CORPUS
+    """Add the model and persona flags, and one flag per EvalConfig field."""
+    from stylealign.config import add_config_arguments
+    from stylealign.evaluate.run import EvalConfig
 
     p.add_argument("--base", default=None, help="Base model (default: the runs' own, from their manifests).")
     p.add_argument("--quant", default=None, choices=("nf4", "none"), help="Base weights (default: as trained on a GPU; unquantized on a CPU, where it decodes faster).")
@@ -47,18 +45,7 @@ def add_eval_arguments(p) -> None:
     p.add_argument("--system-prompt", default="auto", choices=("auto", "persona", "none"),
                    help="System prompt for baseline AND adapter: auto = the persona's if the run baked it into "
                         "training, persona = always, none = never.")
-    p.add_argument("--corpus", default=DEFAULT_CORPUS, help="Neutral corpus for the perplexity check.")
-    p.add_argument("--no-retention", action="store_true", help="Skip perplexity/KL (saves forward passes).")
-    p.add_argument("--kl-prompts", type=int, default=64, help="Suite prompts used for KL (0 = all).")
-    p.add_argument("--no-classifier", action="store_true", help="Skip the style classifier.")
-    p.add_argument("--no-probe", action="store_true", help="Skip the greedy coherence probe (repetition, opener "
-                   "collapse, stops, verdict balance, language at temperature 0 with no repetition penalty).")
-    p.add_argument("--probe-tokens", type=int, default=160, help="Token budget of each greedy probe answer.")
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--batch-size", type=int, default=16, help="Answers per batched generation call.")
-    p.add_argument("--n-boot", type=int, default=2000, help="Bootstrap resamples for every CI.")
-    p.add_argument("--examples", type=int, default=4, help="Changed-most example pairs per adapter in report.md.")
-    p.add_argument("--quiet", action="store_true", help="No progress bar.")
+    add_config_arguments(p.add_argument_group("scoring (stylealign.evaluate.EvalConfig)"), EvalConfig)
 
 
 def resolve_run(name: str) -> str:
@@ -105,7 +92,10 @@ def _persona_text(persona) -> str:
 
 
 def run(args) -> int:
+    from dataclasses import replace
+
     from stylealign.commands.generate import generation_config
+    from stylealign.config import config_from_args
     from stylealign.evaluate.gate import GateError, describe_failures, parse_spec
     from stylealign.evaluate.io import DEFAULT_SUITES
     from stylealign.evaluate.judge import JudgeError, make_judge
@@ -116,24 +106,21 @@ def run(args) -> int:
     try:
         for spec in args.fail_under + args.fail_over:
             parse_spec(spec)  # fail before minutes of generation, not after
+        scoring = config_from_args(args, EvalConfig)
         runs = [resolve_run(a) for a in args.adapter]
         manifest = run_manifest(runs[0])
         persona_name = args.persona or manifest.get("persona") or "sharp-candid"
         persona = _persona(persona_name)
         base = args.base or (manifest.get("base_model") or {}).get("name")
         judge = make_judge(args.judge, base_model=base, persona=_persona_text(persona)) if args.judge else None
-    except (GateError, JudgeError, FileNotFoundError) as e:
+    except (GateError, JudgeError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     gen = generator_for_runs(runs, base=args.base, quant=args.quant)
     names = gen.adapter_names
     out = Path(args.out or Path(runs[0]) / "eval")
-    config = EvalConfig(generation=generation_config(args), strengths=tuple(args.strength or (1.0,)), limit=args.limit,
-                        batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed, persona=persona_name,
-                        classifier=not args.no_classifier, corpus=args.corpus, retention=not args.no_retention,
-                        kl_max_prompts=args.kl_prompts or None, system_prompt=system_prompts(args.system_prompt, manifest, persona),
-                        n_examples=args.examples, progress=not args.quiet, plots=not args.no_plots,
-                        probe=not args.no_probe, probe_max_new_tokens=args.probe_tokens)
+    config = replace(scoring, generation=generation_config(args), seed=args.seed,
+                     persona=persona_name, system_prompt=system_prompts(args.system_prompt, manifest, persona))
     report = run_eval(gen, names, args.suite or default_suites(persona, DEFAULT_SUITES), config, judge=judge,
                       judge_spec=args.judge, out=out, runs=dict(zip(names, runs)), base_model=gen.base,
                       fail_under=args.fail_under, fail_over=args.fail_over)
