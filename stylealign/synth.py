@@ -219,7 +219,7 @@ class FileTeacher:
         rows, self.where = read_rows(spec)
         self.jobs = conversation_jobs(rows, self.where, category)
         self.answers = {digest(j.prompt): j.answer for j in self.jobs}
-        self.spec, self.tokenizer = f"file:{self.where}", None
+        self.spec, self.tokenizer = f"file:{spec}", None  # as given (a glob stays a glob)
 
     def answer(self, jobs: list[Job]) -> list[str]:
         """Return the file's answer for each job's conversation ("" when the file has none)."""
@@ -386,20 +386,10 @@ def add_follow_ups(teacher: ModelTeacher, jobs: list[Job], answers: list[str]) -
 # ---------------------------------------------------------------- filters
 
 
-def repetition_reason(text: str, language: str) -> str | None:
-    """Return why `text` repeats itself (the coherence probe's rule when present, else the eval's), or None."""
-    try:
-        from stylealign.evaluate.probe import repetition_reason as probe_rule
-    except ImportError:
-        from stylealign.evaluate.repetition import degenerate_reason
-
-        return degenerate_reason(text, language)
-    return probe_rule(text, language)
-
-
 def answer_problem(text: str, language: str, tokens: int | None, budget: int | None) -> str | None:
     """Return the filter an in-character answer fails (empty, truncated, unfinished, wrong_language,
     repetition), or None."""
+    from stylealign.evaluate.probe import repetition_reason
     from stylealign.text import language_problem
 
     if not text.strip():
@@ -410,7 +400,7 @@ def answer_problem(text: str, language: str, tokens: int | None, budget: int | N
         return "unfinished"
     if language_problem(text, language):
         return "wrong_language"
-    if repetition_reason(text, language):
+    if repetition_reason(text, language):  # the coherence probe's rule
         return "repetition"
     return None
 
@@ -641,7 +631,9 @@ def run_synth(persona, config: SynthConfig, backends: dict | None = None) -> Sum
     todo = [j for j in jobs if j.key not in outputs.done and j.sft_id not in sft_done - _file_ids(teacher)]
     dups = near_duplicates(jobs, persona, persona.requirements.get("near_duplicate_max", NEAR_DUPLICATE_MAX))
     outputs.write([], [], [{"key": j.key, "status": "near_duplicate", "of": dups[j.key]} for j in todo if j.key in dups])
-    todo = [j for j in todo if j.key not in dups]
+    # a stable mixed order: a run stopped early leaves a sample of every file, language and category
+    todo = sorted((j for j in todo if j.key not in dups), key=lambda j: _hash_share(j.key))
+    _say(config, f"{len(jobs)} prompts: {len(jobs) - len(todo)} decided already or near-duplicates, {len(todo)} to do")
     if not todo:
         return outputs.summary
     student, lexicons = Student(config.student, config, cache), persona_lexicons(persona)
@@ -653,6 +645,13 @@ def run_synth(persona, config: SynthConfig, backends: dict | None = None) -> Sum
         bar.set_postfix(kept=outputs.summary.counts["kept"])
     bar.close()
     return outputs.summary
+
+
+def _say(config: SynthConfig, message: str) -> None:
+    if config.progress:
+        import sys
+
+        print(f"[synth] {message}", file=sys.stderr, flush=True)
 
 
 def _file_ids(teacher) -> set[str]:

@@ -1,6 +1,7 @@
 """`stylealign synth`: every filter with fake teachers and students, resumability, output that validates."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -213,3 +214,73 @@ def test_bad_inputs_are_one_line_errors(toy, tmp_path):
     with pytest.raises(SynthError, match="no prompts"):
         run_synth(persona, _config("hf:fake-teacher", tmp_path / "o.jsonl"),
                   {"fake-student": FakeBackend(str), "fake-teacher": FakeBackend(str)})
+
+
+# ---------------------------------------------------------------- the embedded model, for real
+
+
+def _toy_en(toy):
+    text = (toy / "persona.yaml").read_text().replace("languages: [en, zh]", "languages: [en]")
+    (toy / "persona.yaml").write_text(text)
+    return load_persona(toy)
+
+
+@pytest.mark.slow
+def test_end_to_end_with_the_embedded_model_as_teacher_and_student(toy, tmp_path):
+    from stylealign import data as D
+
+    persona = _toy_en(toy)
+    out, sft = toy / "data" / "pref_synth.jsonl", toy / "data" / "sft_synth.jsonl"
+    config = SynthConfig(teacher="hf:smollm2-135m", student="smollm2-135m", out=str(out), sft_out=str(sft),
+                         topics=("tech:databases", "science:volcanoes", "study:exam revision"), per_topic=1,
+                         follow_ups=0.5, few_shot=1, teacher_tokens=96, student_tokens=48, batch_size=4, progress=False)
+    summary = run_synth(persona, config)
+    prompts = read_jsonl(prompts_path(out))
+    assert len(prompts) == 3 and all(p["messages"][0]["content"].strip() for p in prompts)
+    log = read_jsonl(log_path(out))
+    assert sorted(e["key"] for e in log) == sorted({e["key"] for e in log}) and len(log) == 3
+    assert sum(summary.counts.values()) == 3 and set(summary.counts) <= {"kept", *FILTERS}
+    kept = read_jsonl(out)
+    assert len(kept) == summary.counts["kept"] == len(read_jsonl(sft))
+    records, problems = D.read_file(out)
+    assert not problems and not D.check_records(records, "preference", schema=True)
+    for row in kept:
+        assert row["provenance"]["teacher"] == "hf:smollm2-135m" and row["rejected_kind"] == "student"
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_loses_and_duplicates_nothing(toy, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _toy_en(toy)
+    prompts = ["Is a CDN worth it for a blog?", "How do vaccines train the immune system?", "Why do cats purr?",
+               "What is compound interest?", "How do I start learning the violin?", "Why is the sea salty?",
+               "Should I learn Go or Rust first?", "What caused the fall of Constantinople?", "How do tides work?",
+               "Is it bad to skip breakfast?", "What makes a good cover letter?", "How do solar panels make power?"]
+    rows = [("kept", p, GOOD, "en") for p in prompts]
+    teacher = _teacher_file(tmp_path, rows)
+    out = toy / "data" / "pref_synth.jsonl"
+    cmd = [sys.executable, "-m", "stylealign", "synth", str(toy), "--teacher", f"file:{teacher}", "--out", str(out),
+           "--batch-size", "2", "--student-tokens", "24", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while len(read_jsonl(log_path(out))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # killed, not finished
+    before_log, before = log_path(out).read_bytes(), out.read_bytes()
+    assert 2 <= len(read_jsonl(log_path(out))) < len(rows)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    keys = [e["key"] for e in read_jsonl(log_path(out))]
+    assert sorted(keys) == sorted(pair_id(f"t-{i}-kept", 1) for i in range(len(rows)))  # every prompt once
+    assert log_path(out).read_bytes().startswith(before_log.rsplit(b"\n", 1)[0])  # nothing decided was lost
+    assert out.read_bytes().startswith(before.rsplit(b"\n", 1)[0])
+    ids = [r["id"] for r in read_jsonl(out)]
+    assert len(ids) == len(set(ids))
