@@ -126,3 +126,20 @@ def test_probe_can_be_switched_off(tmp_path):
                       EvalConfig(classifier=False, retention=False, plots=False, probe=False, n_boot=50), embedder=None)
     assert report["probe"]["status"] == "skipped"
     assert not any(f.get("source") == "probe" for f in report["flags"])
+
+
+def test_flags_see_a_collapse_in_one_language_and_ignore_a_thin_baseline():
+    """An English-only collapse is flagged although the overall CI includes 0; a baseline with 2 verdicts
+    sets no yes-share reference, so 8 "no" verdicts out of 8 are flagged as one-sided."""
+    ci = lambda lo, hi: {"ci": [lo, hi]}  # noqa: E731
+    comparison = {"overall": {"probe_top_opener": ci(-0.2, 0.3), "probe_repetitive": ci(-0.4, 0.0)},
+                  "by_language": {"en": {"probe_top_opener": ci(0.1, 0.6)}, "zh": {"probe_top_opener": ci(-0.6, 0.0)}}}
+    verdicts = lambda n, yes: {"known_answer": {"n": 8, "verdicts": n, "yes_share": yes}}  # noqa: E731
+    section = {"models": {"baseline": {"verdicts": verdicts(2, 0.0), "openers": {"en": {"opener": "the", "share": 0.4}}},
+                          "persona": {"verdicts": verdicts(8, 0.0), "openers": {"en": {"opener": "no", "share": 0.7},
+                                                                                "zh": {"opener": "你可", "share": 0.3}}}}}
+    got = {f["code"]: f["message"] for f in probe.flags("persona", comparison, section)}
+    assert set(got) == {"opener_collapse", "one_sided_verdicts"}
+    assert "'no' starts 70% of en answers" in got["opener_collapse"]
+    section["models"]["baseline"]["verdicts"] = verdicts(8, 0.0)  # the baseline is just as one-sided
+    assert "one_sided_verdicts" not in {f["code"] for f in probe.flags("persona", comparison, section)}

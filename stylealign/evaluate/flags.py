@@ -56,7 +56,7 @@ def find_flags(sections: dict, labels: list[str]) -> list[dict]:
     out = []
     for label in labels:  # the greedy probe's flags first: they are what a user of the adapter will see
         if (sections.get("probe") or {}).get("status") == "ok":
-            out += probe.flags(label, sections["comparisons"][label]["overall"], sections["probe"])
+            out += probe.flags(label, sections["comparisons"][label], sections["probe"])
     for label in labels:
         out += comparison_flags(label, sections["comparisons"][label]["overall"])
         out += truth_flags(label, sections.get("truth", {}))

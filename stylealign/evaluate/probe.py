@@ -231,30 +231,37 @@ def section(answers: dict[str, list[str]], stopped: dict[str, list], rows: list[
     return {"status": "ok", "generation": probe_generation(budget).to_dict(), "n": len(rows), "models": models}
 
 
-def flags(label: str, overall: dict, probe: dict) -> list[dict]:
+def flags(label: str, comparison: dict, probe: dict) -> list[dict]:
     """Return the probe's red flags for one variant: worse than the baseline beyond the CI on repetition,
-    opener collapse or language, or verdicts more one-sided than the baseline's and outside 30–70% yes."""
-    def worse(metric: str) -> bool:
-        lo = ((overall.get(metric) or {}).get("ci") or [None])[0]
+    opener collapse (overall or in any language) or language, or verdicts outside 30–70% yes and more
+    one-sided than the baseline's (a baseline with under 6 verdicts sets no reference)."""
+    def worse(metric: str, block: dict) -> bool:
+        lo = ((block.get(metric) or {}).get("ci") or [None])[0]
         return lo is not None and lo > 0
 
+    overall, by_lang = comparison["overall"], comparison.get("by_language") or {}
     out = []
     mine, base = (probe.get("models") or {}).get(label) or {}, (probe.get("models") or {}).get("baseline") or {}
-    if worse("probe_repetitive"):
+    if worse("probe_repetitive", overall):
         out.append(_flag(label, "greedy_repetition", f"greedy answers repeat themselves more than the baseline's "
                          f"({_pct(base.get('repetitive'))} → {_pct(mine.get('repetitive'))})"))
-    if worse("probe_top_opener"):
-        top = max((mine.get("openers") or {}).items(), key=lambda kv: kv[1]["share"] or 0, default=(None, {}))
+    collapsed = [lg for lg, block in by_lang.items() if worse("probe_top_opener", block)]
+    if worse("probe_top_opener", overall) or collapsed:
+        lang = collapsed[0] if collapsed else max(mine.get("openers") or {"en": {}},
+                                                  key=lambda lg: (mine.get("openers") or {}).get(lg, {}).get("share") or 0)
+        top = (mine.get("openers") or {}).get(lang) or {}
         out.append(_flag(label, "opener_collapse", f"greedy answers collapse onto one opener: "
-                         f"{top[1].get('opener')!r} starts {_pct(top[1].get('share'))} of {top[0]} answers"))
-    if worse("probe_lang_mismatch"):
+                         f"{top.get('opener')!r} starts {_pct(top.get('share'))} of {lang} answers"))
+    if worse("probe_lang_mismatch", overall):
         out.append(_flag(label, "greedy_language_drift", "greedy answers are in the wrong language more often than the baseline's"))
     for name, block in (mine.get("verdicts") or {}).items():
-        yes, base_yes = block.get("yes_share"), ((base.get("verdicts") or {}).get(name) or {}).get("yes_share")
+        ref = ((base.get("verdicts") or {}).get(name) or {})
+        yes, base_yes = block.get("yes_share"), ref.get("yes_share") if ref.get("verdicts", 0) >= 6 else None
         if yes is not None and block["verdicts"] >= 6 and not 0.3 <= yes <= 0.7 and \
                 (base_yes is None or abs(yes - 0.5) > abs(base_yes - 0.5)):
             out.append(_flag(label, "one_sided_verdicts", f"greedy verdicts on {name.replace('_', ' ')} prompts are "
-                             f"{_pct(yes)} yes ({block['verdicts']} verdicts; baseline {_pct(base_yes)})"))
+                             f"{_pct(yes)} yes ({block['verdicts']} verdicts; baseline {_pct(ref.get('yes_share'))} "
+                             f"of {ref.get('verdicts', 0)})"))
     return out
 
 
