@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from stylealign import generate
+
 pytestmark = pytest.mark.slow
-generate = pytest.importorskip("stylealign.generate")
 
 
 @pytest.fixture(scope="module")

@@ -55,8 +55,10 @@ def pref_rows():
 def test_classifier_separates_held_out_persona_pairs(embedder, pref_rows):
     clf = train_style_classifier(pref_rows, embedder, folds=4)
     assert clf.auroc > 0.8
-    for lang, auroc in clf.auroc_by_language.items():
-        assert auroc is None or auroc > 0.7, lang
+    languages = {r["language"] for r in pref_rows}
+    assert set(clf.auroc_by_language) == languages  # each language's pairs got their own held-out AUROC
+    for lang in languages:
+        assert clf.auroc_by_language[lang] is not None and clf.auroc_by_language[lang] > 0.7, lang
     p = clf.predict([DIRECT["en"].format(topic="Kubernetes"), HEDGY["en"], DIRECT["zh"].format(topic="换工作"), HEDGY["zh"], ""])
     assert p[0] > p[1] and p[2] > p[3] and np.isnan(p[4])
     summary = clf.summary()

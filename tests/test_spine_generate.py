@@ -46,13 +46,68 @@ def test_greedy_decoding_matches_transformers_generate(tiny_model_dir):
     assert ours == theirs and len(ours) > 0
 
 
-def test_row_of_mixed_batch_equals_row_alone(gen):
+# What a mixed-adapter batch guarantees (docs/CONTRACTS.md, "Mixed-adapter batches"): a row's logits at every
+# decode step are within a tolerance of the same row decoded alone (matmul kernels block differently for other
+# batch shapes, so bits may differ on any CPU), and its greedy tokens are the same until the first near tie (top
+# two logits within twice the tolerance). Tolerance: max(atol, rtol * max |logit|). Measured on AMD EPYC (no
+# native bf16), tiny model / SmolLM2-135M: max |dlogit| 2.1e-5 / 1.0e-4 in fp32, 0.033 / 1.25 in bf16 (3-4%).
+TOLERANCE = {"fp32": (1e-4, 1e-5), "bf16": (0.0, 0.08)}
+
+
+def _tolerance(dtype: str, logits) -> float:
+    atol, rtol = TOLERANCE[dtype]
+    return max(atol, rtol * float(logits.abs().max()))
+
+
+def _recorded_decode(gen, convs, adapters, cfg, monkeypatch) -> tuple[list[list[int]], list]:
+    """Return (tokens per row, [B, V] logits per step) of a greedy decode of `convs` in one batch."""
+    from stylealign import generate
+
+    steps, real = [], generate.pick_tokens
+    monkeypatch.setattr(generate, "pick_tokens", lambda logits, *a, **k: (steps.append(logits.clone()),
+                                                                           real(logits, *a, **k))[1])
+    tokens = [[] for _ in convs]
+    for emitted in gen._decode(convs, adapters, cfg):
+        for row, tok in emitted.items():
+            tokens[row].append(tok)
+    return tokens, steps
+
+
+def _compare_rows(gen, adapters, monkeypatch, dtype: str) -> tuple[int, int]:
+    """Check every row of a mixed batch against the row alone; return (steps compared, steps with a near tie)."""
+    cfg = GenerationConfig(max_new_tokens=16, do_sample=False, repetition_penalty=1.0)
+    convs = CONVS * 2
+    batch_tokens, batch_steps = _recorded_decode(gen, convs, adapters, cfg, monkeypatch)
+    compared = ties = 0
+    for r, (conv, adapter) in enumerate(zip(convs, adapters)):
+        alone_tokens, alone_steps = _recorded_decode(gen, [conv], [adapter], cfg, monkeypatch)
+        for s, alone in enumerate(alone_steps):
+            top2, tol = alone[0].topk(2).values, _tolerance(dtype, alone[0])
+            assert float((batch_steps[s][r] - alone[0]).abs().max()) <= tol, (r, s)
+            compared += 1
+            if float(top2[0] - top2[1]) <= 2 * tol:  # a near tie: the rows may part here, and stop being comparable
+                ties += 1
+                break
+            assert batch_tokens[r][s:s + 1] == alone_tokens[0][s:s + 1], (r, s)
+    return compared, ties
+
+
+def test_row_of_mixed_batch_matches_row_alone_fp32(gen, monkeypatch):
+    compared, ties = _compare_rows(gen, [None, "style", "style", None, "style", None], monkeypatch, "fp32")
+    assert ties == 0 and compared > 6, "fp32: same greedy tokens over the whole horizon (no near tie on these prompts)"
+
+
+def test_row_of_mixed_batch_matches_row_alone_bf16(tiny_model_dir, adapter_dir, monkeypatch):
+    g = Generator(base=str(tiny_model_dir), quant="none", dtype="bf16")
+    g.add_adapter("style", str(adapter_dir))
+    compared, _ = _compare_rows(g, [None, "style", "style", None, "style", None], monkeypatch, "bf16")
+    assert compared >= 6  # at least the prompt step of every row
+
+
+def test_mixed_batch_rows_really_differ_by_adapter(gen):
     cfg = GenerationConfig(max_new_tokens=16, seed=7)
-    adapters = [None, "style", "style", None, "style", None]
-    batch = gen.generate(CONVS * 2, adapters, cfg, batch_size=6)
-    alone = [gen.generate([c], [a], cfg)[0] for c, a in zip(CONVS * 2, adapters)]
-    assert batch == alone
-    assert batch[0] != batch[3 + 1] or CONVS[0] != CONVS[1]  # rows really differ by adapter
+    batch = gen.generate(CONVS[:1] * 2, [None, "style"], cfg, batch_size=2)
+    assert batch[0] != batch[1]
     assert gen.generate(CONVS[:1], ["style"], cfg) != gen.generate(CONVS[:1], [None], cfg)
 
 
