@@ -18,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every area's subcommands registered."""
     parser = argparse.ArgumentParser(prog="stylealign", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--debug", action="store_true",
+                        help="Show the full traceback of an error instead of its one-line message (any position).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for area in AREAS:
         importlib.import_module(f"stylealign.commands.{area}").register(sub)
@@ -34,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     # Before torch loads OpenMP: idle threads sleep instead of spinning. With libgomp's default spinning,
     # one other busy process on a 2-core machine made a 2-thread step 2x slower (benchmarks/README.md).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from stylealign.quiet import quiet
+
+    quiet()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]  # accepted anywhere, not only before the subcommand
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -44,6 +52,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        return _fail(e, debug)
+
+
+def _fail(exc: Exception, debug: bool) -> int:
+    """Print a user error as `stylealign: error: <message>` and return its exit code; re-raise bugs and --debug."""
+    from stylealign.errors import PROG, describe
+
+    known = None if debug else describe(exc)
+    if known is None:
+        raise exc
+    message, code = known
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

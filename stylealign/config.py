@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from stylealign.errors import ConfigError
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
@@ -39,8 +43,9 @@ class LoraSettings:
     target_modules: str = _f("all-linear", "Which modules get adapters: 'all-linear' or a comma-separated list.")
 
     def __post_init__(self):
-        if self.r < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:
-            raise ValueError("lora: need r >= 1, alpha > 0, 0 <= dropout < 1")
+        _need(self.r >= 1, "r", self.r, ">= 1")
+        _need(self.alpha > 0, "alpha", self.alpha, "> 0")
+        _need(0 <= self.dropout < 1, "dropout", self.dropout, "in [0, 1)")
 
 
 @dataclass
@@ -61,10 +66,15 @@ class StageSettings:
                                "(rows shuffled, sorted within windows of 16 batches, batches shuffled).")
 
     def __post_init__(self):
-        if self.batch_size < 1 or self.grad_accum < 1 or self.learning_rate <= 0:
-            raise ValueError("stage: need batch_size >= 1, grad_accum >= 1, learning_rate > 0")
-        if self.max_steps == 0 or (self.max_steps < 0 and self.epochs <= 0):
-            raise ValueError("stage: need max_steps > 0 or epochs > 0")
+        _need(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
+        _need(self.grad_accum >= 1, "grad_accum", self.grad_accum, ">= 1")
+        _need(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
+        _need(self.max_steps == -1 or self.max_steps > 0, "max_steps", self.max_steps, "> 0, or -1 to train for `epochs`")
+        _need(self.max_steps > 0 or self.epochs > 0, "epochs", self.epochs, "> 0 when max_steps is -1")
+        _need(self.logging_steps >= 1, "logging_steps", self.logging_steps, ">= 1")
+        _need(self.save_steps >= 1, "save_steps", self.save_steps, ">= 1")
+        _need(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "in [0, 1)")
+        _need(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
 
 
 @dataclass
@@ -132,6 +142,10 @@ class SelectSettings:
         if not 0 <= self.yes_share_min <= self.yes_share_max <= 1:
             raise ValueError("select: need 0 <= yes_share_min <= yes_share_max <= 1")
 
+    def __post_init__(self):
+        super().__post_init__()
+        _need(self.beta > 0, "beta", self.beta, "> 0")
+
 
 @dataclass
 class Recipe:
@@ -159,6 +173,8 @@ class Recipe:
             raise ValueError(f"quant must be 'nf4' or 'none', got {self.quant!r}")
         if not 0 <= self.eval_fraction < 0.5:
             raise ValueError("eval_fraction must be in [0, 0.5)")
+        _need(self.max_length >= 1, "max_length", self.max_length, ">= 1")
+        _need(self.threads >= 0, "threads", self.threads, ">= 0 (0: all cores)")
         if self.lm_head not in ("auto", "trl"):
             raise ValueError(f"lm_head must be 'auto' or 'trl', got {self.lm_head!r}")
 
@@ -170,6 +186,12 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
+def _need(ok: bool, name: str, value, need: str) -> None:
+    """Raise a ValueError naming the field, the rule and the value unless `ok` (from_dict adds where)."""
+    if not ok:
+        raise ValueError(f"{name} must be {need}, got {value!r}")
+
+
 def _hints(cls) -> dict:
     return typing.get_type_hints(cls)
 
@@ -177,18 +199,65 @@ def _hints(cls) -> dict:
 def from_dict(cls, data: dict, where: str = "recipe"):
     """Build a (nested) dataclass from a dict, naming the unknown key and its place on error."""
     hints, known = _hints(cls), {f.name for f in dataclasses.fields(cls)}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of fields, got {data!r}")
     unknown = set(data) - known
     if unknown:
-        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+        close = {k: difflib.get_close_matches(str(k), known, n=1) for k in unknown}
+        guess = "".join(f"; did you mean {c[0]!r} for {k!r}?" for k, c in sorted(close.items(), key=str) if c)
+        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown, key=str)}{guess}; known: {sorted(known)}")
     kwargs = {}
     for key, value in data.items():
         if dataclasses.is_dataclass(hints[key]):
             value = from_dict(hints[key], value or {}, f"{where}.{key}")
+        else:
+            value = coerce(value, hints[key], f"{where}.{key}")
         kwargs[key] = value
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: {e}") from None
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def coerce(value, kind, where: str = "recipe"):
+    """Return `value` as the field's type: YAML reads `1e-4` as a string and `1e3` as a float, so a string or
+    integral float that spells the right type is converted; anything else is a ConfigError naming the field."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        if value is None:
+            return None
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return _parse_bool(value)
+            except argparse.ArgumentTypeError:
+                pass
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if kind is float and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if kind is int and not isinstance(value, bool):
+        number = _number(value)
+        if number is not None and float(number).is_integer():
+            return int(number)
+        raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+    if kind is str and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _number(value):
+    """Return `value` as an int or float if it is one or spells one, else None."""
+    if isinstance(value, (int, float)):
+        return value
+    try:
+        return float(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def recipe_path(name_or_path: str) -> Path:
@@ -200,7 +269,10 @@ def recipe_path(name_or_path: str) -> Path:
     if shipped.exists():
         return shipped
     names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-    raise FileNotFoundError(f"recipe {name_or_path!r}: no such file, and no shipped recipe of that name ({names})")
+    close = difflib.get_close_matches(str(name_or_path), names, n=1)
+    guess = f"; did you mean {close[0]!r}?" if close else ""
+    raise FileNotFoundError(f"recipe {name_or_path!r}: no such file, and no shipped recipe of that name{guess} "
+                            f"(shipped: {', '.join(names)})")
 
 
 def load_recipe(name_or_path: str | None = None, overrides: dict | None = None) -> Recipe:
@@ -210,9 +282,12 @@ def load_recipe(name_or_path: str | None = None, overrides: dict | None = None) 
     if name_or_path:
         path = recipe_path(name_or_path)
         where = str(path)
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: a recipe is a YAML mapping")
+            raise ConfigError(f"{path}: a recipe is a YAML mapping")
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")

@@ -105,7 +105,10 @@ class Generator:
 
         if name in self.adapter_paths or name == BASE_ROW:
             raise ValueError(f"adapter name {name!r} is already taken")
+        from stylealign.adapters import check_for_base
+
         folder = adapter_dir(path)
+        check_for_base(folder, self.model, self.base)  # one line instead of PEFT's page of shape mismatches
         if not self.adapter_paths and not isinstance(self.model, PeftModel):
             self.model = PeftModel.from_pretrained(self.model, folder, adapter_name=name, is_trainable=False).eval()
         else:

