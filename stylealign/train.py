@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -18,8 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stylealign import select
+from stylealign.adapters import check_finite
 from stylealign.config import Recipe
+from stylealign.errors import RunFailed
 from stylealign.files import write_json, write_jsonl
+from stylealign.runlock import publish, restore_interrupted_swap, run_lock
 
 STAGES = ("sft", "dpo")
 DONE = "DONE"
@@ -167,10 +171,13 @@ def _common_args(stage_cfg, recipe: Recipe, out: Path, has_eval: bool) -> dict:
         warmup_steps=stage_cfg.warmup_ratio, lr_scheduler_type="cosine", weight_decay=stage_cfg.weight_decay,
         logging_steps=stage_cfg.logging_steps, save_steps=stage_cfg.save_steps, save_total_limit=2,
         save_strategy="steps", eval_strategy="epoch" if has_eval else "no", report_to="none", seed=recipe.seed,
-        data_seed=recipe.seed, max_length=recipe.max_length, gradient_checkpointing=stage_cfg.gradient_checkpointing,
+        data_seed=recipe.seed, max_length=recipe.max_length,
+        # transformers 5 name (TRL's configs default the deprecated `gradient_checkpointing` alias to True)
+        activation_checkpointing=stage_cfg.gradient_checkpointing,
         # On CPU the weights already carry the compute dtype; autocast on top only adds casts.
         bf16=on_gpu and half == torch.bfloat16, fp16=on_gpu and half == torch.float16,
         dataloader_num_workers=0, remove_unused_columns=True, disable_tqdm=False,
+        logging_nan_inf_filter=False,  # log a NaN loss as NaN: NonFiniteGuard stops the stage on it
         use_cpu=not on_gpu,
         # length_grouped() already ordered the rows; a random sampler would undo it.
         train_sampling_strategy="sequential" if stage_cfg.group_by_length else "random",
@@ -233,6 +240,59 @@ def _fast_head(trainer, recipe: Recipe):
     return trainer
 
 
+def non_finite_guard():
+    """Return a TrainerCallback that stops the stage at the first step whose gradients (so loss or grad norm)
+    are NaN/inf, before that step is checkpointed (transformers' logging_nan_inf_filter would hide a NaN loss)."""
+    from transformers import TrainerCallback
+
+    class Guard(NonFiniteGuard, TrainerCallback):
+        pass
+
+    return Guard()
+
+
+class NonFiniteGuard:
+    """The guard's logic; `non_finite_guard()` mixes it into a TrainerCallback (transformers loads lazily)."""
+
+    def __init__(self):
+        self.tripped: tuple[int, str, float] | None = None
+        self.lr: float | None = None
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
+        import torch
+
+        grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))\
+            if grads else 0.0
+        if not math.isfinite(norm):
+            self._trip(state.global_step + 1, "gradient norm (so the loss)", norm, args, control)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, float) and not math.isfinite(value):
+                self._trip(state.global_step, key, value, args, control)
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.tripped:
+            control.should_save = control.should_evaluate = False  # never checkpoint the diverged weights
+            control.should_training_stop = True
+        return control
+
+    def _trip(self, step: int, what: str, value: float, args, control) -> None:
+        if not self.tripped:
+            self.tripped, self.lr = (step, what, value), args.learning_rate
+        control.should_save = False
+        control.should_training_stop = True
+
+    def message(self, stage_dir: Path, checkpoint: str | None) -> str:
+        step, what, value = self.tripped
+        stage = stage_dir.name
+        kept = f"the last good checkpoint is kept in {checkpoint}" if checkpoint else "no checkpoint was reached yet"
+        return (f"{stage}: non-finite {what} ({value}) at step {step}; training stopped, nothing was published, "
+                f"{kept}. Lower the learning rate (--{stage}.learning_rate, now {self.lr:g}) and train again")
+
+
 def latest_checkpoint(folder: Path) -> str | None:
     """Return the newest checkpoint-N folder under `folder`, if any (for --resume)."""
     points = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
@@ -242,7 +302,11 @@ def latest_checkpoint(folder: Path) -> str | None:
 def run_trainer(trainer, stage_dir: Path, resume: bool, main_process: bool = True) -> dict:
     """Train (resuming from the last checkpoint when asked), save the adapter, return the stage summary."""
     start = time.time()
+    guard = non_finite_guard()
+    trainer.add_callback(guard)
     result = trainer.train(resume_from_checkpoint=latest_checkpoint(stage_dir) if resume else None)
+    if guard.tripped:
+        raise RunFailed(guard.message(stage_dir, latest_checkpoint(stage_dir)))
     summary = {"wall_s": round(time.time() - start, 1), "steps": trainer.state.global_step,
                "lm_head": getattr(trainer, "stylealign_lm_head", "trl"),
                "attn_implementation": trainer.model.config._attn_implementation,
@@ -252,6 +316,7 @@ def run_trainer(trainer, stage_dir: Path, resume: bool, main_process: bool = Tru
     model = trainer.accelerator.unwrap_model(trainer.model)
     # Save only the trained adapter: TRL's frozen "ref" copy is an implementation detail.
     model.save_pretrained(stage_dir / "adapter", selected_adapters=["default"], safe_serialization=True)
+    check_finite(stage_dir / "adapter")
     history = trainer.state.log_history
     (stage_dir / "log_history.json").write_text(json.dumps(history, indent=1))
     (stage_dir / DONE).write_text("ok")
@@ -289,9 +354,19 @@ def train_run(persona, recipe: Recipe, run_dir: str | Path, stages=STAGES, resum
     tokenizer = models.load_tokenizer(base)
     datasets = {s: load_stage_data(persona, s, recipe, tokenizer, (data_files or {}).get(s)) for s in stages}
     state = _dist_state()
-    if state.is_main_process:
-        final, work = _claim(run_dir, resume, overwrite)  # only after the data is known to be clean
+    with run_lock(run_paths(run_dir)[0], state.is_main_process):  # one writer per run folder
+        if state.is_main_process:
+            _claim(run_dir, resume, overwrite)  # only after the data is known to be clean
+        state.wait_for_everyone()
+        _train_stages(persona, recipe, run_dir, stages, base, tokenizer, datasets, state, init_adapter, resume)
     state.wait_for_everyone()
+    return run_paths(run_dir)[0]
+
+
+def _train_stages(persona, recipe, run_dir, stages, base, tokenizer, datasets, state, init_adapter, resume) -> None:
+    """Run each stage not already finished in the work folder, then publish the run (main process)."""
+    from stylealign import models
+
     final, work = run_paths(run_dir)
     started, summary = time.time(), {}
     model = models.load_model(base, quant=recipe.quant, dtype=recipe.dtype, attn=training_attention(recipe))
@@ -319,9 +394,8 @@ def train_run(persona, recipe: Recipe, run_dir: str | Path, stages=STAGES, resum
     if state.is_main_process:
         selection = probe.selection(work, stages) if probe and probe.rows else {"status": "off"}
         _finish(work, persona, recipe, base, datasets, summary, started, stages, init_adapter, selection)
-        os.replace(work, final)  # atomic publish: a folder named like a run is always complete
-    state.wait_for_everyone()
-    return final
+        check_finite(work / "adapter")  # never publish a diverged adapter
+        publish(work, final)  # atomic: a folder named like a run is always complete; a replaced one lives until now
 
 
 def training_attention(recipe: Recipe) -> str | None:
@@ -342,11 +416,12 @@ def _dist_state():
 
 
 def _claim(run_dir, resume: bool, overwrite: bool) -> tuple[Path, Path]:
+    """Check the run may be written (a finished one only with --overwrite, replaced at publish time) and make
+    its work folder."""
     final, work = run_paths(run_dir)
-    if final.exists():
-        if not overwrite:
-            raise FileExistsError(f"{final} already exists (a finished run); pass --overwrite or another --run")
-        shutil.rmtree(final)
+    restore_interrupted_swap(final)
+    if final.exists() and not overwrite:
+        raise FileExistsError(f"{final} already exists (a finished run); pass --overwrite or another --run")
     if work.exists() and not resume:
         raise FileExistsError(f"{work} holds an interrupted run; pass --resume to continue it, or delete it")
     work.mkdir(parents=True, exist_ok=True)
@@ -365,9 +440,12 @@ def _attach_trainable(model, adapter: str | Path):
     """Return `model` wrapped with `adapter` loaded trainable under the name "default"."""
     from peft import PeftModel
 
+    from stylealign.adapters import check_for_base
     from stylealign.generate import adapter_dir
 
-    return PeftModel.from_pretrained(model, adapter_dir(adapter), adapter_name="default", is_trainable=True)
+    folder = adapter_dir(adapter)
+    check_for_base(folder, model, getattr(model.config, "_name_or_path", None) or "this base")
+    return PeftModel.from_pretrained(model, folder, adapter_name="default", is_trainable=True)
 
 
 def _unwrap(model):
