@@ -24,6 +24,8 @@ def register(sub) -> None:
     p.add_argument("--judge", default=None, metavar="hf:PATH|openai:URL#MODEL",
                    help="Optional pairwise judge (never the small base model).")
     p.add_argument("--out", default=None, metavar="DIR", help="Output folder (default runs/<first run>/eval).")
+    p.add_argument("--resume", action="store_true",
+                   help="Continue the interrupted evaluation in --out (its answers.progress.jsonl; same settings).")
     p.add_argument("--fail-under", action="append", default=[], metavar="METRIC=VALUE",
                    help="Exit 1 if METRIC < VALUE for any adapter (repeatable), e.g. p_persona.diff=0.2.")
     p.add_argument("--fail-over", action="append", default=[], metavar="METRIC=VALUE",
@@ -96,26 +98,25 @@ def run(args) -> int:
 
     from stylealign.commands.generate import generation_config
     from stylealign.config import config_from_args
-    from stylealign.evaluate.gate import GateError, describe_failures, parse_spec
+    from stylealign.evaluate.gate import describe_failures, parse_spec
     from stylealign.evaluate.io import DEFAULT_SUITES
-    from stylealign.evaluate.judge import JudgeError, make_judge
+    from stylealign.evaluate.judge import make_judge
     from stylealign.evaluate.report import headline
+    from stylealign.evaluate.resume import check_judge
     from stylealign.evaluate.run import EvalConfig, run_eval
     from stylealign.generate import generator_for_runs, run_manifest
 
-    try:
-        for spec in args.fail_under + args.fail_over:
-            parse_spec(spec)  # fail before minutes of generation, not after
-        scoring = config_from_args(args, EvalConfig)
-        runs = [resolve_run(a) for a in args.adapter]
-        manifest = run_manifest(runs[0])
-        persona_name = args.persona or manifest.get("persona") or "sharp-candid"
-        persona = _persona(persona_name)
-        base = args.base or (manifest.get("base_model") or {}).get("name")
-        judge = make_judge(args.judge, base_model=base, persona=_persona_text(persona)) if args.judge else None
-    except (GateError, JudgeError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # Bad specs, values, folders or a dead judge fail here, before minutes of generation, as one line (cli.main).
+    for spec in args.fail_under + args.fail_over:
+        parse_spec(spec)
+    scoring = config_from_args(args, EvalConfig)
+    runs = [resolve_run(a) for a in args.adapter]
+    manifest = run_manifest(runs[0])
+    persona_name = args.persona or manifest.get("persona") or "sharp-candid"
+    persona = _persona(persona_name)
+    base = args.base or (manifest.get("base_model") or {}).get("name")
+    judge = make_judge(args.judge, base_model=base, persona=_persona_text(persona)) if args.judge else None
+    check_judge(judge, args.judge)
     gen = generator_for_runs(runs, base=args.base, quant=args.quant)
     names = gen.adapter_names
     out = Path(args.out or Path(runs[0]) / "eval")
@@ -123,7 +124,7 @@ def run(args) -> int:
                      persona=persona_name, system_prompt=system_prompts(args.system_prompt, manifest, persona))
     report = run_eval(gen, names, args.suite or default_suites(persona, DEFAULT_SUITES), config, judge=judge,
                       judge_spec=args.judge, out=out, runs=dict(zip(names, runs)), base_model=gen.base,
-                      fail_under=args.fail_under, fail_over=args.fail_over)
+                      fail_under=args.fail_under, fail_over=args.fail_over, resume=args.resume)
     print(headline(report))
     print(f"report: {out / 'report.md'}")
     if "gate" not in report:

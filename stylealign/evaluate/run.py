@@ -136,20 +136,24 @@ def _gen_config(config: EvalConfig):
     return g if isinstance(g, GenerationConfig) else GenerationConfig(**(g or {}))
 
 
-def generate_answers(generator, state: EvalState, config: EvalConfig, gen_config) -> None:
-    """Fill state.answers: one mixed-adapter `generate` call per strength (the baseline rides in the first).
+def generate_answers(generator, state: EvalState, config: EvalConfig, gen_config, log=None) -> None:
+    """Fill state.answers: mixed-adapter batches per strength (the baseline rides in the first), each batch
+    recorded in `log` (an AnswerLog) as it finishes, and answers already there not generated again.
 
-    Strengths are per call (a dict adapter -> scale), so each strength needs its own call; within a
-    call every batch mixes rows of different adapters.
+    Strengths are per call (a dict adapter -> scale), so each strength needs its own calls; every batch
+    mixes rows of different adapters.
     """
+    from stylealign.evaluate.resume import AnswerLog, generate_logged
+
+    log = log or AnswerLog(None, {})
     convs = [conversation(r, config.system_prompt) for r in state.rows]
     adapters = sorted({v.adapter for v in state.variants})
     for k, strength in enumerate(sorted({v.strength for v in state.variants})):
         models = ([None] if k == 0 else []) + adapters
         jobs = [(i, m) for i in range(len(convs)) for m in models]  # interleaved: batches mix adapters
-        texts = generator.generate([convs[i] for i, _ in jobs], [m for _, m in jobs], gen_config,
-                                   strengths={a: strength for a in adapters}, batch_size=config.batch_size,
-                                   progress=config.progress)
+        keys = [(state.rows[i]["key"], m, strength) for i, m in jobs]
+        texts = generate_logged(generator, convs, jobs, keys, gen_config, {a: strength for a in adapters},
+                                config.batch_size, log, config.progress)
         for (i, m), text in zip(jobs, texts):
             label = BASELINE if m is None else _label(state.variants, m, strength)
             state.answers.setdefault(label, [""] * len(convs))[i] = text
@@ -362,15 +366,17 @@ def _top_per_language(rows: list[dict], score: list[float], n: int) -> list[int]
 def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None = None, *, judge=None,
              judge_spec: str | None = None, embedder: Any = "default", out: str | Path | None = None,
              runs: dict[str, str] | None = None, base_model: str | None = None,
-             fail_under: list[str] = (), fail_over: list[str] = ()) -> dict:
+             fail_under: list[str] = (), fail_over: list[str] = (), resume: bool = False) -> dict:
     """Evaluate `adapters` (names already loaded in `generator`) against the base model; return the report.
 
     `suites`: suite file paths (or lists of rows). `embedder`: "default" loads MiniLM, None skips the
     embedding-based checks (relevance, drift, classifier), or pass any object with `.encode`.
     `judge`: an optional Judge callable. `runs`: adapter name -> run folder, recorded in the report.
     `fail_under` / `fail_over`: gate specs (see gate.py); the result lands in report["gate"].
+    `resume`: continue the interrupted evaluation in `out` (same settings) instead of starting over.
     """
     from stylealign.evaluate.report import build_report, write_outputs
+    from stylealign.evaluate.resume import AnswerLog, check_judge, judge_or_failed
 
     config = config or EvalConfig()
     gen_config = _gen_config(config)
@@ -381,8 +387,11 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
                       metrics=targets.persona_metric_table(persona))
     if not state.rows:
         raise ValueError("no prompts: the suites are empty")
+    log = AnswerLog(out, answer_settings(state, config, gen_config, base_model or getattr(generator, "base", None)),
+                    resume)
+    check_judge(judge, judge_spec)  # a dead endpoint fails now, not after the generation
     _say(config, f"generating {len(state.rows)} prompts x (baseline + {len(state.variants)} variant(s))")
-    generate_answers(generator, state, config, gen_config)
+    generate_answers(generator, state, config, gen_config, log)
     if config.probe:
         _say(config, f"coherence probe: greedy, no repetition penalty, {config.probe_max_new_tokens} new tokens")
         generate_probe_answers(generator, state, config)
@@ -397,7 +406,7 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
     targets.add_lexicon_features(state, lexicons)
     score_probe(state, lexicons)
     _say(config, "retention (perplexity, KL)" + (" and judge" if judge else ""))
-    sections = {"retention": retention(generator, state, config), "judge": judge_section(judge, state, config, judge_spec)}
+    sections = {"retention": retention(generator, state, config), "judge": judge_or_failed(judge_section, judge, state, config, judge_spec)}
     _say(config, "statistics (bootstrap CIs)")
     sections.update({"comparisons": comparisons(state, config), "classifier": clf_section, "truth": truth_section(state),
                      "examples": examples(state, config.n_examples), "probe": probe_section(state, config)})
@@ -410,4 +419,18 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
         report["gate"] = check_gates(report, list(fail_under), list(fail_over))
     if out is not None:
         write_outputs(report, state, Path(out), config.plots)
+        log.finish()
     return report
+
+
+def answer_settings(state: EvalState, config: EvalConfig, gen_config, base_model) -> dict:
+    """Return what shapes the answers (a resumed evaluation must match it): model, adapters, prompts, sampling."""
+    import hashlib
+    import json
+
+    prompts = hashlib.sha256(json.dumps([[r["key"], r["messages"]] for r in state.rows], ensure_ascii=False,
+                                        sort_keys=True).encode()).hexdigest()[:16]
+    return {"base_model": str(base_model), "adapters": {v.adapter: v.run or v.adapter for v in state.variants},
+            "strengths": [float(s) for s in config.strengths], "generation": gen_config.to_dict(),
+            "prompts": {"count": len(state.rows), "sha256": prompts}, "limit": config.limit,
+            "system_prompt": config.system_prompt}

@@ -1,0 +1,123 @@
+"""Evaluation that loses nothing: answers appended batch by batch, resumable, and a judge checked up front.
+
+`answers.progress.jsonl` in the output folder starts with the settings that shape the answers, then holds
+one line per generated answer, appended a whole batch per write (a torn last line, from a kill mid-write,
+is dropped on reading). `stylealign eval --resume` generates only what is missing, and refuses when a
+setting differs. A judge is called once before any generation, and its failure later keeps the answers
+and every other score (its report section says "failed" and why).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from stylealign.errors import UserError, one_line
+
+PROGRESS = "answers.progress.jsonl"
+
+
+class AnswerLog:
+    """The answers generated so far for one evaluation, keyed (row key, model label or None, strength)."""
+
+    def __init__(self, out: str | Path | None, settings: dict, resume: bool = False):
+        self.path = Path(out) / PROGRESS if out is not None else None
+        self.done: dict[tuple, str] = {}
+        if self.path is None:
+            return
+        if resume and self.path.exists():
+            saved, self.done = read_log(self.path)
+            _same_settings(saved, json.loads(json.dumps(settings, default=str)), self.path)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # fails now, not after the generation, if read-only
+            self._write(json.dumps({"settings": settings}, ensure_ascii=False, default=str) + "\n", "w")
+
+    def append(self, answers: list[tuple[tuple, str]]) -> None:
+        """Record a batch of (job key, text) with one write, flushed to disk."""
+        for key, text in answers:
+            self.done[key] = text
+        if self.path is not None and answers:
+            self._write("".join(json.dumps({"job": list(k), "text": t}, ensure_ascii=False) + "\n" for k, t in answers))
+
+    def _write(self, text: str, mode: str = "a") -> None:
+        with open(self.path, mode, encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def finish(self) -> None:
+        """Drop the progress file once answers.jsonl holds everything."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def read_log(path: Path) -> tuple[dict, dict[tuple, str]]:
+    """Return (settings, {job key: text}) from a progress file, skipping a torn last line."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    try:
+        settings = json.loads(lines[0])["settings"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{path}: not an evaluation progress file; delete it or run without --resume") from None
+    done = {}
+    for line in lines[1:]:
+        try:
+            item = json.loads(line)
+            done[tuple(item["job"])] = item["text"]
+        except (ValueError, KeyError, TypeError):
+            continue  # the write a kill cut short
+    return settings, done
+
+
+def _same_settings(saved: dict, now: dict, path: Path) -> None:
+    for name in sorted(set(_flat(saved)) | set(_flat(now))):
+        old, new = _flat(saved).get(name, "(unset)"), _flat(now).get(name, "(unset)")
+        if old != new:
+            raise UserError(f"--resume: setting {name!r} differs from the interrupted evaluation in {path.parent} "
+                            f"({old!r} then, {new!r} now); resume with the same settings, or drop --resume to start over")
+
+
+def _flat(d, prefix: str = "") -> dict:
+    if not isinstance(d, dict):
+        return {prefix.rstrip("."): d}
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}."))
+    return out
+
+
+def generate_logged(generator, convs: list, jobs: list[tuple[int, str | None]], keys: list[tuple], gen_config,
+                    strengths: dict, batch_size: int, log: AnswerLog, progress: bool = False) -> list[str]:
+    """Return the answer of each job (row index, adapter or None), generating only those `log` lacks, a batch at
+    a time in the generator's own order (longest first), each batch appended to the log when done."""
+    from tqdm.auto import tqdm
+
+    lengths = [len(json.dumps(convs[i], ensure_ascii=False)) for i, _ in jobs]
+    todo = [j for j in sorted(range(len(jobs)), key=lambda j: -lengths[j]) if keys[j] not in log.done]
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="generating", unit="answer", disable=not progress)
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
+        texts = generator.generate([convs[jobs[j][0]] for j in batch], [jobs[j][1] for j in batch], gen_config,
+                                   strengths=strengths, batch_size=batch_size)
+        log.append([(keys[j], t) for j, t in zip(batch, texts)])
+        bar.update(len(batch))
+    bar.close()
+    return [log.done[k] for k in keys]
+
+
+def check_judge(judge, spec: str | None) -> None:
+    """Call the judge once (before minutes of generation); UserError if it does not answer."""
+    if judge is None:
+        return
+    try:
+        judge("Reply with A.", "A", "B")
+    except Exception as e:  # connection refused, HTTP error, timeout, a broken local model
+        raise UserError(f"judge {spec or ''}: not answering ({one_line(e)}); start it, fix --judge, or drop --judge") from e
+
+
+def judge_or_failed(section_fn, *args) -> dict:
+    """Return the judge section, or {"status": "failed", "reason"} when the judge breaks mid-way."""
+    try:
+        return section_fn(*args)
+    except Exception as e:
+        return {"status": "failed", "reason": one_line(f"{type(e).__name__}: {e}")}
