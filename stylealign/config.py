@@ -105,6 +105,7 @@ class DPOSettings(StageSettings):
 
     def __post_init__(self):
         super().__post_init__()
+        _need(self.beta > 0, "beta", self.beta, "> 0")
         if self.loss_weights and len(self.loss_weight_list) != len(self.loss_type_list):
             raise ValueError(f"dpo: {len(self.loss_weight_list)} loss_weights for {len(self.loss_type_list)} loss types")
         if self.on_policy_negatives < 0 or not 0 <= self.on_policy_share < 1:
@@ -141,10 +142,6 @@ class SelectSettings:
             raise ValueError("select: need max_new_tokens >= 1 and batch_size >= 1")
         if not 0 <= self.yes_share_min <= self.yes_share_max <= 1:
             raise ValueError("select: need 0 <= yes_share_min <= yes_share_max <= 1")
-
-    def __post_init__(self):
-        super().__post_init__()
-        _need(self.beta > 0, "beta", self.beta, "> 0")
 
 
 @dataclass
