@@ -51,15 +51,16 @@ def test_adapter_with_nan_is_never_published(small_persona, tiny_recipe_override
 
     real = train_mod.run_trainer
 
-    def poisoned(trainer, stage_dir, *a, **kw):  # a NaN that no loss or gradient showed (e.g. a bad save)
-        import torch
+    def poisoned(trainer, stage_dir, *a, **kw):  # a NaN that no loss or gradient showed (e.g. a bad write)
+        from safetensors.torch import save_file
 
-        for name, p in trainer.model.named_parameters():
-            if "lora_B" in name:
-                with torch.no_grad():
-                    p.fill_(float("nan"))
-                break
-        return real(trainer, stage_dir, *a, **kw)
+        summary = real(trainer, stage_dir, *a, **kw)
+        weights = stage_dir / "adapter" / "adapter_model.safetensors"
+        tensors = load_file(weights)
+        name = next(k for k in tensors if "lora_B" in k)
+        tensors[name] = tensors[name].fill_(float("nan"))
+        save_file(tensors, weights)
+        return summary
 
     overrides = {**tiny_recipe_overrides, "sft.max_steps": 1}
     monkeypatch.setattr(train_mod, "run_trainer", poisoned)
