@@ -18,7 +18,8 @@ SUITE = [{"id": f"q{i}", "category": "tech", "language": "en" if i % 2 else "zh"
 
 def _config(**kw) -> EvalConfig:
     return EvalConfig(**{"strengths": (0.5, 1.0), "n_boot": 50, "progress": False, "batch_size": 4, "corpus": None,
-                         "n_examples": 1, "classifier": False, "retention": False, "plots": False, **kw})
+                         "n_examples": 1, "classifier": False, "retention": False, "plots": False, "probe": False,
+                         **kw})
 
 
 def _eval(gen, out, config=None, **kw):
