@@ -64,7 +64,7 @@ def test_bad_data_trains_nothing_and_names_file_line_field(small_persona, tiny_r
     with pytest.raises(DataError) as err:
         train_run(load_persona(small_persona), load_recipe(None, tiny_recipe_overrides), tmp_path / "run")
     message = str(err.value)
-    assert "sft.jsonl:3: messages[0].role: expected 'user'" in message
+    assert "sft.jsonl:3: messages[0].role: unknown role 'usr'" in message
     assert f"sft.jsonl:{len(lines)}:" in message
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
 
