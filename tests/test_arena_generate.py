@@ -57,15 +57,18 @@ def final(service, strength: float, message: str = "Should I learn Rust?") -> di
     return out
 
 
-def alone(service, adapter, message: str = "Should I learn Rust?") -> str:
+def pair(service, message: str = "Should I learn Rust?") -> list[str]:
+    """Return (baseline, adapter) answers from one batch of the two, the panes' batch shape: a row's text is
+    reproducible within a batch shape, not across shapes (docs/CONTRACTS.md, mixed-adapter batches)."""
     from stylealign.arena.settings import Settings
 
     config = Settings(max_new_tokens=16, seed=3).generation_config()
-    return service.generator.generate([[{"role": "user", "content": message}]], [adapter], config)[0]
+    conv = [{"role": "user", "content": message}]
+    return service.generator.generate([conv, conv], [None, "style"], config)
 
 
 def test_strength_zero_is_the_baseline_and_one_is_the_adapter(service):
-    base, adapter = alone(service, None), alone(service, "style")
+    base, adapter = pair(service)
     assert base and adapter and base != adapter
 
     zero = final(service, 0.0)
