@@ -23,6 +23,10 @@ def register(sub) -> None:
                    help="Eval suite JSONL (repeatable; default: the persona's eval_suites, else style_en, style_zh, known_answers).")
     p.add_argument("--judge", default=None, metavar="hf:PATH|openai:URL#MODEL",
                    help="Optional pairwise judge (never the small base model).")
+    p.add_argument("--backend", default=None, metavar="openai:URL#BASE_MODEL",
+                   help="Generate on an OpenAI-compatible server (vLLM, llama.cpp) instead of in this process: "
+                        "BASE_MODEL is the baseline's model name there, each run's adapter is served under the run "
+                        "folder's name (stylealign serve, vllm --lora-modules NAME=RUN/adapter). Key: $STYLEALIGN_API_KEY.")
     p.add_argument("--out", default=None, metavar="DIR", help="Output folder (default runs/<first run>/eval).")
     p.add_argument("--resume", action="store_true",
                    help="Continue the interrupted evaluation in --out (its answers.progress.jsonl; same settings).")
@@ -93,6 +97,17 @@ def _persona_text(persona) -> str:
     return " ".join(persona.description.split()) + "\nDo: " + "; ".join(persona.style_do) + "\nDon't: " + "; ".join(persona.style_dont)
 
 
+def _generator(args, runs: list[str]):
+    """Return the in-process Generator for the runs, or the --backend server with the runs registered."""
+    if args.backend:
+        from stylealign.backend import backend_for_runs
+
+        return backend_for_runs(args.backend, runs)
+    from stylealign.generate import generator_for_runs
+
+    return generator_for_runs(runs, base=args.base, quant=args.quant)
+
+
 def run(args) -> int:
     from dataclasses import replace
 
@@ -104,7 +119,7 @@ def run(args) -> int:
     from stylealign.evaluate.report import headline
     from stylealign.evaluate.resume import check_judge
     from stylealign.evaluate.run import EvalConfig, run_eval
-    from stylealign.generate import generator_for_runs, run_manifest
+    from stylealign.generate import run_manifest
 
     # Bad specs, values, folders or a dead judge fail here, before minutes of generation, as one line (cli.main).
     for spec in args.fail_under + args.fail_over:
@@ -117,7 +132,7 @@ def run(args) -> int:
     base = args.base or (manifest.get("base_model") or {}).get("name")
     judge = make_judge(args.judge, base_model=base, persona=_persona_text(persona)) if args.judge else None
     check_judge(judge, args.judge)
-    gen = generator_for_runs(runs, base=args.base, quant=args.quant)
+    gen = _generator(args, runs)
     names = gen.adapter_names
     out = Path(args.out or Path(runs[0]) / "eval")
     config = replace(scoring, generation=generation_config(args), seed=args.seed,

@@ -2,17 +2,14 @@
 
 A Judge is any callable `(prompt, answer_a, answer_b) -> "A" | "B" | "tie"`. Two implementations:
 a local Hugging Face chat model (`hf:PATH`) and an OpenAI-compatible endpoint (`openai:URL#MODEL`,
-plain urllib, key from $STYLEALIGN_JUDGE_API_KEY or $OPENAI_API_KEY if set). Each pair is judged with
+through stylealign.backend's client, key from $STYLEALIGN_JUDGE_API_KEY, $STYLEALIGN_API_KEY or $OPENAI_API_KEY). Each pair is judged with
 the adapter's answer first and then second; verdicts that disagree count as a tie, which removes
 position bias from the win rate and is reported as "position consistency".
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import urllib.request
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -75,25 +72,22 @@ class HFJudge:
 
 
 class OpenAIJudge:
-    """An OpenAI-compatible /chat/completions endpoint as judge (urllib; temperature 0)."""
+    """An OpenAI-compatible /chat/completions endpoint as judge (temperature 0; retries with backoff)."""
 
     def __init__(self, url: str, model: str, rubric: str | None = None, persona: str = DEFAULT_PERSONA,
-                 api_key: str | None = None, timeout: float = 120.0):
-        base = url.rstrip("/")
-        self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
-        self.model, self.template, self.persona, self.timeout = model, rubric or load_rubric(), persona, timeout
-        self.api_key = api_key or os.environ.get("STYLEALIGN_JUDGE_API_KEY") or os.environ.get("OPENAI_API_KEY")
+                 api_key: str | None = None, timeout: float = 120.0, retries: int = 4, backoff: float = 1.0):
+        from stylealign.backend import KEY_ENVS, Endpoint, api_key_from_env
+
+        key = api_key or api_key_from_env(("STYLEALIGN_JUDGE_API_KEY", *KEY_ENVS))
+        self.endpoint = Endpoint(url, key, timeout, retries, backoff)
+        self.model, self.template, self.persona = model, rubric or load_rubric(), persona
 
     def __call__(self, prompt: str, answer_a: str, answer_b: str) -> str:
+        from stylealign.backend import chat_completion, reply_text
+
         body = {"model": self.model, "temperature": 0, "max_tokens": 8,
                 "messages": [{"role": "user", "content": build_prompt(self.template, self.persona, prompt, answer_a, answer_b)}]}
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-            reply = json.loads(resp.read().decode("utf-8"))
-        return parse_verdict(reply["choices"][0]["message"]["content"] or "")
+        return parse_verdict(reply_text(chat_completion(self.endpoint, body)))
 
 
 def check_not_weak(path_or_name: str, base_model: str | None = None) -> None:
@@ -125,10 +119,16 @@ def make_judge(spec: str, base_model: str | None = None, persona: str = DEFAULT_
     if kind == "hf" and rest:
         check_not_weak(rest, base_model)
         return HFJudge(rest, rubric, persona)
-    if kind == "openai" and "#" in rest:
-        url, model = rest.rsplit("#", 1)
+    if kind == "openai":
+        from stylealign.backend import parse_spec
+
+        try:
+            url, model, opts = parse_spec(spec)
+        except ValueError as e:
+            raise JudgeError(str(e)) from None
         check_not_weak(model, base_model)
-        return OpenAIJudge(url, model, rubric, persona)
+        return OpenAIJudge(url, model, rubric, persona, timeout=float(opts.get("timeout", 120)),
+                           retries=int(opts.get("retries", 4)), backoff=float(opts.get("backoff", 1.0)))
     raise JudgeError(f"bad judge spec {spec!r}: use hf:PATH or openai:URL#MODEL")
 
 
