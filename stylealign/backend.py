@@ -36,8 +36,10 @@ class Backend(Protocol):
     """Anything that answers conversations with per-row adapters; `Generator` is one."""
 
     def generate(self, conversations: list[list[dict]], adapters: list[str | None], config,
-                 strengths: dict[str, float] | None = None, batch_size: int = 8, progress: bool = False) -> list[str]:
-        """Return one answer per conversation; adapters[i] None = the base model."""
+                 strengths: dict[str, float] | None = None, batch_size: int = 8, progress: bool = False,
+                 stopped: list | None = None) -> list[str]:
+        """Return one answer per conversation; adapters[i] None = the base model. A given `stopped`
+        list receives, per conversation, whether its answer ended before the token budget."""
 
 
 class BackendError(RuntimeError):
@@ -167,14 +169,16 @@ class OpenAIBackend:
             body.update({k: config.repetition_penalty for k in self.penalty_keys})
         return body
 
-    def complete(self, conversation: list[dict], adapter: str | None, config) -> str:
-        """Return the server's answer for one row."""
-        return reply_text(chat_completion(self.endpoint, self.request_body(conversation, adapter, config)))
+    def complete(self, conversation: list[dict], adapter: str | None, config) -> tuple[str, bool]:
+        """Return the server's answer for one row and whether it ended before the token budget."""
+        reply = chat_completion(self.endpoint, self.request_body(conversation, adapter, config))
+        return reply_text(reply), reply["choices"][0].get("finish_reason") != "length"
 
     def generate(self, conversations, adapters, config, strengths=None, batch_size: int = 8,
-                 progress: bool = False) -> list[str]:
+                 progress: bool = False, stopped: list | None = None) -> list[str]:
         """Return one answer per conversation, `concurrency` requests in flight (batch_size is the
-        in-process batch; a server batches concurrent requests itself)."""
+        in-process batch; a server batches concurrent requests itself). A given `stopped` list
+        receives, per conversation, whether its answer ended before the budget (finish_reason)."""
         from tqdm.auto import tqdm
 
         if len(adapters) != len(conversations):
@@ -183,11 +187,13 @@ class OpenAIBackend:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool, \
                 tqdm(total=len(conversations), desc="generating", unit="answer", disable=not progress) as bar:
             futures = [pool.submit(self.complete, c, a, config) for c, a in zip(conversations, adapters)]
-            answers = []
+            results = []
             for f in futures:
-                answers.append(f.result())
+                results.append(f.result())
                 bar.update(1)
-        return answers
+        if stopped is not None:
+            stopped[:] = [end for _, end in results]
+        return [text for text, _ in results]
 
     def stream(self, conversations, adapters, config, strengths=None) -> Iterator[list[str]]:
         """Yield the answers as they complete (rows still running show ""), then the full set."""
@@ -196,7 +202,7 @@ class OpenAIBackend:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             futures = {pool.submit(self.complete, c, a, config): i for i, (c, a) in enumerate(zip(conversations, adapters))}
             for f in as_completed(futures):
-                texts[futures[f]] = f.result()
+                texts[futures[f]] = f.result()[0]
                 yield list(texts)
 
 

@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-AREAS = ("personas", "synth", "train", "generate", "evaluate", "arena", "bench", "main")
+AREAS = ("personas", "synth", "train", "generate", "evaluate", "arena", "export", "bench", "main")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -160,6 +160,8 @@ class Recipe:
                                   "faster for short padded rows; the model's default on a GPU), eager, sdpa, ...")
     lm_head: str = _f("auto", "LM head in training: auto (on a CPU, score only label positions with a plain "
                       "log-softmax), or trl (TRL's fused head everywhere).", choices=("auto", "trl"))
+    report_to: str = _f("none", "Where the trainers log metrics: none, or integrations comma-separated "
+                        "(tensorboard, wandb, ...; their packages must be installed). Off by default.")
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapter shape."})
     sft: SFTSettings = field(default_factory=SFTSettings, metadata={"help": "Supervised fine-tuning stage."})
     dpo: DPOSettings = field(default_factory=DPOSettings, metadata={"help": "Preference (DPO) stage."})
@@ -174,6 +176,12 @@ class Recipe:
         _need(self.threads >= 0, "threads", self.threads, ">= 0 (0: all cores)")
         if self.lm_head not in ("auto", "trl"):
             raise ValueError(f"lm_head must be 'auto' or 'trl', got {self.lm_head!r}")
+
+    @property
+    def report_to_list(self) -> list[str] | str:
+        """Return report_to as TrainingArguments takes it ("none", or a list of integrations)."""
+        names = [x.strip() for x in self.report_to.split(",") if x.strip() and x.strip() != "none"]
+        return names or "none"
 
     @property
     def language_list(self) -> list[str]:

@@ -48,9 +48,12 @@ def resolve_base(name: str = DEFAULT_BASE) -> BaseModel:
         return BaseModel(name, str(ensure_embedded(name)))
     if Path(name).expanduser().is_dir():
         return BaseModel(name, str(Path(name).expanduser().resolve()))
-    if Path(name).suffix == ".gguf" or Path(name).exists():
-        raise UserError(f"--base {name}: not an HF model folder (GGUF files are converted only for the embedded "
-                        f"aliases {', '.join(EMBEDDED)}); pass a folder with config.json and safetensors weights")
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf" and path.is_file():  # bring your own GGUF: converted once, cached by content hash
+        return BaseModel(str(path.resolve()), str(ensure_gguf(path.resolve())))
+    if path.suffix == ".gguf" or path.exists():
+        raise UserError(f"--base {name}: not an HF model folder or a .gguf file; pass a folder with config.json and "
+                        "safetensors weights, or a GGUF file")
     if _looks_like_path(name):
         raise UserError(f"--base {name}: no such folder; pass an existing HF model folder, or the embedded "
                         f"alias {DEFAULT_BASE}")
@@ -109,7 +112,23 @@ def ensure_embedded(alias: str) -> Path:
     target = home() / "models" / EMBEDDED[alias][2]
     if (target / "config.json").exists():
         return target
-    gguf = embedded_gguf(alias)
+    return convert_once(embedded_gguf(alias), target)
+
+
+def ensure_gguf(gguf: Path) -> Path:
+    """Return the cached HF folder for any GGUF file (keyed by its sha256), converting it on first use."""
+    target = home() / "models" / f"gguf-{files_sha256([gguf])[:16]}"
+    if (target / "config.json").exists():
+        return target
+    try:
+        return convert_once(gguf, target)
+    except (ValueError, KeyError, NotImplementedError) as e:
+        raise UserError(f"--base {gguf}: cannot convert this GGUF to an HF model ({e}); transformers' GGUF loader supports "
+                         "llama, mistral, qwen2, qwen3, gemma, phi3 and a few more architectures") from None
+
+
+def convert_once(gguf: Path, target: Path) -> Path:
+    """Convert `gguf` into the HF folder `target` through a temp folder renamed into place; return `target`."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     try:
@@ -230,9 +249,14 @@ def weights_hash(base: BaseModel | str) -> str | None:
     base = base if isinstance(base, BaseModel) else resolve_base(base)
     if not base.is_local:
         return None
-    files = sorted(Path(base.path).glob("*.safetensors"))
+    return files_sha256(sorted(Path(base.path).glob("*.safetensors")), Path(base.path))
+
+
+def files_sha256(files: list[Path], key: Path | None = None) -> str:
+    """Return a sha256 over the files' bytes, cached under the cache dir by (name, size, mtime) of each."""
+    key = Path(key or files[0]).resolve()
     stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    cache = home() / "hashes" / (hashlib.sha256(str(Path(base.path).resolve()).encode()).hexdigest()[:16] + ".json")
+    cache = home() / "hashes" / (hashlib.sha256(str(key).encode()).hexdigest()[:16] + ".json")
     if cache.exists():
         saved = json.loads(cache.read_text())
         if saved.get("stamp") == [list(s) for s in stamp]:

@@ -170,7 +170,7 @@ def _common_args(stage_cfg, recipe: Recipe, out: Path, has_eval: bool) -> dict:
         per_device_eval_batch_size=stage_cfg.batch_size, gradient_accumulation_steps=stage_cfg.grad_accum,
         warmup_steps=stage_cfg.warmup_ratio, lr_scheduler_type="cosine", weight_decay=stage_cfg.weight_decay,
         logging_steps=stage_cfg.logging_steps, save_steps=stage_cfg.save_steps, save_total_limit=2,
-        save_strategy="steps", eval_strategy="epoch" if has_eval else "no", report_to="none", seed=recipe.seed,
+        save_strategy="steps", eval_strategy="epoch" if has_eval else "no", report_to=recipe.report_to_list, seed=recipe.seed,
         data_seed=recipe.seed, max_length=recipe.max_length,
         # transformers 5 name (TRL's configs default the deprecated `gradient_checkpointing` alias to True)
         activation_checkpointing=stage_cfg.gradient_checkpointing,
