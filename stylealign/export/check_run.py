@@ -7,8 +7,16 @@ import math
 import os
 from pathlib import Path
 
-from stylealign.export.check import (CheckConfig, Greedy, LlamaCpp, compare, hf_greedy, hf_logits, style_means,
-                                     style_retained)
+from stylealign.export.check import (
+    CheckConfig,
+    Greedy,
+    LlamaCpp,
+    compare,
+    hf_greedy,
+    hf_logits,
+    style_means,
+    style_retained,
+)
 
 DEFAULT_SUITE = "eval/suites/smoke.jsonl"
 
