@@ -27,7 +27,8 @@ from typing import Iterator, Protocol, runtime_checkable
 KEY_ENVS = ("STYLEALIGN_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 # Repetition penalty has no name in the OpenAI API: vLLM reads `repetition_penalty`, llama.cpp's
-# servers `repeat_penalty`; both ignore the other's. `penalty=none` in the spec sends neither.
+# servers `repeat_penalty`; both ignore the other's. `penalty=none` in the spec sends neither (for
+# servers that reject unknown fields).
 PENALTY_KEYS = ("repetition_penalty", "repeat_penalty")
 
 
@@ -165,8 +166,8 @@ class OpenAIBackend:
                 "max_tokens": config.max_new_tokens, "seed": config.seed,
                 "temperature": config.temperature if config.do_sample else 0.0,
                 "top_p": config.top_p if config.do_sample else 1.0}
-        if config.repetition_penalty != 1.0:
-            body.update({k: config.repetition_penalty for k in self.penalty_keys})
+        # Sent even at 1.0: llama-cpp-python's server applies 1.1 to requests that leave it out.
+        body.update({k: config.repetition_penalty for k in self.penalty_keys})
         return body
 
     def complete(self, conversation: list[dict], adapter: str | None, config) -> tuple[str, bool]:

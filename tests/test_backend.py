@@ -80,7 +80,7 @@ def test_rows_go_to_the_model_of_their_adapter_in_order_with_the_generation_sett
         out = backend.generate(_convs(3), [None, "sc", "other"], cfg, strengths={"sc": 1.0}, stopped=stopped)
     assert out == ["base-model: q0", "sc-lora: q1", "other: q2"]  # unknown adapters: served under their own name
     assert stopped == [True] * 3
-    path, headers, body = srv.requests[0]
+    path, headers, body = next(r for r in srv.requests if r[2]["model"] == "base-model")  # concurrent: any order
     assert path == "/v1/chat/completions" and headers["Authorization"] == "Bearer sk-test"
     assert body["messages"] == _convs(1)[0] and body["max_tokens"] == 7 and body["seed"] == 3
     assert (body["temperature"], body["top_p"]) == (0.5, 0.8)
@@ -91,9 +91,11 @@ def test_greedy_is_temperature_zero_and_penalty_can_be_left_out():
     with FakeServer() as srv:
         backend = open_backend(f"openai:{srv.url}#m?penalty=none")
         backend.generate(_convs(1), [None], GenerationConfig(do_sample=False, repetition_penalty=1.3))
+        open_backend(f"openai:{srv.url}#m").generate(_convs(1), [None], GREEDY)
     body = srv.requests[0][2]
     assert body["temperature"] == 0.0 and body["top_p"] == 1.0
     assert "repetition_penalty" not in body and "repeat_penalty" not in body
+    assert srv.requests[1][2]["repeat_penalty"] == 1.0  # sent at 1.0 too: llama-cpp-python's server defaults to 1.1
 
 
 def test_concurrency_is_limited():

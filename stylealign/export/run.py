@@ -99,12 +99,20 @@ def commands(info: dict, out: Path, files: dict, strength: float = 1.0) -> str:
                   "llama.cpp (the LoRA strength carries over as the scale; 0 = base, 1 = as trained):", "",
                   "```bash", f"llama-server -m {base} --lora-scaled {lora}:{strength:g} --host 127.0.0.1 --port 8080",
                   f"llama-cli -m {base} --lora-scaled {lora}:{strength:g} -cnv", "```", ""]
-    lines += ["vLLM (GPU; the adapter is the run's PEFT folder):", "", "```bash",
-              f"vllm serve {info['base']} --enable-lora --lora-modules {name}={info['adapter']}", "```", "",
+    lines += ["vLLM (GPU; the adapter is the run's PEFT folder):", "", "```bash", vllm_command(info), "```", "",
               f"Then `stylealign eval --adapter RUN --backend openai:http://127.0.0.1:8000/v1#{info['base']}`.", ""]
     if "merged" in files:
         lines += ["Merged weights (any HF tool): `AutoModelForCausalLM.from_pretrained(\"" + str(out / "merged") + "\")`", ""]
     return "\n".join(lines)
+
+
+def vllm_command(info: dict) -> str:
+    """Return the vLLM command serving the base (under its stylealign name) and the run's PEFT adapter."""
+    from stylealign import models
+
+    path = models.resolve_base(info["base"]).path
+    return (f"vllm serve {path} --served-model-name {info['base']} --enable-lora "
+            f"--lora-modules {info['name']}={info['adapter']}")
 
 
 def export_run(run: str | Path, out: str | Path, to: str = "all", base: str | None = None, adapter_type: str = "f16",

@@ -51,7 +51,7 @@ def serve(run: str, export: str | None = None, host: str = "127.0.0.1", port: in
     """Run the server in the foreground until interrupted; return its exit code."""
     import importlib.util
 
-    from stylealign.export.run import run_info
+    from stylealign.export.run import run_info, vllm_command
 
     if importlib.util.find_spec("llama_cpp") is None:
         raise ServeError('llama-cpp-python is not installed: pip install "llama-cpp-python[server]" '
@@ -61,7 +61,7 @@ def serve(run: str, export: str | None = None, host: str = "127.0.0.1", port: in
     config = server_config(base, lora, info["base"], info["name"], host, port, scale, n_ctx)
     print(f"serving on http://{host}:{port}/v1: model {info['base']!r} (base) and {info['name']!r} (base + LoRA x{scale:g})")
     print(f"  stylealign eval --adapter {run} --backend openai:http://{host}:{port}/v1#{info['base']}")
-    print(f"on GPUs: vllm serve BASE_HF_MODEL --enable-lora --lora-modules {info['name']}={info['adapter']}")
+    print(f"on GPUs: {vllm_command(info)}")
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(config, f)
     try:
