@@ -1,0 +1,144 @@
+"""The embedded model's adapter out into llama.cpp: `--base FILE.gguf` trains and reloads, `export --to all`
+passes its check (llama.cpp + LoRA agrees with PEFT, differs from llama.cpp without it), and `stylealign eval`
+through `stylealign serve`'s OpenAI-compatible server gives llama.cpp's own greedy answers.
+
+llama-cpp-python is part of the test setup, so these fail (never skip) when it is missing."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from stylealign.export.check import CheckConfig
+
+pytestmark = [pytest.mark.llama_cpp, pytest.mark.slow]
+
+PROMPTS = [{"messages": [{"role": "user", "content": c}], "language": "en"} for c in
+           ("Should I learn Rust or Go first?", "Is it worth rewriting our app in a new framework?",
+            "Do I need a degree to become a programmer?")]
+
+
+@pytest.fixture(scope="module")
+def gguf_run(tmp_path_factory):
+    """Return a run trained a few SFT steps on the embedded model given as its GGUF file (`--base FILE.gguf`)."""
+    from stylealign.config import load_recipe
+    from stylealign.models import embedded_gguf
+    from stylealign.personas import load_persona
+    from stylealign.train import train_run
+
+    recipe = load_recipe(None, {"base": str(embedded_gguf("smollm2-135m")), "quant": "none", "dtype": "fp32",
+                                "languages": "en", "max_length": 1024, "eval_fraction": 0.0, "sft.max_steps": 12, "sft.batch_size": 4,
+                                "sft.learning_rate": 1e-3, "sft.save_steps": 100, "lora.r": 8, "lora.alpha": 16})
+    return train_run(load_persona("sharp-candid"), recipe, tmp_path_factory.mktemp("runs") / "gguf-run", stages=("sft",))
+
+
+def test_a_gguf_base_trains_and_reloads(gguf_run):
+    from stylealign.generate import GenerationConfig, generator_for_runs
+    from stylealign.models import embedded_gguf, ensure_embedded, weights_hash
+
+    base = json.loads((gguf_run / "manifest.json").read_text())["base_model"]
+    assert base["name"] == str(embedded_gguf("smollm2-135m").resolve()) and "gguf-" in base["path"]
+    assert base["sha256"] == weights_hash(str(ensure_embedded("smollm2-135m")))  # same file, same weights
+    gen = generator_for_runs([str(gguf_run)])  # the base comes back from the manifest's .gguf path
+    cfg = GenerationConfig(max_new_tokens=12, do_sample=False, repetition_penalty=1.0)
+    base_answer, adapter_answer = gen.generate([PROMPTS[0]["messages"]] * 2, [None, gen.adapter_names[0]], cfg)
+    assert adapter_answer and adapter_answer != base_answer
+
+
+def test_unsupported_gguf_is_one_clear_error(tmp_path):
+    from stylealign.models import resolve_base
+
+    bad = tmp_path / "not-a-model.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ValueError, match="cannot convert this GGUF"):
+        resolve_base(str(bad))
+
+
+@pytest.fixture(scope="module")
+def exported(gguf_run, tmp_path_factory):
+    from stylealign.export.run import export_run
+
+    out = tmp_path_factory.mktemp("export") / "exp"
+    report = export_run(gguf_run, out, to="all", check_config=CheckConfig(prompts=PROMPTS, horizon=24))
+    return out, report
+
+
+def test_export_all_passes_its_check_with_llama_cpp(exported):
+    out, report = exported
+    comps = report["comparisons"]
+    print(json.dumps({k: {m: v for m, v in c.items() if m != "answers"} for k, c in comps.items()}, indent=1))
+    assert report["passed"], report["gates"]
+    assert comps["merged"]["agreement"] >= 0.99 and comps["merged"]["max_logit_diff"] < 1e-2
+    lora, ceiling, vs_base = comps["gguf_lora"], comps["gguf_base_ceiling"], comps["gguf_lora_vs_hf_base"]
+    assert lora["agreement"] >= min(0.9, ceiling["agreement"] - 0.05)  # the stated gate, measured ceiling
+    assert lora["agreement"] - vs_base["agreement"] >= 0.15  # clearly the adapter, not the base
+    assert lora["kl_mean"] < vs_base["kl_mean"] / 3
+    for f in ("merged/model.safetensors", "gguf/base.gguf", "ollama/Modelfile", "report.md", "COMMANDS.md"):
+        assert (out / f).exists(), f
+    assert "--lora-scaled" in (out / "COMMANDS.md").read_text() and "ollama create" in (out / "COMMANDS.md").read_text()
+
+
+def test_export_cli_exits_nonzero_when_the_check_fails(gguf_run, tmp_path):
+    from stylealign.cli import main
+
+    rc = main(["export", str(gguf_run), "--to", "gguf", "--out", str(tmp_path / "e"), "--horizon", "8",
+               "--suite", "eval/suites/smoke.jsonl", "--min-agreement", "1.01"])
+    assert rc == 1 and json.loads((tmp_path / "e" / "report.json").read_text())["passed"] is False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, proc, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert proc.poll() is None, "the server exited"
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"no server at {url} after {seconds} s")
+
+
+def test_eval_through_stylealign_serve_matches_llama_cpp_in_process(gguf_run, exported, tmp_path):
+    from llama_cpp import Llama
+    from openai import OpenAI
+
+    from stylealign.cli import main
+
+    out, _ = exported
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "stylealign", "serve", str(gguf_run), "--export", str(out),
+                             "--port", str(port), "--n-ctx", "1024"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait(f"http://127.0.0.1:{port}/v1/models", proc)
+        base = json.loads((gguf_run / "manifest.json").read_text())["base_model"]["name"]
+        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none")  # the official client speaks to it
+        reply = client.chat.completions.create(model=gguf_run.name, messages=PROMPTS[0]["messages"], max_tokens=8,
+                                               temperature=0)
+        assert reply.choices[0].message.content
+        suite = tmp_path / "suite.jsonl"
+        suite.write_text("".join(json.dumps({"id": f"p{i}", "category": "tech", **p}) + "\n" for i, p in enumerate(PROMPTS[:2])))
+        rc = main(["eval", "--adapter", str(gguf_run), "--backend", f"openai:http://127.0.0.1:{port}/v1#{base}?concurrency=1",
+                   "--suite", str(suite), "--greedy", "--repetition-penalty", "1.0", "--max-new-tokens", "16",
+                   "--no-classifier", "--no-plots", "--quiet", "--no-probe", "--n-boot", "20", "--out", str(tmp_path / "ev")])
+        assert rc == 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    rows = [json.loads(line) for line in (tmp_path / "ev" / "answers.jsonl").read_text().splitlines()]
+    for lora, label in ((None, "baseline"), (out / "gguf" / f"{gguf_run.name}.f16.gguf", gguf_run.name)):
+        llm = Llama(model_path=str(out / "gguf" / "base.gguf"), n_ctx=1024, verbose=False, seed=0,
+                    **({"lora_path": str(lora)} if lora else {}))
+        for row in rows:
+            want = llm.create_chat_completion(messages=row["messages"], max_tokens=16, temperature=0.0, top_p=1.0,
+                                              repeat_penalty=1.0, seed=0)["choices"][0]["message"]["content"].strip()
+            assert row["answers"][label] == want
