@@ -50,11 +50,12 @@ def test_a_gguf_base_trains_and_reloads(gguf_run):
 
 
 def test_unsupported_gguf_is_one_clear_error(tmp_path):
+    from stylealign.errors import UserError
     from stylealign.models import resolve_base
 
     bad = tmp_path / "not-a-model.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
-    with pytest.raises(ValueError, match="cannot convert this GGUF"):
+    with pytest.raises(UserError, match="cannot convert this GGUF"):
         resolve_base(str(bad))
 
 

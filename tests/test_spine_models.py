@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from stylealign import models
+from stylealign.errors import UserError
 
 
 def test_embedded_model_is_a_plain_hf_folder(embedded_dir):
@@ -31,7 +32,7 @@ def test_local_folder_and_hub_id_resolve(tiny_model_dir):
     assert models.resolve_base(str(tiny_model_dir)).path == str(tiny_model_dir.resolve())
     hub = models.resolve_base("Qwen/Qwen2.5-0.5B-Instruct")
     assert hub.path == "Qwen/Qwen2.5-0.5B-Instruct" and not hub.is_local
-    with pytest.raises(ValueError, match="not an HF model folder or a .gguf file"):  # GGUF files convert (slow tests)
+    with pytest.raises(UserError, match="not an HF model folder or a .gguf file"):  # GGUF files convert (slow tests)
         models.resolve_base(str(tiny_model_dir / "config.json"))
 
 
