@@ -32,7 +32,8 @@ def gguf_run(tmp_path_factory):
 
     recipe = load_recipe(None, {"base": str(embedded_gguf("smollm2-135m")), "quant": "none", "dtype": "fp32",
                                 "languages": "en", "max_length": 1024, "eval_fraction": 0.0, "sft.max_steps": 12, "sft.batch_size": 4,
-                                "sft.learning_rate": 1e-3, "sft.save_steps": 100, "lora.r": 8, "lora.alpha": 16})
+                                "sft.learning_rate": 1e-3, "sft.save_steps": 100, "lora.r": 8, "lora.alpha": 16,
+                                "select.enabled": False})
     return train_run(load_persona("sharp-candid"), recipe, tmp_path_factory.mktemp("runs") / "gguf-run", stages=("sft",))
 
 
