@@ -31,17 +31,20 @@ REF_LORA_R = 16  # the plain-TRL arm's LoRA rank (worker.LORA_R)
 
 
 def _kit_set(items) -> dict:
-    """Return {key: YAML value} from KEY=VALUE strings (or a dict, returned as is)."""
+    """Return {key: YAML value} from one KEY=VALUE string, a dict, or a list of either (argparse's
+    append action converts each flag's string on its own, then the settings merge the list)."""
     import yaml
 
     if isinstance(items, dict):
         return items
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
+    if isinstance(items, str):
+        key, sep, value = items.partition("=")
         if not sep:
-            raise ValueError(f"--kit-set takes KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+            raise ValueError(f"--kit-set takes KEY=VALUE, got {items!r}")
+        return {key.strip(): yaml.safe_load(value)}
+    out: dict = {}
+    for item in items:
+        out.update(_kit_set(item))
     return out
 
 
