@@ -41,7 +41,7 @@ def test_shipped_personas_load():
     assert sharp.data.baseline == ("../neutral/data/answers_*.jsonl",)
     neutral = load_persona("neutral", root=REPO / "personas")
     assert not neutral.adapter and neutral.sft_files() == [] and neutral.preference_files() == []
-    assert [p.name for p in list_personas(REPO / "personas")] == ["neutral", "sharp-candid"]
+    assert [p.name for p in list_personas(REPO / "personas")] == ["neutral", "sharp-candid", "warm-tutor"]
 
 
 def test_fields_globs_and_system_prompt_by_language(tmp_path):

@@ -62,5 +62,6 @@ def test_every_recipe_field_is_overridable_on_the_command_line():
                                       "1e-3", "--lora.r", "8", "--quant", "none", "--sft.padding_free", "false"])
     recipe = recipe_from_args(args)
     assert recipe.sft.learning_rate == 1e-3 and recipe.lora.r == 8 and recipe.quant == "none"
-    assert recipe.sft.padding_free is False and recipe.dpo.beta == 0.1  # untouched fields keep the recipe's values
+    shipped = load_recipe("smollm2-135m_qlora_cpu")
+    assert recipe.sft.padding_free is False and recipe.dpo.beta == shipped.dpo.beta  # untouched fields keep the recipe's values
     assert recipe.sft.max_steps == load_recipe("smollm2-135m_qlora_cpu").sft.max_steps
