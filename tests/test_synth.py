@@ -226,6 +226,7 @@ def _toy_en(toy):
 
 
 @pytest.mark.slow
+@pytest.mark.synth_e2e
 def test_end_to_end_with_the_embedded_model_as_teacher_and_student(toy, tmp_path):
     from stylealign import data as D
 
@@ -249,6 +250,7 @@ def test_end_to_end_with_the_embedded_model_as_teacher_and_student(toy, tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.synth_e2e
 def test_kill_9_mid_run_loses_and_duplicates_nothing(toy, tmp_path):
     import os
     import signal
