@@ -3,9 +3,8 @@
 import socket
 import time
 
+import gradio_client  # in the test extra: a missing install fails, never skips
 import pytest
-
-gradio_client = pytest.importorskip("gradio_client")
 
 from stylealign.arena.fake import fake_service  # noqa: E402
 from stylealign.ui.app import build_app, launch_app  # noqa: E402

@@ -28,7 +28,8 @@ def browser():
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api  # in the test extra: a missing install fails, never skips
+
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
         yield browser
