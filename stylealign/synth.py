@@ -231,13 +231,12 @@ class ModelTeacher:
     SFT conversations in the job's language as examples, then the conversation."""
 
     def __init__(self, spec: str, backend, persona, config: SynthConfig):
-        from stylealign.generate import GenerationConfig
-
         self.spec, self.backend, self.persona = spec, backend, persona
         self.tokenizer = getattr(backend, "tokenizer", None)
-        self.gen = GenerationConfig(max_new_tokens=config.teacher_tokens, temperature=config.temperature, seed=config.seed)
+        self.gen = generation(config.teacher_tokens, config)
         self.batch_size = config.batch_size
         self.shots = _examples(persona, config.few_shot)
+        self.ended: list[bool | None] = []  # per answer of the last call: ended before the budget (None: unknown)
 
     def frame(self, job: Job) -> list[dict]:
         """Return the conversation the teacher sees for `job`."""
@@ -246,12 +245,43 @@ class ModelTeacher:
         return system + shots + job.prompt
 
     def answer(self, jobs: list[Job]) -> list[str]:
-        """Return the teacher's in-character answer to each job."""
+        """Return the teacher's in-character answer to each job (`ended`: whether each stopped before the budget)."""
         return self.complete([self.frame(j) for j in jobs])
 
     def complete(self, conversations: list[list[dict]]) -> list[str]:
-        """Return the backend's answers to `conversations` (base model, the teacher's settings)."""
-        return self.backend.generate(conversations, [None] * len(conversations), self.gen, batch_size=self.batch_size)
+        """Return the backend's answers to `conversations` (base model, the teacher's settings); `ended`
+        gets, per answer, whether it stopped before the token budget (a stop token, or the server's
+        finish_reason), where the backend reports it."""
+        texts, self.ended = generate_ended(self.backend, conversations, self.gen, self.batch_size)
+        return texts
+
+
+def generation(tokens: int, config: SynthConfig):
+    """Return the GenerationConfig for a token budget under the run's settings (temperature 0: greedy)."""
+    from stylealign.generate import GenerationConfig
+
+    if config.temperature < 0:
+        raise SynthError(f"--temperature {config.temperature}: must be >= 0 (0 = greedy)")
+    if config.temperature == 0:
+        return GenerationConfig(max_new_tokens=tokens, do_sample=False, seed=config.seed)
+    return GenerationConfig(max_new_tokens=tokens, temperature=config.temperature, seed=config.seed)
+
+
+def generate_ended(backend, conversations: list[list[dict]], gen, batch_size: int) -> tuple[list[str], list]:
+    """Return (answers, ended) from a Backend: `ended[i]` whether answer i stopped before the budget, as the
+    backend reports it (Backend.generate's `stopped`); None for a backend that does not."""
+    import inspect
+
+    adapters = [None] * len(conversations)
+    try:
+        reports = "stopped" in inspect.signature(backend.generate).parameters
+    except (TypeError, ValueError):
+        reports = False
+    if not reports:
+        return backend.generate(conversations, adapters, gen, batch_size=batch_size), [None] * len(conversations)
+    stopped: list = []
+    texts = backend.generate(conversations, adapters, gen, batch_size=batch_size, stopped=stopped)
+    return texts, list(stopped) if len(stopped) == len(texts) else [None] * len(texts)
 
 
 def _examples(persona, n: int) -> dict[str, list[list[dict]]]:
@@ -299,10 +329,8 @@ class Student:
     """The base model to be trained, answering without the persona prompt, batched."""
 
     def __init__(self, spec: str, config: SynthConfig, cache: dict):
-        from stylealign.generate import GenerationConfig
-
         self.spec, self.backend = spec, open_backend_for(spec, cache)
-        self.gen = GenerationConfig(max_new_tokens=config.student_tokens, temperature=config.temperature, seed=config.seed)
+        self.gen = generation(config.student_tokens, config)
         self.batch_size = config.batch_size
 
     def answer(self, jobs: list[Job]) -> list[str]:
@@ -386,15 +414,15 @@ def add_follow_ups(teacher: ModelTeacher, jobs: list[Job], answers: list[str]) -
 # ---------------------------------------------------------------- filters
 
 
-def answer_problem(text: str, language: str, tokens: int | None, budget: int | None) -> str | None:
-    """Return the filter an in-character answer fails (empty, truncated, unfinished, wrong_language,
-    repetition), or None."""
+def answer_problem(text: str, language: str, cut_off: bool = False) -> str | None:
+    """Return the filter an in-character answer fails (empty, truncated: `cut_off` at the token budget,
+    unfinished, wrong_language, repetition), or None."""
     from stylealign.evaluate.probe import repetition_reason
     from stylealign.text import language_problem
 
     if not text.strip():
         return "empty"
-    if tokens is not None and budget and tokens >= budget:
+    if cut_off:
         return "truncated"
     if not _END.search(text):
         return "unfinished"
@@ -578,10 +606,14 @@ def process_batch(jobs: list[Job], teacher, student: Student, persona, lexicons:
     """Return (sft rows, pairs, decisions) for one batch: teacher answers, answer filters, student
     answers for the survivors, pair filters."""
     answers = teacher.answer(jobs)
+    ended = list(getattr(teacher, "ended", None) or [None] * len(jobs))
     if isinstance(teacher, ModelTeacher) and any(j.follow_up for j in jobs):
         jobs = add_follow_ups(teacher, jobs, answers)
-        answers = [b if j.follow_up and len(j.prompt) >= 3 else a for j, a, b in zip(jobs, answers, _second(teacher, jobs))]
-    decisions = {j.key: answer_problem(a, j.language, _tokens(teacher, a), _budget(teacher)) for j, a in zip(jobs, answers)}
+        second, second_ended = _second(teacher, jobs)
+        takes = [j.follow_up and len(j.prompt) >= 3 for j in jobs]
+        answers = [b if t else a for t, a, b in zip(takes, answers, second)]
+        ended = [e2 if t else e for t, e, e2 in zip(takes, ended, second_ended)]
+    decisions = {j.key: answer_problem(a, j.language, _cut_off(teacher, a, e)) for j, a, e in zip(jobs, answers, ended)}
     live = [i for i, j in enumerate(jobs) if decisions[j.key] is None]
     rejected = dict(zip(live, student.answer([jobs[i] for i in live]))) if live else {}
     pairs = {i: pair_row(jobs[i], answers[i], rejected[i], provenance(teacher, student, config, jobs[i])) for i in live}
@@ -594,22 +626,26 @@ def process_batch(jobs: list[Job], teacher, student: Student, persona, lexicons:
     return sft, [pairs[i] for i in kept], log
 
 
-def _second(teacher: ModelTeacher, jobs: list[Job]) -> list[str]:
-    """Return the teacher's answers to the follow-up turn of follow-up jobs ("" for the others)."""
+def _second(teacher: ModelTeacher, jobs: list[Job]) -> tuple[list[str], list]:
+    """Return the teacher's answers to the follow-up turn of follow-up jobs ("" for the others) and
+    whether each ended before the budget."""
     idx = [i for i, j in enumerate(jobs) if j.follow_up and len(j.prompt) >= 3]
-    out = [""] * len(jobs)
-    for i, text in zip(idx, teacher.answer([jobs[i] for i in idx])):
-        out[i] = text
-    return out
+    out, ended = [""] * len(jobs), [None] * len(jobs)
+    texts = teacher.answer([jobs[i] for i in idx]) if idx else []
+    for i, text, end in zip(idx, texts, teacher.ended if idx else []):
+        out[i], ended[i] = text, end
+    return out, ended
 
 
-def _tokens(teacher, text: str) -> int | None:
-    tok = getattr(teacher, "tokenizer", None)
-    return len(tok(text, add_special_tokens=False)["input_ids"]) if tok is not None and text else None
-
-
-def _budget(teacher) -> int | None:
-    return teacher.gen.max_new_tokens if isinstance(teacher, ModelTeacher) else None
+def _cut_off(teacher, text: str, ended: bool | None) -> bool:
+    """Return whether a model teacher's answer hit its token budget: the backend's own report (a stop
+    token; a server's finish_reason), else a count of the answer's tokens. A file teacher has no budget."""
+    if not isinstance(teacher, ModelTeacher) or not text:
+        return False
+    if ended is not None:
+        return not ended
+    tok = teacher.tokenizer
+    return tok is not None and len(tok(text, add_special_tokens=False)["input_ids"]) >= teacher.gen.max_new_tokens
 
 
 def run_synth(persona, config: SynthConfig, backends: dict | None = None) -> Summary:

@@ -63,9 +63,19 @@ class FakeBackend:
         self.answer, self.calls = answer, []
         self.tokenizer = lambda text, add_special_tokens=False: {"input_ids": text.split()}
 
-    def generate(self, conversations, adapters, config, strengths=None, batch_size=8, progress=False):
+    def generate(self, conversations, adapters, config, strengths=None, batch_size=8, progress=False, stopped=None):
         self.calls.append([c[-1]["content"] for c in conversations])
-        return [self.answer(c) for c in conversations]
+        answers = [self.answer(c) for c in conversations]
+        if stopped is not None:  # as Generator / OpenAIBackend report it: ended before the budget
+            stopped[:] = [len(a.split()) < config.max_new_tokens for a in answers]
+        return answers
+
+
+class SilentBackend(FakeBackend):
+    """A backend that does not report where answers stopped: synth counts the answer's tokens instead."""
+
+    def generate(self, conversations, adapters, config, strengths=None, batch_size=8, progress=False):
+        return super().generate(conversations, adapters, config, strengths, batch_size, progress)
 
 
 def student_answer(conv):
@@ -127,9 +137,10 @@ def test_every_filter_is_applied_and_counted(toy, tmp_path):
     assert report.ok, report.format()
 
 
-def test_model_teacher_truncated_and_follow_ups(toy, tmp_path):
+@pytest.mark.parametrize("backend", [FakeBackend, SilentBackend], ids=["backend-reports-stops", "token-count"])
+def test_model_teacher_truncated_and_follow_ups(toy, tmp_path, backend):
     long = "No. " + "word " * 40 + "end."
-    teacher = FakeBackend(lambda conv: long if "LONG" in conv[-1]["content"] else
+    teacher = backend(lambda conv: long if "LONG" in conv[-1]["content"] else
                           ("What about a team of ten?" if "next message" in conv[-1]["content"] else GOOD))
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps(r) + "\n" for r in [
