@@ -531,10 +531,12 @@ class Outputs:
     sft: Path | None
     done: set[str] = field(default_factory=set)
     summary: Summary = field(default_factory=Summary)
+    sft_ids: set[str] = field(default_factory=set)
 
     @classmethod
     def open(cls, pref: Path, sft: Path | None) -> "Outputs":
-        """Repair partial last lines, then read what is done: logged decisions, rows written before a log line."""
+        """Repair partial last lines, then read what is done: logged decisions, and pairs written before
+        their log line (a kill between the two appends), whose "kept" line is appended to the log now."""
         out = cls(pref, log_path(pref), sft)
         for path in (pref, out.log, sft):
             if path is not None:
@@ -542,19 +544,22 @@ class Outputs:
         for entry in read_jsonl(out.log):
             out.done.add(entry["key"])
             out.summary.add(entry["status"], entry["key"])
-        for row in read_jsonl(pref):
-            if row["id"] not in out.done:
-                out.done.add(row["id"])
-                out.summary.add("kept", row["id"])
+        unlogged = [{"key": row["id"], "status": "kept"} for row in read_jsonl(pref) if row["id"] not in out.done]
+        append_rows(out.log, unlogged)
+        for entry in unlogged:
+            out.done.add(entry["key"])
+            out.summary.add("kept", entry["key"])
+        out.sft_ids = {r["id"] for r in read_jsonl(sft)} if sft else set()
         return out
 
-    def sft_done(self) -> set[str]:
-        return {r["id"] for r in read_jsonl(self.sft)} if self.sft else set()
-
     def write(self, sft_rows: list[dict], pref_rows: list[dict], log_rows: list[dict]) -> None:
-        """Append one batch: SFT rows, then pairs, then the decisions (a kill between them loses, never repeats)."""
+        """Append one batch: SFT rows, then pairs, then the decisions. A kill between them loses that batch's
+        pairs, never repeats a row: an SFT row already written (its pair lost) is not written again when the
+        rerun redoes its job."""
         if self.sft is not None:
+            sft_rows = [r for r in sft_rows if r["id"] not in self.sft_ids]
             append_rows(self.sft, sft_rows)
+            self.sft_ids.update(r["id"] for r in sft_rows)
         append_rows(self.pref, pref_rows)
         append_rows(self.log, log_rows)
         for entry in log_rows:
@@ -663,8 +668,7 @@ def run_synth(persona, config: SynthConfig, backends: dict | None = None) -> Sum
     cache: dict = {k.removeprefix("hf:"): v for k, v in (backends or {}).items()}
     teacher = open_teacher(config, persona, cache)
     jobs = build_jobs(config, teacher, persona, outputs)
-    sft_done = outputs.sft_done()
-    todo = [j for j in jobs if j.key not in outputs.done and j.sft_id not in sft_done - _file_ids(teacher)]
+    todo = [j for j in jobs if j.key not in outputs.done]
     dups = near_duplicates(jobs, persona, persona.requirements.get("near_duplicate_max", NEAR_DUPLICATE_MAX))
     outputs.write([], [], [{"key": j.key, "status": "near_duplicate", "of": dups[j.key]} for j in todo if j.key in dups])
     # a stable mixed order: a run stopped early leaves a sample of every file, language and category
@@ -689,7 +693,3 @@ def _say(config: SynthConfig, message: str) -> None:
 
         print(f"[synth] {message}", file=sys.stderr, flush=True)
 
-
-def _file_ids(teacher) -> set[str]:
-    """Return the SFT ids a file teacher's conversations carry (they are its source, not synth output)."""
-    return {j.sft_id for j in teacher.jobs} if isinstance(teacher, FileTeacher) else set()

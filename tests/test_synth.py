@@ -1,6 +1,7 @@
 """`stylealign synth`: every filter with fake teachers and students, resumability, output that validates."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -205,6 +206,44 @@ def test_rerun_skips_done_and_repairs_a_partial_line(toy, tmp_path):
     assert sum(summary.counts.values()) == len(TEACHER_ROWS)
     assert out.read_bytes().endswith(b"\n") and len(read_jsonl(out)) == 1
 
+
+def _drop_last_line(path):
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-1]))
+
+
+def test_a_kill_between_the_appends_loses_and_repeats_nothing(toy, tmp_path):
+    """A batch is appended as SFT rows, then pairs, then decisions: a kill after the pair (no log line) or
+    after the SFT row (no pair) is repaired by the rerun without a duplicate row or a missing decision."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p, "language": "en", "category": "tech"}) + "\n" for p in
+                               ("Should I use SQLite for a desktop app?", "Is Kubernetes overkill for one server?",
+                                "Do I need type hints in a small script?")))
+    out, sft = toy / "data" / "pref_synth.jsonl", toy / "data" / "sft_synth.jsonl"
+    config = replace(_config("hf:fake-teacher", out, prompts=str(prompts), sft_out=str(sft), few_shot=0), batch_size=1)
+    backends = lambda: {"fake-student": FakeBackend(student_answer), "fake-teacher": FakeBackend(lambda c: GOOD)}
+    run_synth(load_persona(toy), config, backends())
+    full_log, full_pref, full_sft = log_path(out).read_bytes(), out.read_bytes(), sft.read_bytes()
+    assert len(read_jsonl(out)) == len(read_jsonl(sft)) == 3
+
+    _drop_last_line(log_path(out))  # killed after the pair was written, before its decision
+    again = backends()
+    summary = run_synth(load_persona(toy), config, again)
+    assert not again["fake-student"].calls and summary.counts["kept"] == 3
+    assert log_path(out).read_bytes() == full_log and out.read_bytes() == full_pref and sft.read_bytes() == full_sft
+
+    _drop_last_line(log_path(out))  # killed after the SFT row, before the pair
+    _drop_last_line(out)
+    again = backends()
+    summary = run_synth(load_persona(toy), config, again)
+    assert len(again["fake-student"].calls) == 1 and summary.counts["kept"] == 3  # the lost pair is redone
+    assert [e["key"] for e in read_jsonl(log_path(out))] == [e["key"] for e in read_jsonl_bytes(full_log)]
+    assert [r["id"] for r in read_jsonl(out)] == [r["id"] for r in read_jsonl_bytes(full_pref)]
+    assert sft.read_bytes() == full_sft  # its SFT row is not written twice
+
+
+def read_jsonl_bytes(blob: bytes) -> list[dict]:
+    return [json.loads(line) for line in blob.decode("utf-8").splitlines() if line.strip()]
 
 def test_repair_tail_and_append(tmp_path):
     path = tmp_path / "rows.jsonl"
