@@ -107,7 +107,9 @@ def test_eval_report_flags_collapse_and_repetition_from_the_greedy_pass(tmp_path
     assert report["probe"]["generation"]["do_sample"] is False
     assert report["probe"]["generation"]["repetition_penalty"] == 1.0
     greedy_calls = [c for c in gen.calls if not c["config"].do_sample]
-    assert len(greedy_calls) == 1 and set(greedy_calls[0]["adapters"]) == {None, "persona"}
+    # batches of 16 (the config's batch size) that mix baseline and adapter rows, 12 prompts x 2 models in all
+    assert [len(c["adapters"]) for c in greedy_calls] == [16, 8]
+    assert all(set(c["adapters"]) == {None, "persona"} for c in greedy_calls)
     assert report["gate"]["passed"] is False
     # the persona's own lexicon metric (sharp-candid's evasive openers) is scored on the greedy answers too
     assert report["comparisons"]["persona"]["overall"]["probe_evasive_opener"]["n"] == 12

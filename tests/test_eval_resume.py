@@ -42,7 +42,7 @@ class Dies(FakeGenerator):
 def test_interrupted_evaluation_resumes_where_it_stopped(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _eval(Dies(4), tmp_path / "out")
-    settings, done = read_log(tmp_path / "out" / PROGRESS)
+    settings, done, _ = read_log(tmp_path / "out" / PROGRESS)
     assert len(done) == 3 * 4, "three finished batches of four answers were kept"
     assert settings["generation"]["seed"] == 0 and settings["strengths"] == [0.5, 1.0]
     resumed_gen = FakeGenerator()
@@ -53,6 +53,27 @@ def test_interrupted_evaluation_resumes_where_it_stopped(tmp_path):
     assert _answers(tmp_path / "out") == _answers(tmp_path / "straight")
     assert resumed["comparisons"] == straight["comparisons"]
     assert not (tmp_path / "out" / PROGRESS).exists(), "answers.jsonl holds everything once finished"
+
+
+def test_greedy_probe_answers_are_kept_and_resumed_too(tmp_path):
+    probing = _config(probe=True, probe_max_new_tokens=24)
+    # the sampled pass is 8 batches of up to 4 (20 jobs at strength 0.5, 10 at 1.0); the probe's come next
+    with pytest.raises(KeyboardInterrupt):
+        _eval(Dies(8 + 3), tmp_path / "out", probing)
+    _, done, stopped = read_log(tmp_path / "out" / PROGRESS)
+    probe_keys = [k for k in done if k[0] == "probe"]
+    assert len(probe_keys) == 2 * 4, "the probe's two finished batches were kept"
+    assert all(stopped[k] in (True, False) for k in probe_keys), "with whether each answer stopped"
+    resumed_gen = FakeGenerator()
+    resumed = _eval(resumed_gen, tmp_path / "out", probing, resume=True)
+    probe_jobs = 10 * 2 + 10
+    assert sum(len(c["adapters"]) for c in resumed_gen.calls) == probe_jobs - 8, "only the missing probe answers"
+    straight = _eval(FakeGenerator(), tmp_path / "straight", probing)
+    assert resumed["probe"] == straight["probe"]
+    with pytest.raises(KeyboardInterrupt):
+        _eval(Dies(9), tmp_path / "again", probing)
+    with pytest.raises(UserError, match=r"setting 'probe_max_new_tokens' differs .* \(24 then, 48 now\)"):
+        _eval(FakeGenerator(), tmp_path / "again", _config(probe=True, probe_max_new_tokens=48), resume=True)
 
 
 def _answers(out) -> list:

@@ -145,3 +145,28 @@ def test_training_prints_no_deprecation_warnings(small_persona, tiny_recipe_over
     noisy = [f"{w.category.__name__}: {w.message}" for w in seen
              if issubclass(w.category, (DeprecationWarning, FutureWarning)) or "deprecat" in str(w.message).lower()]
     assert noisy == []
+
+
+def test_the_bitsandbytes_kernel_notice_is_filtered_and_other_records_are_not(caplog):
+    """quiet() drops bitsandbytes' offline "Failed to load CPU gemm_4bit_forward" notice (logged on AVX-512 BF16
+    CPUs when it imports) and nothing else from that logger."""
+    import logging
+
+    from stylealign.quiet import quiet
+
+    quiet()
+    quiet()  # idempotent: one filter, not two
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    assert len(logger.filters) == 1
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        logger.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please ...", "no module")
+        logger.warning("a different bitsandbytes warning")
+    assert [r.getMessage() for r in caplog.records] == ["a different bitsandbytes warning"]
+
+
+def test_the_cli_prints_no_bitsandbytes_notice_when_it_loads_4bit_kernels():
+    """A real import of bitsandbytes' CPU backend after quiet() (on this machine's CPU flags) leaves stderr clean."""
+    code = ("from stylealign.quiet import quiet; quiet(); import logging; logging.basicConfig(); "
+            "import bitsandbytes.backends.cpu.ops")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert "gemm_4bit_forward" not in err and "kernels-community" not in err

@@ -199,24 +199,6 @@ def _mean(values: list[float]) -> float | None:
 # ---------------------------------------------------------------- in an evaluation
 
 
-def generate_probe(generator, rows: list[dict], conversations: list[list[dict]], models: list[str | None],
-                   budget: int, strengths: dict | None = None, batch_size: int = 16, progress: bool = False):
-    """Return {model: (answers, stopped)} of greedy answers for every model (None = baseline) to every row,
-    in one mixed-adapter generation."""
-    import inspect
-
-    jobs = [(i, m) for i in range(len(rows)) for m in models]
-    stopped: list[bool] = []
-    # A backend that cannot tell a stop from the budget leaves `stopped` empty: those answers get nan.
-    extra = {"stopped": stopped} if "stopped" in inspect.signature(generator.generate).parameters else {}
-    texts = generator.generate([conversations[i] for i, _ in jobs], [m for _, m in jobs], probe_generation(budget),
-                               strengths=strengths, batch_size=batch_size, progress=progress, **extra)
-    out = {m: ([""] * len(rows), [None] * len(rows)) for m in models}
-    for (i, m), text, end in zip(jobs, texts, stopped or [None] * len(jobs)):
-        out[m][0][i], out[m][1][i] = text, end
-    return out
-
-
 def section(answers: dict[str, list[str]], stopped: dict[str, list], rows: list[dict], budget: int) -> dict:
     """Return the report's probe section: settings, then per model the summary (means, openers per
     language, verdict balance) and why its repetitive answers were counted."""

@@ -24,21 +24,26 @@ class AnswerLog:
     def __init__(self, out: str | Path | None, settings: dict, resume: bool = False):
         self.path = Path(out) / PROGRESS if out is not None else None
         self.done: dict[tuple, str] = {}
+        self.stopped: dict[tuple, bool | None] = {}  # probe answers: stopped by the model, not the budget
         if self.path is None:
             return
         if resume and self.path.exists():
-            saved, self.done = read_log(self.path)
+            saved, self.done, self.stopped = read_log(self.path)
             _same_settings(saved, json.loads(json.dumps(settings, default=str)), self.path)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)  # fails now, not after the generation, if read-only
             self._write(json.dumps({"settings": settings}, ensure_ascii=False, default=str) + "\n", "w")
 
-    def append(self, answers: list[tuple[tuple, str]]) -> None:
-        """Record a batch of (job key, text) with one write, flushed to disk."""
-        for key, text in answers:
-            self.done[key] = text
+    def append(self, answers: list[tuple[tuple, str]], stopped: list | None = None) -> None:
+        """Record a batch of (job key, text), and for probe answers whether each stopped, with one write."""
+        ends = stopped if stopped else [None] * len(answers)
+        lines = []
+        for (key, text), end in zip(answers, ends):
+            self.done[key], self.stopped[key] = text, end
+            lines.append(json.dumps({"job": list(key), "text": text, **({} if end is None else {"stopped": end})},
+                                    ensure_ascii=False) + "\n")
         if self.path is not None and answers:
-            self._write("".join(json.dumps({"job": list(k), "text": t}, ensure_ascii=False) + "\n" for k, t in answers))
+            self._write("".join(lines))
 
     def _write(self, text: str, mode: str = "a") -> None:
         with open(self.path, mode, encoding="utf-8") as f:
@@ -52,21 +57,22 @@ class AnswerLog:
             self.path.unlink(missing_ok=True)
 
 
-def read_log(path: Path) -> tuple[dict, dict[tuple, str]]:
-    """Return (settings, {job key: text}) from a progress file, skipping a torn last line."""
+def read_log(path: Path) -> tuple[dict, dict[tuple, str], dict[tuple, bool | None]]:
+    """Return (settings, {job key: text}, {job key: stopped}) from a progress file, skipping a torn last line."""
     lines = path.read_text(encoding="utf-8").split("\n")
     try:
         settings = json.loads(lines[0])["settings"]
     except (ValueError, KeyError, TypeError):
         raise UserError(f"{path}: not an evaluation progress file; delete it or run without --resume") from None
-    done = {}
+    done, stopped = {}, {}
     for line in lines[1:]:
         try:
             item = json.loads(line)
-            done[tuple(item["job"])] = item["text"]
+            key = tuple(item["job"])
+            done[key], stopped[key] = item["text"], item.get("stopped")
         except (ValueError, KeyError, TypeError):
             continue  # the write a kill cut short
-    return settings, done
+    return settings, done, stopped
 
 
 def _same_settings(saved: dict, now: dict, path: Path) -> None:
@@ -87,21 +93,34 @@ def _flat(d, prefix: str = "") -> dict:
 
 
 def generate_logged(generator, convs: list, jobs: list[tuple[int, str | None]], keys: list[tuple], gen_config,
-                    strengths: dict, batch_size: int, log: AnswerLog, progress: bool = False) -> list[str]:
+                    strengths: dict, batch_size: int, log: AnswerLog, progress: bool = False,
+                    stopped: list | None = None) -> list[str]:
     """Return the answer of each job (row index, adapter or None), generating only those `log` lacks, a batch at
-    a time in the generator's own order (longest first), each batch appended to the log when done."""
+    a time in the generator's own order (longest first), each batch appended to the log when done.
+
+    `stopped` (the probe's): a list filled with, per job, whether the model stopped before the budget
+    (None where the backend cannot tell)."""
+    import inspect
+
     from tqdm.auto import tqdm
+
+    params = inspect.signature(generator.generate).parameters.values()
+    # A backend that cannot tell a stop from the budget leaves `stopped` None: those answers get nan.
+    tells = stopped is not None and any(p.name == "stopped" or p.kind is p.VAR_KEYWORD for p in params)
 
     lengths = [len(json.dumps(convs[i], ensure_ascii=False)) for i, _ in jobs]
     todo = [j for j in sorted(range(len(jobs)), key=lambda j: -lengths[j]) if keys[j] not in log.done]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="generating", unit="answer", disable=not progress)
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
+        ends: list = []
         texts = generator.generate([convs[jobs[j][0]] for j in batch], [jobs[j][1] for j in batch], gen_config,
-                                   strengths=strengths, batch_size=batch_size)
-        log.append([(keys[j], t) for j, t in zip(batch, texts)])
+                                   strengths=strengths, batch_size=batch_size, **({"stopped": ends} if tells else {}))
+        log.append([(keys[j], t) for j, t in zip(batch, texts)], ends)
         bar.update(len(batch))
     bar.close()
+    if stopped is not None:
+        stopped.extend(log.stopped.get(k) for k in keys)
     return [log.done[k] for k in keys]
 
 

@@ -159,20 +159,29 @@ def generate_answers(generator, state: EvalState, config: EvalConfig, gen_config
             state.answers.setdefault(label, [""] * len(convs))[i] = text
 
 
-def generate_probe_answers(generator, state: EvalState, config: EvalConfig) -> None:
+def generate_probe_answers(generator, state: EvalState, config: EvalConfig, log=None) -> None:
     """Fill state.probe_answers / probe_stopped: the same prompts answered greedily with no repetition
-    penalty (what llama.cpp or Ollama shows at temperature 0), one mixed-adapter call per strength."""
+    penalty (what llama.cpp or Ollama shows at temperature 0), mixed-adapter batches per strength, each
+    batch recorded in `log` like the sampled answers (so `--resume` keeps them too)."""
     from stylealign.evaluate import probe
+    from stylealign.evaluate.resume import AnswerLog, generate_logged
 
+    log = log or AnswerLog(None, {})
     convs = [conversation(r, config.system_prompt) for r in state.rows]
     adapters = sorted({v.adapter for v in state.variants})
+    gen_config = probe.probe_generation(config.probe_max_new_tokens)
     for k, strength in enumerate(sorted({v.strength for v in state.variants})):
         models = ([None] if k == 0 else []) + adapters
-        got = probe.generate_probe(generator, state.rows, convs, models, config.probe_max_new_tokens,
-                                   {a: strength for a in adapters}, config.batch_size, config.progress)
-        for m, (texts, stopped) in got.items():
+        jobs = [(i, m) for i in range(len(convs)) for m in models]
+        keys = [("probe", state.rows[i]["key"], m, strength) for i, m in jobs]
+        stopped: list = []
+        texts = generate_logged(generator, convs, jobs, keys, gen_config, {a: strength for a in adapters},
+                                config.batch_size, log, config.progress, stopped=stopped)
+        for m in models:
             label = BASELINE if m is None else _label(state.variants, m, strength)
-            state.probe_answers[label], state.probe_stopped[label] = texts, stopped
+            picked = [j for j, (_, mm) in enumerate(jobs) if mm == m]
+            state.probe_answers[label] = [texts[j] for j in picked]
+            state.probe_stopped[label] = [stopped[j] for j in picked]
 
 
 def score_probe(state: EvalState, lexicons: dict) -> None:
@@ -394,7 +403,7 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
     generate_answers(generator, state, config, gen_config, log)
     if config.probe:
         _say(config, f"coherence probe: greedy, no repetition penalty, {config.probe_max_new_tokens} new tokens")
-        generate_probe_answers(generator, state, config)
+        generate_probe_answers(generator, state, config, log)
     _say(config, "scoring: markers, embeddings, style classifier")
     if embedder == "default":
         from stylealign.evaluate.content import load_embedder
@@ -433,4 +442,5 @@ def answer_settings(state: EvalState, config: EvalConfig, gen_config, base_model
     return {"base_model": str(base_model), "adapters": {v.adapter: v.run or v.adapter for v in state.variants},
             "strengths": [float(s) for s in config.strengths], "generation": gen_config.to_dict(),
             "prompts": {"count": len(state.rows), "sha256": prompts}, "limit": config.limit,
-            "system_prompt": config.system_prompt}
+            "system_prompt": config.system_prompt,
+            "probe_max_new_tokens": config.probe_max_new_tokens if config.probe else None}
