@@ -232,3 +232,19 @@ def test_style_retained_is_one_for_the_adapters_answers_and_zero_for_the_bases()
     assert style_retained(adapter, adapter, base, langs) == pytest.approx(1.0)
     assert style_retained(base, adapter, base, langs) == pytest.approx(0.0)
     assert style_retained(adapter, base, base, langs) is None  # no shift to keep
+
+
+def test_serve_strength_is_carried_in_a_scaled_copy_of_the_lora_gguf(tiny_run, tiny_model_dir, tmp_path):
+    from stylealign.export.serve import scaled_lora, server_config
+
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    lora = write_lora_gguf(tiny_run / "adapter", config, tmp_path / "r.f16.gguf", "f16")
+    (tmp_path / "s").mkdir()
+    half = scaled_lora(lora, 0.5, tmp_path / "s")
+    assert read_gguf_fields(half)["adapter.lora.alpha"] == 4.0 and read_gguf_fields(lora)["adapter.lora.alpha"] == 8.0
+    same = read_gguf_tensors(lora)
+    assert all(np.array_equal(v, same[k]) for k, v in read_gguf_tensors(half).items())  # only the alpha changes
+    served = server_config(tmp_path / "base.gguf", half, "smollm2-135m", "run", "127.0.0.1", 8000, 1024)
+    # llama-cpp-python's server settings forbid unknown keys (there is no lora_scale among them)
+    assert [m.get("lora_path") for m in served["models"]] == [None, str(half)]
+    assert all(set(m) <= {"model", "model_alias", "n_ctx", "verbose", "lora_path"} for m in served["models"])

@@ -33,13 +33,34 @@ def exported_gguf(run: str, export: str | None) -> tuple[Path, Path]:
     return folder / "gguf" / "base.gguf", loras[0]
 
 
-def server_config(base: Path, lora: Path, base_name: str, run_name: str, host: str, port: int, scale: float,
-                  n_ctx: int) -> dict:
-    """Return llama-cpp-python's server config file: the base and base + LoRA as two model names."""
+def scaled_lora(lora: Path, scale: float, folder: Path) -> Path:
+    """Return a copy of the LoRA GGUF in `folder` whose `adapter.lora.alpha` is multiplied by `scale`.
+
+    llama.cpp scales a LoRA by alpha / rank x the user's scale; llama-cpp-python's server has no scale
+    setting, so a strength other than 1 is carried in the file's alpha (what `--lora-scaled` does)."""
+    import shutil
+
+    from gguf import GGUFReader
+
+    out = folder / f"{lora.stem}.x{scale:g}.gguf"
+    shutil.copyfile(lora, out)
+    reader = GGUFReader(str(out), "r+")
+    field = reader.fields.get("adapter.lora.alpha")
+    if field is None:
+        raise ServeError(f"{lora}: no adapter.lora.alpha; not a LoRA GGUF written by stylealign export")
+    field.parts[field.data[0]][0] *= scale
+    reader.data.flush()
+    del reader
+    return out
+
+
+def server_config(base: Path, lora: Path, base_name: str, run_name: str, host: str, port: int, n_ctx: int) -> dict:
+    """Return llama-cpp-python's server config file: the base and base + LoRA as two model names
+    (the server keeps one loaded and swaps on a request for the other)."""
     common = {"model": str(base), "n_ctx": n_ctx, "verbose": False}
     return {"host": host, "port": port,
             "models": [{**common, "model_alias": base_name},
-                       {**common, "model_alias": run_name, "lora_path": str(lora), "lora_scale": scale}]}
+                       {**common, "model_alias": run_name, "lora_path": str(lora)}]}
 
 
 def server_command(config_file: Path) -> list[str]:
@@ -58,15 +79,16 @@ def serve(run: str, export: str | None = None, host: str = "127.0.0.1", port: in
                          '(or pip install -e ".[export]")')
     info = run_info(run, None)
     base, lora = exported_gguf(run, export)
-    config = server_config(base, lora, info["base"], info["name"], host, port, scale, n_ctx)
-    print(f"serving on http://{host}:{port}/v1: model {info['base']!r} (base) and {info['name']!r} (base + LoRA x{scale:g})")
-    print(f"  stylealign eval --adapter {run} --backend openai:http://{host}:{port}/v1#{info['base']}")
-    print(f"on GPUs: {vllm_command(info)}")
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(config, f)
-    try:
-        return subprocess.call(server_command(Path(f.name)))
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        Path(f.name).unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="stylealign-serve-") as tmp:
+        if scale != 1.0:
+            lora = scaled_lora(lora, scale, Path(tmp))
+        config = server_config(base, lora, info["base"], info["name"], host, port, n_ctx)
+        (Path(tmp) / "server.json").write_text(json.dumps(config), encoding="utf-8")
+        print(f"serving on http://{host}:{port}/v1: model {info['base']!r} (base) and {info['name']!r} "
+              f"(base + LoRA x{scale:g})", flush=True)
+        print(f"  stylealign eval --adapter {run} --backend openai:http://{host}:{port}/v1#{info['base']}")
+        print(f"on GPUs: {vllm_command(info)}", flush=True)
+        try:
+            return subprocess.call(server_command(Path(tmp) / "server.json"))
+        except KeyboardInterrupt:
+            return 130
