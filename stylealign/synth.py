@@ -584,7 +584,11 @@ def build_jobs(config: SynthConfig, teacher, persona, outputs: Outputs) -> list[
         jobs = prompt_jobs(rows, where, config.category)
     elif config.topics and isinstance(teacher, ModelTeacher):
         cache = prompts_path(outputs.pref)
-        jobs = prompt_jobs(write_prompts(teacher, persona, config, cache), _show(cache), config.category)
+        rows = write_prompts(teacher, persona, config, cache)
+        blank = [{"key": f"prompt-{r['slot']}", "status": "empty"} for r in read_jsonl(cache)
+                 if not r["messages"][0]["content"] and f"prompt-{r['slot']}" not in outputs.done]
+        outputs.write([], [], blank)  # a prompt the teacher left empty is decided too: counted, never retried
+        jobs = prompt_jobs(rows, _show(cache), config.category)
     else:
         raise SynthError("no prompts: give --prompts persona|FILE, --topic CATEGORY:TOPIC (model teachers), "
                          "or a file: teacher")
