@@ -13,9 +13,9 @@ relevance (MiniLM cosine to the prompt), verdict-first and the top opener's shar
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from stylealign.manifest import read_manifest
 from stylealign.text import table as markdown_table
 
 DECODING = {  # name -> GenerationConfig fields
@@ -33,8 +33,7 @@ def pct(x) -> str:
 
 def candidate_rows(run: Path) -> list[list[str]]:
     """Return one table row per candidate of a finished run (and one for the base model)."""
-    m = json.loads((run / "manifest.json").read_text())
-    sel = m.get("selection") or {}
+    sel = read_manifest(run).selection
     if sel.get("status") != "ok":
         return [[run.name, "–", "selection off", "", "", "", "", ""]]
     rows = [[run.name, "base", *score_cells(sel["baseline"]), ""]]

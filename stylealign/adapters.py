@@ -68,13 +68,12 @@ def _expected_dim(core, module_path: str, kind: str) -> int | None:
 
 def trained_base(folder: Path) -> str:
     """Return the base an adapter was trained on: the run manifest's name, else adapter_config.json's path."""
+    from stylealign.manifest import read_manifest
+
     folder = Path(folder)
-    for manifest in (folder / "manifest.json", folder.parent / "manifest.json"):
-        if manifest.exists():
-            try:
-                return json.loads(manifest.read_text())["base_model"]["name"]
-            except (ValueError, KeyError, TypeError):
-                pass
+    name = read_manifest(folder, strict=False).base_name
+    if name:
+        return name
     try:
         return json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path") or "unknown"
     except (OSError, ValueError):

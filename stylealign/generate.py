@@ -64,14 +64,6 @@ def adapter_dir(path: str | Path) -> Path:
     raise FileNotFoundError(f"{path}: no adapter_config.json here or in {path / 'adapter'}")
 
 
-def run_manifest(path: str | Path) -> dict:
-    """Return a run folder's manifest, or {} for a bare adapter folder."""
-    for candidate in (Path(path) / "manifest.json", Path(path).parent / "manifest.json"):
-        if candidate.exists():
-            return json.loads(candidate.read_text())
-    return {}
-
-
 class Generator:
     """One base model in memory with named adapters; batched, streaming, seeded generation."""
 
@@ -313,25 +305,28 @@ def generator_for_runs(runs: list[str], base: str | None = None, quant: str | No
                        dtype: str = "auto") -> Generator:
     """Return a Generator on the runs' shared base (from their manifests) with each run attached
     under its folder name. Runs trained on different bases cannot share one model: that is an error."""
-    manifests = [run_manifest(r) for r in runs]
-    bases = {m.get("base_model", {}).get("name") for m in manifests if m} - {None}
+    from stylealign.manifest import read_manifest
+
+    manifests = [read_manifest(r) for r in runs]
+    bases = {m.base_name for m in manifests} - {None}
     if base is None:
         if len(bases) > 1:
             raise ValueError(f"runs were trained on different bases {sorted(bases)}; pass --base")
         base = bases.pop() if bases else "smollm2-135m"
-    gen = Generator(base=base, quant=quant or generation_quant(manifests), dtype=dtype)
+    gen = Generator(base=base, quant=quant or generation_quant([m.base_quant for m in manifests]), dtype=dtype)
     for run in runs:
         gen.add_adapter(unique_name(Path(run).resolve().name, gen.adapter_names), run)
     return gen
 
 
-def generation_quant(manifests: list[dict]) -> str:
-    """Return the base weights to generate from by default: on a GPU the runs' own (4-bit saves memory);
+def generation_quant(trained: list[str | None]) -> str:
+    """Return the base weights to generate from by default, given the runs' trained quants (manifest
+    base_model.quant): on a GPU the runs' own (4-bit saves memory);
     on a CPU unquantized, since bitsandbytes dequantises every 4-bit weight at every decode step there
     (a quarter of the decode time, benchmarks/README.md); `--quant nf4` generates as trained."""
     import torch
 
-    quants = {m.get("base_model", {}).get("quant") for m in manifests if m} - {None}
+    quants = set(trained) - {None}
     if not torch.cuda.is_available():
         return "none"
     return quants.pop() if len(quants) == 1 else "none"

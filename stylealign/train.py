@@ -23,6 +23,7 @@ from stylealign.adapters import check_finite
 from stylealign.config import Recipe
 from stylealign.errors import RunFailed
 from stylealign.files import write_json, write_jsonl
+from stylealign.manifest import RunManifest, write_manifest
 from stylealign.runlock import publish, restore_interrupted_swap, run_lock
 
 STAGES = ("sft", "dpo")
@@ -472,33 +473,33 @@ def _finish(work: Path, persona, recipe, base, datasets, summary, started, stage
     source = work / chosen["path"] if chosen else work / "stages" / stages[-1] / "adapter"
     shutil.copytree(source, work / "adapter", dirs_exist_ok=True, ignore=shutil.ignore_patterns(select.SCORES))
     info = manifest(persona, recipe, base, datasets, summary, started, init_adapter)
-    write_json(work / "manifest.json", {**info, "selection": selection})
+    info.selection = selection
+    write_manifest(work, info)
     histories = {s: json.loads((work / "stages" / s / "log_history.json").read_text()) for s in stages}
     plots.training_plot(histories, work / "training.png", selection)
 
 
-def manifest(persona, recipe, base, datasets, summary, started, init_adapter) -> dict:
+def manifest(persona, recipe, base, datasets, summary, started, init_adapter) -> RunManifest:
     """Return the run's manifest: what was trained, from what, how, and what it measured."""
     from stylealign import models
 
-    return {
-        "schema_version": 1,
-        "persona": persona.name,
-        "persona_path": str(persona.path),
-        "system_prompt": persona.system_prompt,
-        "system_prompt_zh": persona.system_prompt_zh,
-        "bake_system_prompt": persona.bake_system_prompt,
-        "base_model": {"name": base.name, "path": base.path, "sha256": models.weights_hash(base),
-                       "quant": recipe.quant, "dtype": str(models.parse_dtype(recipe.dtype)).replace("torch.", "")},
-        "init_adapter": init_adapter,
-        "data": {s: {"files": d.files, "train_rows": len(d.train), "eval_rows": len(d.eval)} for s, d in datasets.items()},
-        "recipe": recipe.to_dict(),
-        "stages": summary,
-        "versions": versions(),
-        "wall_s": round(time.time() - started, 1),
-        "peak_memory_mb": peak_memory_mb(),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    return RunManifest(
+        persona=persona.name,
+        persona_path=str(persona.path),
+        system_prompt=persona.system_prompt,
+        system_prompt_zh=persona.system_prompt_zh,
+        bake_system_prompt=persona.bake_system_prompt,
+        base_model={"name": base.name, "path": base.path, "sha256": models.weights_hash(base),
+                    "quant": recipe.quant, "dtype": str(models.parse_dtype(recipe.dtype)).replace("torch.", "")},
+        init_adapter=init_adapter,
+        data={s: {"files": d.files, "train_rows": len(d.train), "eval_rows": len(d.eval)} for s, d in datasets.items()},
+        recipe=recipe.to_dict(),
+        stages=summary,
+        versions=versions(),
+        wall_s=round(time.time() - started, 1),
+        peak_memory_mb=peak_memory_mb(),
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
 
 
 def versions() -> dict:

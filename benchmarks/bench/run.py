@@ -332,7 +332,7 @@ def gen_arm(settings: Settings, setup: Setup, run: Runner) -> dict:
     """Run the generation arm (batched vs one by one, arena panes) and return its result."""
     from stylealign.generate import generation_quant
 
-    quant = settings.gen_quant or generation_quant([{"base_model": {"quant": settings.quant or setup.recipe.quant}}])
+    quant = settings.gen_quant or generation_quant([settings.quant or setup.recipe.quant])
     return run("gen", ArmSpec(area="gen", model=setup.model_path, quant=quant, rows=str(setup.rows_path),
                               reps=settings.reps, batch_size=settings.gen_batch, max_new_tokens=settings.max_new_tokens,
                               profile=str(setup.out / "profile-gen.txt") if settings.profile else None))

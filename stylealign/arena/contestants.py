@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from stylealign.manifest import read_manifest
 
 BASELINE = "baseline"
 log = logging.getLogger(__name__)
@@ -34,13 +35,11 @@ def from_run(run: str | Path, name: str | None = None) -> Contestant:
     """Return the contestant for a run folder, reading the persona prompt from its manifest or persona."""
     run = Path(run)
     name = name or run.resolve().name
-    manifest = _read_manifest(run)
-    persona = manifest.get("persona")
-    prompts = {k: v for k, v in (("en", manifest.get("system_prompt")), ("zh", manifest.get("system_prompt_zh"))) if v}
-    if not prompts and persona:
-        prompts = _persona_prompts(persona)
-    persona_name = persona.get("name") if isinstance(persona, dict) else persona
-    return Contestant(name=name, adapter=name, run=str(run), persona=persona_name, system_prompts=prompts)
+    manifest = read_manifest(run, strict=False)  # an unreadable manifest must not stop the arena
+    prompts = manifest.system_prompts()
+    if not prompts and manifest.persona_name:
+        prompts = _persona_prompts(manifest.persona_name)
+    return Contestant(name=name, adapter=name, run=str(run), persona=manifest.persona_name, system_prompts=prompts)
 
 
 def from_runs(runs: list[str | Path]) -> list[Contestant]:
@@ -56,27 +55,13 @@ def from_runs(runs: list[str | Path]) -> list[Contestant]:
     return out
 
 
-def _read_manifest(run: Path) -> dict:
-    path = run / "manifest.json"
-    if not path.exists():
-        return {}
+def _persona_prompts(persona: str) -> dict[str, str]:
+    """Return the named persona's system prompts ({} with a warning when it cannot be loaded)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        log.warning("%s: unreadable manifest (%s); no persona prompt", path, e)
+        from stylealign.personas import load_persona
+
+        p = load_persona(persona)
+        return {k: v for k in ("en", "zh") if (v := p.system_prompt_for(k))}
+    except Exception as e:  # an unknown persona must not stop the arena
+        log.warning("persona %r: %s; no persona prompt", persona, e)
         return {}
-
-
-def _persona_prompts(persona: str | dict) -> dict[str, str]:
-    if isinstance(persona, dict):  # a manifest may embed the persona spec itself
-        spec = persona
-    else:
-        try:
-            from stylealign.personas import load_persona
-
-            p = load_persona(persona)
-            return {k: v for k in ("en", "zh") if (v := p.system_prompt_for(k))}
-        except Exception as e:  # an unknown persona must not stop the arena
-            log.warning("persona %r: %s; no persona prompt", persona, e)
-            return {}
-    return {k: v for k, v in (("en", spec.get("system_prompt")), ("zh", spec.get("system_prompt_zh"))) if v}

@@ -62,13 +62,13 @@ def resolve_run(name: str) -> str:
     raise FileNotFoundError(f"{name}: no such run folder (looked at {name} and runs/{name})")
 
 
-def system_prompts(mode: str, manifest: dict, persona) -> dict | None:
-    """Return {language: system prompt} for `--system-prompt` mode, or None."""
-    if mode == "none" or (mode == "auto" and not manifest.get("bake_system_prompt")):
+def system_prompts(mode: str, manifest, persona) -> dict | None:
+    """Return {language: system prompt} for `--system-prompt` mode (the run's RunManifest), or None."""
+    if mode == "none" or (mode == "auto" and not manifest.bake_system_prompt):
         return None
     if mode == "auto":
-        en = manifest.get("system_prompt")
-        return {"en": en, "zh": manifest.get("system_prompt_zh") or en} if en else None
+        en = manifest.system_prompt
+        return {"en": en, "zh": manifest.system_prompt_zh or en} if en else None
     return {"en": persona.system_prompt_for("en"), "zh": persona.system_prompt_for("zh")} if persona else None
 
 
@@ -119,17 +119,17 @@ def run(args) -> int:
     from stylealign.evaluate.report import headline
     from stylealign.evaluate.resume import check_judge
     from stylealign.evaluate.run import EvalConfig, run_eval
-    from stylealign.generate import run_manifest
+    from stylealign.manifest import read_manifest
 
     # Bad specs, values, folders or a dead judge fail here, before minutes of generation, as one line (cli.main).
     for spec in args.fail_under + args.fail_over:
         parse_spec(spec)
     scoring = config_from_args(args, EvalConfig)
     runs = [resolve_run(a) for a in args.adapter]
-    manifest = run_manifest(runs[0])
-    persona_name = args.persona or manifest.get("persona") or "sharp-candid"
+    manifest = read_manifest(runs[0])
+    persona_name = args.persona or manifest.persona_name or "sharp-candid"
     persona = _persona(persona_name)
-    base = args.base or (manifest.get("base_model") or {}).get("name")
+    base = args.base or manifest.base_name
     judge = make_judge(args.judge, base_model=base, persona=_persona_text(persona)) if args.judge else None
     check_judge(judge, args.judge)
     gen = _generator(args, runs)

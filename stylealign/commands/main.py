@@ -55,9 +55,9 @@ def train_or_reuse(args) -> Path:
 
 def show_selection(run_dir: Path) -> None:
     """Print which checkpoint the run published and every candidate's greedy probe scores."""
-    from stylealign.generate import run_manifest
+    from stylealign.manifest import read_manifest
 
-    sel = run_manifest(run_dir).get("selection") or {}
+    sel = read_manifest(run_dir).selection
     if sel.get("status") != "ok":
         return
     pct = lambda x: "–" if x is None else f"{x:.0%}"  # noqa: E731

@@ -47,12 +47,13 @@ def base_gguf(base_name: str) -> Path | None:
 
 def run_info(run: str | Path, base: str | None) -> dict:
     """Return what the export needs from the run: name, adapter folder, base name, persona system prompt."""
-    from stylealign.generate import adapter_dir, run_manifest
+    from stylealign.generate import adapter_dir
+    from stylealign.manifest import read_manifest
 
-    manifest = run_manifest(run)
-    base_name = base or (manifest.get("base_model") or {}).get("name") or "smollm2-135m"
+    manifest = read_manifest(run)
+    base_name = base or manifest.base_name or "smollm2-135m"
     return {"name": Path(run).resolve().name, "adapter": adapter_dir(run), "base": base_name,
-            "system_prompt": manifest.get("system_prompt"), "persona": manifest.get("persona")}
+            "system_prompt": manifest.system_prompt, "persona": manifest.persona}
 
 
 def write_gguf(info: dict, work: Path, adapter_type: str) -> dict:
