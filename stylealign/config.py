@@ -24,9 +24,15 @@ from stylealign.errors import ConfigError
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
 
+REQUIRED = dataclasses.MISSING  # option(REQUIRED, ...): a field without a default (a required positional or flag)
+
+
 def option(default, help: str, **kw):
     """Return a dataclass field with its help text (and flag options: flag, choices, metavar, parse,
-    action, cli=False) in the metadata that add_config_arguments / add_recipe_arguments read."""
+    action, nargs, positional, exclusive, required, hidden, cli=False) in the metadata that
+    add_config_arguments / add_recipe_arguments read."""
+    if default is REQUIRED:
+        return field(metadata={"help": help, **kw})
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
@@ -335,29 +341,46 @@ def _default(f: dataclasses.Field):
 def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """Add one flag per field of the flat dataclass `cls`: `--field-name` (or metadata "flag") with the
     field's help and default, stored under the field's name. Bool fields get --x / --no-x (or, with a
-    "flag", a switch that flips the default); metadata
-    "parse" converts the text, "action" ("append", "extend") with "nargs" collects repeats, "hidden"
-    hides the flag, "required" demands it; fields with cli=False are left out. config_from_args builds the dataclass back."""
-    hints = _hints(cls)
+    "flag", a switch that flips the default); metadata "parse" converts the text, "action" ("append",
+    "extend") with "nargs" collects repeats, "positional" makes it an argument (with "nargs"), fields with
+    the same "exclusive" name exclude each other, "hidden" hides the flag, "required" demands it; fields
+    with cli=False are left out. config_from_args builds the dataclass back."""
+    hints, groups = _hints(cls), {}
     for f in dataclasses.fields(cls):
         meta, kind, default = f.metadata, _leaf(hints[f.name]), _default(f)
         if meta.get("cli") is False:
             continue
-        shown = argparse.SUPPRESS if meta.get("hidden") else f"{meta.get('help', '')} (default {default!r})"
-        kw = {"dest": f.name, "help": shown}
-        if kind is bool and meta.get("flag"):  # a named switch: --quiet sets progress=False
-            kw.update(action="store_false" if default else "store_true", default=default)
-        elif kind is bool:
-            kw.update(action=argparse.BooleanOptionalAction, default=default)
-        elif meta.get("action") in ("append", "extend"):
-            kw.update(action=meta["action"], default=default if isinstance(default, list) else [], nargs=meta.get("nargs"),
-                      type=meta.get("parse"), metavar=meta.get("metavar") or f.name.upper())
-        else:
-            kw.update(type=meta.get("parse", kind), default=default, choices=meta.get("choices"),
-                      metavar=meta.get("metavar") or (None if meta.get("choices") else f.name.upper()))
-        if meta.get("required"):
-            kw.update(required=True, help=meta.get("help"))
-        parser.add_argument(meta.get("flag") or "--" + f.name.replace("_", "-"), **kw)
+        target = parser
+        if meta.get("exclusive"):
+            if meta["exclusive"] not in groups:
+                groups[meta["exclusive"]] = parser.add_mutually_exclusive_group()
+            target = groups[meta["exclusive"]]
+        if meta.get("positional"):
+            parser.add_argument(f.name, help=meta.get("help"), nargs=meta.get("nargs"), type=meta.get("parse"),
+                                metavar=meta.get("metavar"), **({} if default is REQUIRED else {"default": default}))
+            continue
+        target.add_argument(meta.get("flag") or "--" + f.name.replace("_", "-"), **_flag_options(f, kind, default))
+
+
+def _flag_options(f: dataclasses.Field, kind, default) -> dict:
+    """Return add_argument's keywords for the flag of field `f` (see add_config_arguments)."""
+    meta = f.metadata
+    shown = argparse.SUPPRESS if meta.get("hidden") else f"{meta.get('help', '')} (default {default!r})"
+    kw = {"dest": f.name, "help": shown}
+    if kind is bool and meta.get("flag"):  # a named switch: --quiet sets progress=False
+        kw.update(action="store_false" if default else "store_true", default=default)
+    elif kind is bool:
+        kw.update(action=argparse.BooleanOptionalAction, default=default)
+    elif meta.get("action") in ("append", "extend"):
+        kw.update(action=meta["action"], default=default if isinstance(default, list) else [], nargs=meta.get("nargs"),
+                  type=meta.get("parse"), metavar=meta.get("metavar") or f.name.upper())
+    else:
+        kw.update(type=meta.get("parse", kind), default=default, choices=meta.get("choices"),
+                  metavar=meta.get("metavar") or (None if meta.get("choices") else f.name.upper()))
+    if meta.get("required") or default is REQUIRED:
+        kw.update(required=True, help=meta.get("help"))
+        kw.pop("default", None)
+    return kw
 
 
 def config_from_args(args: argparse.Namespace, cls):

@@ -8,26 +8,40 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from stylealign.config import REQUIRED, option
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 @dataclass
 class PersonaDraft:
-    """The answers a new persona is written from."""
+    """The answers a new persona is written from (`personas new`'s flags come from these fields; check_draft
+    lists what is wrong with them)."""
 
-    name: str
-    title: str = ""
-    languages: tuple[str, ...] = ("en",)
-    description: str = ""
-    traits: tuple[str, ...] = ()
-    do: tuple[str, ...] = ()
-    dont: tuple[str, ...] = ()
-    system_prompt: str = ""
-    system_prompt_zh: str = ""
-    targets: dict[str, str] = field(default_factory=dict)
+    name: str = option(REQUIRED, "folder name, e.g. warm-tutor", positional=True)
+    title: str = option("", "title, e.g. Warm Tutor")
+    languages: tuple[str, ...] = option(("en",), "en or zh (repeatable; default en)", flag="--language",
+                                        action="append", metavar="LANGUAGE")
+    description: str = option("", "the persona in a sentence or two")
+    traits: tuple[str, ...] = option((), "repeatable", flag="--trait", action="append", metavar="TRAIT")
+    do: tuple[str, ...] = option((), "a style rule to follow (repeatable)", action="append", metavar="DO")
+    dont: tuple[str, ...] = option((), "a style rule to avoid (repeatable)", action="append", metavar="DONT")
+    system_prompt: str = option("", "the system prompt (English)")
+    system_prompt_zh: str = option("", "the system prompt (Chinese; needed with --language zh)")
+    targets: dict[str, str] = option({}, "a metric that defines the style and its direction (repeatable), e.g. "
+                                     "asks_back=up", flag="--target", action="append", metavar="METRIC=up|down")
+
+    def __post_init__(self):
+        """Normalise what the flags give (lists; None for a flag left out; METRIC=DIRECTION strings)."""
+        for key in ("title", "description", "system_prompt", "system_prompt_zh"):
+            setattr(self, key, getattr(self, key) or "")
+        self.languages = tuple(self.languages or ("en",))
+        self.traits, self.do, self.dont = tuple(self.traits), tuple(self.do), tuple(self.dont)
+        if not isinstance(self.targets, dict):
+            self.targets = dict(t.partition("=")[::2] for t in self.targets)
 
     def missing(self) -> list[str]:
         """Return the required fields still empty."""

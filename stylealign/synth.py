@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from stylealign.config import REQUIRED, option
+
 FILTERS = ("near_duplicate", "empty", "truncated", "unfinished", "wrong_language", "repetition",
            "chosen_like_rejected", "misses_targets")
 SAME_ANSWER = 0.9  # char n-gram cosine at which chosen and rejected say the same thing
@@ -33,27 +35,45 @@ class SynthError(ValueError):
     """Bad synth input (teacher spec, prompt file, persona): the message says what, where and how to fix it."""
 
 
+TEACHER_HELP = ("hf:PATH or a base alias (local HF chat model), openai:http://HOST:PORT/v1#MODEL (any OpenAI-compatible "
+                "server; key from $STYLEALIGN_API_KEY or $OPENAI_API_KEY; ?concurrency=N&retries=N&timeout=S), or "
+                "file:PATH[,PATH] (JSONL conversations whose assistant turns are the in-character answers; globs allowed)")
+
+
 @dataclass
 class SynthConfig:
-    """What `synth` builds, from what, and how."""
+    """What `synth` builds, from what, and how (`stylealign synth`'s flags come from these fields)."""
 
-    teacher: str  # hf:PATH | a base alias/folder | openai:URL#MODEL | file:PATH[,PATH]
-    student: str = "smollm2-135m"  # the base model to be trained (answers without the persona prompt)
-    prompts: str | None = None  # None: the file teacher's conversations; "persona": its SFT prompts; a JSONL path
-    topics: tuple[str, ...] = ()  # "category:topic" items the teacher writes prompts about
-    per_topic: int = 2  # prompts per topic and language
-    follow_ups: float = 0.25  # share of teacher-written prompts that get a follow-up turn
-    out: str | None = None  # preference rows (default: <persona>/data/pref_synth.jsonl)
-    sft_out: str | None = None  # also write the teacher's conversations as SFT rows
-    category: str = "life"  # for prompts that carry none
-    limit: int | None = None  # at most this many prompts (after the prompt-level filters)
-    batch_size: int = 8
-    few_shot: int = 2  # persona SFT rows shown to a model teacher before each prompt
-    teacher_tokens: int = 256
-    student_tokens: int = 160
-    temperature: float = 0.7
-    seed: int = 0
-    progress: bool = True
+    teacher: str = option(REQUIRED, TEACHER_HELP, metavar="SPEC")
+    student: str = option("smollm2-135m", "the base model to be trained (default: the embedded one); it answers "
+                          "without the persona prompt")
+    prompts: str | None = option(None, "prompts: 'persona' (its SFT prompts), a JSONL file (messages ending with a "
+                                 "user turn, or prompt strings); default: the file teacher's own conversations",
+                                 metavar="persona|FILE")
+    topics: tuple[str, ...] = option((), "the teacher writes prompts about this topic, in each of the persona's "
+                                     "languages (repeatable)", flag="--topic", action="append", metavar="CATEGORY:TOPIC")
+    per_topic: int = option(2, "teacher-written prompts per topic and language")
+    follow_ups: float = option(0.25, "share of teacher-written prompts with a follow-up turn")
+    out: str | None = option(None, "preference JSONL to append to (default: <persona>/data/pref_synth.jsonl)")
+    sft_out: str | None = option(None, "also append the teacher's conversations as SFT rows here")
+    category: str = option("life", "category for prompts that carry none")
+    limit: int | None = option(None, "use only the first N prompts (after the prompt-level filters)")
+    batch_size: int = option(8, "prompts per batch (one fsync'd append each)")
+    few_shot: int = option(2, "persona SFT examples shown to a model teacher before each prompt")
+    teacher_tokens: int = option(256, "token budget of a model teacher's answers")
+    student_tokens: int = option(160, "token budget of the student's answers")
+    temperature: float = option(0.7, "sampling temperature of teacher and student")
+    seed: int = option(0, "seed of the sampling and of the teacher-written prompts")
+    progress: bool = option(True, "show a progress bar (--quiet: none)", flag="--quiet")
+
+    def __post_init__(self):
+        self.topics = tuple(self.topics)
+        if min(self.per_topic, self.batch_size, self.teacher_tokens, self.student_tokens) < 1 or self.few_shot < 0:
+            raise SynthError("synth: need --per-topic, --batch-size, --teacher-tokens, --student-tokens >= 1 and "
+                             "--few-shot >= 0")
+        if not 0 <= self.follow_ups <= 1 or not self.temperature > 0 or (self.limit is not None and self.limit < 1):
+            raise SynthError(f"synth: need 0 <= --follow-ups <= 1 (got {self.follow_ups}), --temperature > 0 "
+                             f"(got {self.temperature}) and --limit >= 1 (got {self.limit})")
 
     def settings(self) -> dict:
         """Return the settings recorded in every row's provenance."""

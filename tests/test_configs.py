@@ -65,3 +65,83 @@ def test_command_options_come_from_typed_config():
         Limits(max_turns=0)
     with pytest.raises(ValueError, match="unknown area"):
         harness().Settings(areas="sft,nope")
+
+
+def _option_classes():
+    from stylealign.arena.settings import ArenaConfig, ExportConfig, Limits
+    from stylealign.commands import evaluate, export, generate, main, personas, synth, train
+    from stylealign.commands.bench import harness
+    from stylealign.evaluate.run import EvalConfig
+    from stylealign.scaffold import PersonaDraft
+    from stylealign.synth import SynthConfig
+
+    return (ArenaConfig, ExportConfig, Limits, harness().Settings, EvalConfig, evaluate.EvalOptions, export.ExportOptions,
+            export.ServeOptions, generate.ChatOptions, generate.SamplingOptions, main.QuickstartOptions, personas.Root,
+            personas.Selection, personas.OneSelection, personas.StatsOptions, PersonaDraft, SynthConfig, synth.SynthTarget,
+            train.TrainOptions, train.DPOTrainOptions)
+
+
+def _actions(parser, path=()):
+    """Yield (command path, action) for every argument of every (sub)command."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _actions(sub, (*path, name))
+        elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            yield path, action
+
+
+def test_every_flag_of_every_command_is_a_typed_config_field_with_help():
+    import argparse
+    import dataclasses
+
+    from stylealign.cli import build_parser
+
+    fields = {f.name: f for cls in _option_classes() for f in dataclasses.fields(cls) if f.metadata.get("cli") is not False}
+    seen = 0
+    for path, action in _actions(build_parser()):
+        if not path and action.dest == "debug":  # the top-level --debug, read before parsing (cli.main)
+            continue
+        if action.dest.startswith("recipe:"):  # the recipe's dotted overrides: Recipe's fields (add_recipe_arguments)
+            continue
+        seen += 1
+        where = f"stylealign {' '.join(path)} {'/'.join(action.option_strings) or action.dest}"
+        assert action.dest in fields, f"{where}: not a field of a typed config"
+        assert action.help and (action.help == argparse.SUPPRESS or action.help.strip()), f"{where}: no help"
+    assert seen > 150
+
+
+def test_flags_build_their_configs_back(tmp_path):
+    from stylealign.cli import build_parser
+    from stylealign.commands import export, generate, main, personas, train
+    from stylealign.config import config_from_args
+    from stylealign.scaffold import PersonaDraft
+    from stylealign.synth import SynthConfig
+
+    parse = build_parser().parse_args
+    args = parse(["chat", "--greedy", "--prompt", "hi", "--prompt", "yo", "--max-new-tokens", "9"])
+    assert config_from_args(args, generate.ChatOptions).prompt == ["hi", "yo"]
+    cfg = generate.generation_config(args)
+    assert (cfg.do_sample, cfg.max_new_tokens) == (False, 9)
+    assert config_from_args(parse(["quickstart", "--no-arena"]), main.QuickstartOptions).arena is False
+    assert config_from_args(parse(["quickstart"]), main.QuickstartOptions) == main.QuickstartOptions()
+    opts = config_from_args(parse(["export", "runs/r", "--no-check", "--to", "gguf"]), export.ExportOptions)
+    assert (opts.run, opts.check, opts.to) == ("runs/r", False, "gguf")
+    synth = config_from_args(parse(["synth", "p", "--teacher", "file:x.jsonl", "--topic", "a:b", "--quiet"]), SynthConfig)
+    assert (synth.teacher, synth.topics, synth.progress) == ("file:x.jsonl", ("a:b",), False)
+    draft = config_from_args(parse(["personas", "new", "x", "--language", "zh", "--target", "asks_back=up"]), PersonaDraft)
+    assert (draft.name, draft.languages, draft.targets, draft.title) == ("x", ("zh",), {"asks_back": "up"}, "")
+    assert config_from_args(parse(["personas", "new", "x"]), PersonaDraft).languages == ("en",)
+    stats = personas.selection(parse(["personas", "--root", str(tmp_path), "stats", "--json"]), personas.StatsOptions)
+    assert (stats.name, stats.root, stats.json, stats.markdown) == (None, str(tmp_path), True, False)
+    dpo = config_from_args(parse(["train", "dpo", "--init", "runs/s", "--data", "a.jsonl"]), train.DPOTrainOptions)
+    assert (dpo.init, dpo.data, dpo.persona) == ("runs/s", ["a.jsonl"], "sharp-candid")
+    for argv in (["personas", "stats", "--json", "--markdown"], ["synth", "p"], ["export"]):  # exclusive, required
+        with pytest.raises(SystemExit):
+            parse(argv)
+    with pytest.raises(ValueError, match="temperature"):
+        config_from_args(parse(["synth", "p", "--teacher", "t", "--temperature", "0"]), SynthConfig)
+    with pytest.raises(ValueError, match="sampling needs temperature"):
+        generate.generation_config(parse(["chat", "--temperature", "0"]))

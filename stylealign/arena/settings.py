@@ -42,6 +42,8 @@ class ArenaConfig:
     votes: str = option(DEFAULT_VOTES, "SQLite vote file.")
     concurrency: int = option(4, "Events served at once (generation is one at a time).")
     fake: bool = option(False, "Canned answers instead of a model (UI work).", hidden=True)
+    backend: str | None = option(None, "contestants answer from an OpenAI-compatible server (each run served under "
+                                 "its folder name)", metavar="openai:URL#BASE_MODEL")
 
     def __post_init__(self):
         if not 0 < self.port < 65536 or self.concurrency < 1:

@@ -14,8 +14,6 @@ def register(subparsers) -> None:
                               description="Open the arena app (Gradio) on 127.0.0.1.")
     add_config_arguments(p, ArenaConfig)
     add_config_arguments(p.add_argument_group("input limits (enforced server-side)"), Limits)
-    p.add_argument("--backend", default=None, metavar="openai:URL#BASE_MODEL",
-                   help="contestants answer from an OpenAI-compatible server (each run served under its folder name)")
     p.set_defaults(func=run_arena)
     sub = p.add_subparsers(dest="arena_command", metavar="SUBCOMMAND")
     e = sub.add_parser("export-prefs", help="turn decisive votes into DPO preference rows (JSONL)")
@@ -29,7 +27,6 @@ def run_arena(args) -> int:
     from stylealign.config import config_from_args
     from stylealign.ui.app import build_app, launch_app
 
-    backend = args.backend  # not an ArenaConfig field: read before args becomes the config
     try:
         args, limits = config_from_args(args, ArenaConfig), config_from_args(args, Limits)
     except ValueError as e:
@@ -44,11 +41,11 @@ def run_arena(args) -> int:
         from stylealign.arena.fake import FakeGenerator
 
         generator = FakeGenerator(delay=0.03, words=40)
-    elif backend:
+    elif args.backend:
         from stylealign.backend import open_backend
 
         try:
-            generator = open_backend(backend)
+            generator = open_backend(args.backend)
         except ValueError as e:
             print(f"arena: {e}", file=sys.stderr)
             return 2

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+from stylealign.commands.generate import QUANT_HELP
+from stylealign.config import REQUIRED, option
 
 DESCRIPTION = """Generate answers from the base model and each adapter (optionally at several LoRA strengths)
 for every prompt in the suites, score them (L0 style markers, L1 classifier/content/retention/robustness/
@@ -12,46 +16,52 @@ report.json, report.md, answers.jsonl and plots. --fail-under/--fail-over turn i
 (exit 1 when a gate fails). Gate metric names: see stylealign/evaluate/gate.py or SCHEMA.md."""
 
 
+@dataclass
+class EvalOptions:
+    """`stylealign eval`'s own flags (the scoring ones are EvalConfig's, the sampling ones SamplingOptions')."""
+
+    adapter: list = option(REQUIRED, "Run folder (runs/<run> or its name) or adapter folder; repeatable.",
+                           action="append", metavar="RUN")
+    suite: list = option([], "Eval suite JSONL (repeatable; default: the persona's eval_suites, else style_en, "
+                         "style_zh, known_answers).", action="append", metavar="FILE")
+    judge: str | None = option(None, "Optional pairwise judge (never the small base model).",
+                               metavar="hf:PATH|openai:URL#MODEL")
+    backend: str | None = option(None, "Generate on an OpenAI-compatible server (vLLM, llama.cpp) instead of in this "
+                                 "process: BASE_MODEL is the baseline's model name there, each run's adapter is served "
+                                 "under the run folder's name (stylealign serve, vllm --lora-modules NAME=RUN/adapter). "
+                                 "Key: $STYLEALIGN_API_KEY.", metavar="openai:URL#BASE_MODEL")
+    out: str | None = option(None, "Output folder (default runs/<first run>/eval).", metavar="DIR")
+    resume: bool = option(False, "Continue the interrupted evaluation in --out (its answers.progress.jsonl; same "
+                          "settings).", flag="--resume")
+    fail_under: list = option([], "Exit 1 if METRIC < VALUE for any adapter (repeatable), e.g. p_persona.diff=0.2.",
+                              action="append", metavar="METRIC=VALUE")
+    fail_over: list = option([], "Exit 1 if METRIC > VALUE for any adapter (repeatable), e.g. retention.ppl_ratio=1.2.",
+                             action="append", metavar="METRIC=VALUE")
+    base: str | None = option(None, "Base model (default: the runs' own, from their manifests).")
+    quant: str | None = option(None, QUANT_HELP, choices=("nf4", "none"))
+    persona: str | None = option(None, "Persona whose preference pairs train the style classifier (default: the "
+                                 "run's persona, else sharp-candid).")
+    system_prompt: str = option("auto", "System prompt for baseline AND adapter: auto = the persona's if the run baked "
+                                "it into training, persona = always, none = never.", choices=("auto", "persona", "none"))
+
+    def __post_init__(self):
+        from stylealign.evaluate.gate import parse_spec
+
+        for spec in self.fail_under + self.fail_over:  # a bad gate fails now, not after minutes of generation
+            parse_spec(spec)
+
+
 def register(sub) -> None:
     from stylealign.commands.generate import add_generation_arguments
-
-    p = sub.add_parser("eval", help="Measure what an adapter changed vs the base model (report + CI gates).",
-                       description=DESCRIPTION)
-    p.add_argument("--adapter", action="append", required=True, metavar="RUN",
-                   help="Run folder (runs/<run> or its name) or adapter folder; repeatable.")
-    p.add_argument("--suite", action="append", default=None, metavar="FILE",
-                   help="Eval suite JSONL (repeatable; default: the persona's eval_suites, else style_en, style_zh, known_answers).")
-    p.add_argument("--judge", default=None, metavar="hf:PATH|openai:URL#MODEL",
-                   help="Optional pairwise judge (never the small base model).")
-    p.add_argument("--backend", default=None, metavar="openai:URL#BASE_MODEL",
-                   help="Generate on an OpenAI-compatible server (vLLM, llama.cpp) instead of in this process: "
-                        "BASE_MODEL is the baseline's model name there, each run's adapter is served under the run "
-                        "folder's name (stylealign serve, vllm --lora-modules NAME=RUN/adapter). Key: $STYLEALIGN_API_KEY.")
-    p.add_argument("--out", default=None, metavar="DIR", help="Output folder (default runs/<first run>/eval).")
-    p.add_argument("--resume", action="store_true",
-                   help="Continue the interrupted evaluation in --out (its answers.progress.jsonl; same settings).")
-    p.add_argument("--fail-under", action="append", default=[], metavar="METRIC=VALUE",
-                   help="Exit 1 if METRIC < VALUE for any adapter (repeatable), e.g. p_persona.diff=0.2.")
-    p.add_argument("--fail-over", action="append", default=[], metavar="METRIC=VALUE",
-                   help="Exit 1 if METRIC > VALUE for any adapter (repeatable), e.g. retention.ppl_ratio=1.2.")
-    add_eval_arguments(p)
-    add_generation_arguments(p)
-    p.set_defaults(func=run)
-
-
-def add_eval_arguments(p) -> None:
-    """Add the model and persona flags, and one flag per EvalConfig field."""
     from stylealign.config import add_config_arguments
     from stylealign.evaluate.run import EvalConfig
 
-    p.add_argument("--base", default=None, help="Base model (default: the runs' own, from their manifests).")
-    p.add_argument("--quant", default=None, choices=("nf4", "none"), help="Base weights (default: as trained on a GPU; unquantized on a CPU, where it decodes faster).")
-    p.add_argument("--persona", default=None, help="Persona whose preference pairs train the style classifier "
-                   "(default: the run's persona, else sharp-candid).")
-    p.add_argument("--system-prompt", default="auto", choices=("auto", "persona", "none"),
-                   help="System prompt for baseline AND adapter: auto = the persona's if the run baked it into "
-                        "training, persona = always, none = never.")
+    p = sub.add_parser("eval", help="Measure what an adapter changed vs the base model (report + CI gates).",
+                       description=DESCRIPTION)
+    add_config_arguments(p, EvalOptions)
     add_config_arguments(p.add_argument_group("scoring (stylealign.evaluate.EvalConfig)"), EvalConfig)
+    add_generation_arguments(p)
+    p.set_defaults(func=run)
 
 
 def resolve_run(name: str) -> str:
@@ -113,7 +123,7 @@ def run(args) -> int:
 
     from stylealign.commands.generate import generation_config
     from stylealign.config import config_from_args
-    from stylealign.evaluate.gate import describe_failures, parse_spec
+    from stylealign.evaluate.gate import describe_failures
     from stylealign.evaluate.io import DEFAULT_SUITES
     from stylealign.evaluate.judge import make_judge
     from stylealign.evaluate.report import headline
@@ -122,9 +132,8 @@ def run(args) -> int:
     from stylealign.manifest import read_manifest
 
     # Bad specs, values, folders or a dead judge fail here, before minutes of generation, as one line (cli.main).
-    for spec in args.fail_under + args.fail_over:
-        parse_spec(spec)
-    scoring = config_from_args(args, EvalConfig)
+    options = config_from_args(args, EvalOptions)
+    scoring, generation, args = config_from_args(args, EvalConfig), generation_config(args), options
     runs = [resolve_run(a) for a in args.adapter]
     manifest = read_manifest(runs[0])
     persona_name = args.persona or manifest.persona_name or "sharp-candid"
@@ -135,7 +144,7 @@ def run(args) -> int:
     gen = _generator(args, runs)
     names = gen.adapter_names
     out = Path(args.out or Path(runs[0]) / "eval")
-    config = replace(scoring, generation=generation_config(args), seed=args.seed,
+    config = replace(scoring, generation=generation, seed=generation.seed,
                      persona=persona_name, system_prompt=system_prompts(args.system_prompt, manifest, persona))
     report = run_eval(gen, names, args.suite or default_suites(persona, DEFAULT_SUITES), config, judge=judge,
                       judge_spec=args.judge, out=out, runs=dict(zip(names, runs)), base_model=gen.base,

@@ -4,40 +4,68 @@ OpenAI-compatible server on 127.0.0.1 with the exported base and adapter)."""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+from stylealign.config import REQUIRED, add_config_arguments, config_from_args, option
 
 EXPORT_HELP = """Write the run's adapter as merged safetensors (base dequantized, never merged into 4-bit), a base GGUF
 plus a LoRA GGUF in llama.cpp's format, and an Ollama Modelfile, into --out (atomically), then check on held-out
 prompts, greedy, that the exports answer like the PEFT adapter (token agreement, per-token KL, style markers; the
 base GGUF vs the HF base is the ceiling). Exits 1 when a check fails."""
+SERVE_HELP = """Start llama-cpp-python's OpenAI-compatible server with the run's base GGUF (model name: the base's)
+and base + LoRA GGUF (model name: the run folder's), exporting the GGUF files first if RUN/export has none. Prints
+the vLLM command for GPUs."""
+
+
+@dataclass
+class ExportOptions:
+    """`stylealign export RUN`: which formats, where, and how the check judges them."""
+
+    run: str = option(REQUIRED, "Run folder (runs/<run> or its name).", positional=True, metavar="RUN")
+    to: str = option("all", "What to write (ollama implies gguf).", choices=("merged", "gguf", "ollama", "all"))
+    out: str | None = option(None, "Output folder (default RUN/export).", metavar="DIR")
+    base: str | None = option(None, "Base model (default: the run's); for GGUF, the .gguf file it came from.")
+    adapter_type: str = option("f16", "LoRA GGUF tensor type.", choices=("f32", "f16", "bf16", "q8_0"))
+    merged_dtype: str = option("fp32", "dtype of the merged safetensors.", choices=("fp32", "bf16", "fp16"))
+    check: bool = option(True, "Check the exports against the adapter (--no-check: write the files without the "
+                         "llama.cpp/PEFT check).", flag="--no-check")
+    horizon: int = option(48, "Greedy tokens compared per prompt.")
+    suite: str | None = option(None, "Held-out prompts for the check (default eval/suites/smoke.jsonl).")
+    min_agreement: float = option(0.90, "Fail below this llama.cpp+LoRA top-1 agreement with the adapter (or the "
+                                  "base GGUF's ceiling - 0.05).")
+    overwrite: bool = option(False, "Replace an existing export folder.", flag="--overwrite")
+
+    def __post_init__(self):
+        if self.horizon < 1 or not 0 <= self.min_agreement <= 1:
+            raise ValueError(f"export: need --horizon >= 1 and 0 <= --min-agreement <= 1, "
+                             f"got {self.horizon} and {self.min_agreement}")
+
+
+@dataclass
+class ServeOptions:
+    """`stylealign serve RUN`: the export to serve and where."""
+
+    run: str = option(REQUIRED, "Run folder (runs/<run> or its name).", positional=True, metavar="RUN")
+    export: str | None = option(None, "Export folder with gguf/ (default RUN/export).", metavar="DIR")
+    host: str = option("127.0.0.1", "Interface to bind (default: localhost only).")
+    port: int = option(8000, "Port to serve on.")
+    strength: float = option(1.0, "LoRA scale (0 = base, 1 = as trained).")
+    n_ctx: int = option(2048, "Context length of the server, in tokens.")
+
+    def __post_init__(self):
+        if not 0 < self.port < 65536 or self.n_ctx < 1:
+            raise ValueError(f"serve: need 0 < --port < 65536 and --n-ctx >= 1, got {self.port} and {self.n_ctx}")
 
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="Export an adapter: merged weights, GGUF + LoRA GGUF, Ollama Modelfile; checked.",
                        description=EXPORT_HELP)
-    p.add_argument("run", metavar="RUN", help="Run folder (runs/<run> or its name).")
-    p.add_argument("--to", default="all", choices=("merged", "gguf", "ollama", "all"))
-    p.add_argument("--out", default=None, metavar="DIR", help="Output folder (default RUN/export).")
-    p.add_argument("--base", default=None, help="Base model (default: the run's); for GGUF, the .gguf file it came from.")
-    p.add_argument("--adapter-type", default="f16", choices=("f32", "f16", "bf16", "q8_0"), help="LoRA GGUF tensor type.")
-    p.add_argument("--merged-dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--no-check", action="store_true", help="Write the files without the llama.cpp/PEFT check.")
-    p.add_argument("--horizon", type=int, default=48, help="Greedy tokens compared per prompt.")
-    p.add_argument("--suite", default=None, help="Held-out prompts for the check (default eval/suites/smoke.jsonl).")
-    p.add_argument("--min-agreement", type=float, default=0.90,
-                   help="Fail below this llama.cpp+LoRA top-1 agreement with the adapter (or the base GGUF's ceiling - 0.05).")
-    p.add_argument("--overwrite", action="store_true")
+    add_config_arguments(p, ExportOptions)
     p.set_defaults(func=run_export)
     s = sub.add_parser("serve", help="Serve the run with llama.cpp's OpenAI-compatible server on 127.0.0.1.",
-                       description="Start llama-cpp-python's OpenAI-compatible server with the run's base GGUF (model "
-                                   "name: the base's) and base + LoRA GGUF (model name: the run folder's), exporting the "
-                                   "GGUF files first if RUN/export has none. Prints the vLLM command for GPUs.")
-    s.add_argument("run", metavar="RUN")
-    s.add_argument("--export", default=None, metavar="DIR", help="Export folder with gguf/ (default RUN/export).")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--strength", type=float, default=1.0, help="LoRA scale (0 = base, 1 = as trained).")
-    s.add_argument("--n-ctx", type=int, default=2048)
+                       description=SERVE_HELP)
+    add_config_arguments(s, ServeOptions)
     s.set_defaults(func=run_serve)
 
 
@@ -58,10 +86,11 @@ def run_export(args) -> int:
     from stylealign.export.run import ExportError, export_run, run_info
 
     try:
+        args = config_from_args(args, ExportOptions)
         run = resolve_run(args.run)
-        config = None if args.no_check else _check_config(args, run_info(run, args.base)["system_prompt"])
+        config = _check_config(args, run_info(run, args.base)["system_prompt"]) if args.check else None
         report = export_run(run, args.out or Path(run) / "export", args.to, args.base, args.adapter_type,
-                            args.merged_dtype, check=not args.no_check, check_config=config, overwrite=args.overwrite)
+                            args.merged_dtype, check=args.check, check_config=config, overwrite=args.overwrite)
     except (ExportError, FileNotFoundError, ValueError) as e:
         print(f"export: {e}", file=sys.stderr)
         return 2
@@ -79,6 +108,7 @@ def run_serve(args) -> int:
     from stylealign.export.serve import ServeError, serve
 
     try:
+        args = config_from_args(args, ServeOptions)
         return serve(resolve_run(args.run), args.export, args.host, args.port, args.strength, args.n_ctx)
     except (ServeError, FileNotFoundError, ValueError) as e:
         print(f"serve: {e}", file=sys.stderr)

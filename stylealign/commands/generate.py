@@ -2,47 +2,75 @@
 
 from __future__ import annotations
 
+import math
 import sys
+from dataclasses import dataclass
+
+from stylealign.config import add_config_arguments, config_from_args, option
+from stylealign.generate import GenerationConfig
+
+_D = GenerationConfig()
+QUANT_HELP = "Base weights (default: as trained on a GPU; unquantized on a CPU, where it decodes faster)."
+
+
+@dataclass
+class SamplingOptions:
+    """The explicit sampling flags shared by chat, eval and arena (identical for baseline and adapter)."""
+
+    max_new_tokens: int = option(_D.max_new_tokens, "Token budget of each answer.")
+    temperature: float = option(_D.temperature, "Sampling temperature.")
+    top_p: float = option(_D.top_p, "Nucleus sampling: sample from the most likely tokens that make up this probability.")
+    repetition_penalty: float = option(_D.repetition_penalty, "Divide the odds of tokens already in the text by this.")
+    greedy: bool = option(False, "Greedy decoding (loops on open questions with small models).", flag="--greedy")
+    seed: int = option(_D.seed, "Seed of the sampling (each row its own generator).")
+
+    def __post_init__(self):
+        self.generation_config()  # GenerationConfig validates the values
+
+    def generation_config(self) -> GenerationConfig:
+        return GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=not self.greedy, temperature=self.temperature,
+                                top_p=self.top_p, repetition_penalty=self.repetition_penalty, seed=self.seed)
+
+
+@dataclass
+class ChatOptions:
+    """`stylealign chat`: what to talk to, and how."""
+
+    adapter: str | None = option(None, "Run folder (or adapter folder) to chat with.", metavar="RUN")
+    compare: bool = option(False, "Also print the baseline's answer to the same turn.", flag="--compare")
+    base: str | None = option(None, "Base model (default: the run's, else smollm2-135m).")
+    quant: str | None = option(None, QUANT_HELP, choices=("nf4", "none"))
+    system: str | None = option(None, "A system prompt for every turn.")
+    prompt: list = option([], "Answer these prompts and exit instead of reading stdin (repeatable).", action="append")
+    strength: float = option(1.0, "LoRA strength (0 = baseline, 1 = as trained).")
+
+    def __post_init__(self):
+        if not math.isfinite(self.strength):
+            raise ValueError(f"--strength must be a finite number, got {self.strength}")
 
 
 def register(sub) -> None:
     p = sub.add_parser("chat", help="Chat in the terminal with an adapter (and, with --compare, the baseline).")
-    p.add_argument("--adapter", default=None, metavar="RUN", help="Run folder (or adapter folder) to chat with.")
-    p.add_argument("--compare", action="store_true", help="Also print the baseline's answer to the same turn.")
-    p.add_argument("--base", default=None, help="Base model (default: the run's, else smollm2-135m).")
-    p.add_argument("--quant", default=None, choices=("nf4", "none"), help="Base weights (default: as trained on a GPU; unquantized on a CPU, where it decodes faster).")
-    p.add_argument("--system", default=None, help="A system prompt for every turn.")
-    p.add_argument("--prompt", action="append", default=None,
-                   help="Answer these prompts and exit instead of reading stdin (repeatable).")
-    p.add_argument("--strength", type=float, default=1.0, help="LoRA strength (0 = baseline, 1 = as trained).")
+    add_config_arguments(p, ChatOptions)
     add_generation_arguments(p)
     p.set_defaults(func=run)
 
 
 def add_generation_arguments(p) -> None:
     """Add the explicit sampling flags shared by chat, eval and arena."""
-    from stylealign.generate import GenerationConfig
-
-    d = GenerationConfig()
-    g = p.add_argument_group("generation (identical for baseline and adapter)")
-    g.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
-    g.add_argument("--temperature", type=float, default=d.temperature)
-    g.add_argument("--top-p", type=float, default=d.top_p)
-    g.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty)
-    g.add_argument("--greedy", action="store_true", help="Greedy decoding (loops on open questions with small models).")
-    g.add_argument("--seed", type=int, default=d.seed)
+    add_config_arguments(p.add_argument_group("generation (identical for baseline and adapter)"), SamplingOptions)
 
 
-def generation_config(args):
-    from stylealign.generate import GenerationConfig
-
-    return GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=not args.greedy, temperature=args.temperature,
-                            top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed)
+def generation_config(args) -> GenerationConfig:
+    """Return the GenerationConfig the sampling flags describe."""
+    return config_from_args(args, SamplingOptions).generation_config()
 
 
 def run(args) -> int:
     from stylealign.generate import Generator, generator_for_runs
 
+    cfg = generation_config(args)
+    args = config_from_args(args, ChatOptions)
     if args.adapter:
         gen = generator_for_runs([args.adapter], base=args.base, quant=args.quant)
     else:
@@ -50,7 +78,6 @@ def run(args) -> int:
     name = gen.adapter_names[0] if gen.adapter_names else None
     rows = [("baseline", None)] if (args.compare or name is None) else []
     rows += [(name, name)] if name else []
-    cfg = generation_config(args)
     print(f"# {', '.join(label for label, _ in rows)} | {cfg.to_dict()}", file=sys.stderr)
     history: dict[str, list[dict]] = {label: [] for label, _ in rows}
     prompts = iter(args.prompt) if args.prompt else _stdin_prompts()

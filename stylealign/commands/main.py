@@ -3,29 +3,44 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+from stylealign.config import add_config_arguments, config_from_args, option
 
 DEFAULT_RUN = "runs/sharp-candid-quickstart"
 SUITES = ("eval/suites/style_en.jsonl", "eval/suites/style_zh.jsonl", "eval/suites/known_answers.jsonl")
+
+
+@dataclass
+class QuickstartOptions:
+    """`stylealign quickstart`: which persona and recipe, where the run goes, what to do after training."""
+
+    persona: str = option("sharp-candid", "Persona name under personas/ or a persona folder.")
+    recipe: str = option("smollm2-135m_qlora_cpu", "Shipped recipe name or YAML path.")
+    run: str = option(DEFAULT_RUN, "Run folder; reused if complete.")
+    retrain: bool = option(False, "Train again even if the run folder is complete.", flag="--retrain")
+    limit: int = option(8, "Prompts per evaluation suite (0: skip the evaluation).")
+    arena: bool = option(True, "Serve the arena after the evaluation (--no-arena: stop there).", flag="--no-arena")
+    port: int = option(7860, "Arena port on 127.0.0.1.")
+
+    def __post_init__(self):
+        if self.limit < 0 or not 0 < self.port < 65536:
+            raise ValueError(f"quickstart: need --limit >= 0 and 0 < --port < 65536, got {self.limit} and {self.port}")
 
 
 def register(sub) -> None:
     p = sub.add_parser("quickstart", help="Train sharp-candid on the embedded model, evaluate it, open the arena.",
                        description="The main job: train (or reuse) a run, print baseline vs adapter answers to "
                                    "held-out prompts, run the evaluation, then serve the arena on 127.0.0.1.")
-    p.add_argument("--persona", default="sharp-candid")
-    p.add_argument("--recipe", default="smollm2-135m_qlora_cpu", help="Shipped recipe name or YAML path.")
-    p.add_argument("--run", default=DEFAULT_RUN, help=f"Run folder (default {DEFAULT_RUN}); reused if complete.")
-    p.add_argument("--retrain", action="store_true", help="Train again even if the run folder is complete.")
-    p.add_argument("--limit", type=int, default=8, help="Prompts per evaluation suite (0: skip the evaluation).")
-    p.add_argument("--no-arena", action="store_true", help="Stop after the evaluation instead of serving the arena.")
-    p.add_argument("--port", type=int, default=7860, help="Arena port on 127.0.0.1.")
+    add_config_arguments(p, QuickstartOptions)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from stylealign.generate import generator_for_runs
 
+    args = config_from_args(args, QuickstartOptions)
     run_dir = train_or_reuse(args)
     show_selection(run_dir)
     gen = generator_for_runs([str(run_dir)])
@@ -33,12 +48,12 @@ def run(args) -> int:
     show_comparison(gen, name)
     if args.limit > 0:
         evaluate(gen, name, run_dir, args.limit)
-    if not args.no_arena:
+    if args.arena:
         serve_arena(gen, run_dir, args.port)
     return 0
 
 
-def train_or_reuse(args) -> Path:
+def train_or_reuse(args: QuickstartOptions) -> Path:
     """Return a finished run folder: the existing one, or a freshly trained (or resumed) one."""
     from stylealign.config import load_recipe
     from stylealign.personas import load_persona

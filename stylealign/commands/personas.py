@@ -6,56 +6,78 @@ import argparse
 import contextlib
 import json
 import sys
+from dataclasses import dataclass
+
+from stylealign.config import REQUIRED, add_config_arguments, config_from_args, option
+
+ROOT_HELP = "personas folder (default: $STYLEALIGN_PERSONAS or ./personas upward)"
+
+
+@dataclass
+class Root:
+    """The `personas` command's own flag (before the subcommand)."""
+
+    root: str | None = option(None, ROOT_HELP)
+
+
+@dataclass
+class Selection:
+    """Which personas a subcommand works on: one by name, or (without a name) every one under the root."""
+
+    name: str | None = option(None, "persona name or folder (default: every persona)", positional=True, nargs="?")
+    root: str | None = option(None, ROOT_HELP, cli=False)  # Root's flag on the parent command, set by selection()
+
+
+@dataclass
+class OneSelection(Selection):
+    name: str = option(REQUIRED, "persona name or folder", positional=True)
+
+
+@dataclass
+class StatsOptions(Selection):
+    """`personas stats`: how to print, and whether to update the data card."""
+
+    markdown: bool = option(False, "print Markdown tables (for the data card)", flag="--markdown", exclusive="format")
+    json: bool = option(False, "print JSON", flag="--json", exclusive="format")
+    card: bool = option(False, "also write the tables into the persona's README.md (between the stats markers)",
+                        flag="--card")
 
 
 def register(subparsers) -> None:
     """Add the `personas` command and its subcommands to the top-level parser."""
+    from stylealign.scaffold import PersonaDraft
+
     parser = subparsers.add_parser("personas", help="list, show, validate personas and their data",
                                    description=__doc__.splitlines()[0])
-    parser.add_argument("--root", help="personas folder (default: $STYLEALIGN_PERSONAS or ./personas upward)")
+    add_config_arguments(parser, Root)
     sub = parser.add_subparsers(dest="personas_command", metavar="SUBCOMMAND", required=True)
-
-    sub.add_parser("list", help="list the personas").set_defaults(func=cmd_list)
-
-    show = sub.add_parser("show", help="print a persona's spec and data files")
-    show.add_argument("name", help="persona name or folder")
-    show.set_defaults(func=cmd_show)
-
-    validate = sub.add_parser("validate", help="check persona.yaml and all data; exit 1 listing every problem")
-    validate.add_argument("name", nargs="?", help="persona name or folder (default: every persona)")
-    validate.set_defaults(func=cmd_validate)
-
-    new = sub.add_parser("new", help="scaffold personas/NAME (asks for what the flags leave out, on a terminal)")
-    new.add_argument("name", help="folder name, e.g. warm-tutor")
-    new.add_argument("--title")
-    new.add_argument("--language", action="append", default=None, help="en or zh (repeatable; default en)")
-    new.add_argument("--description")
-    new.add_argument("--trait", action="append", default=[], help="repeatable")
-    new.add_argument("--do", action="append", default=[], help="a style rule to follow (repeatable)")
-    new.add_argument("--dont", action="append", default=[], help="a style rule to avoid (repeatable)")
-    new.add_argument("--system-prompt")
-    new.add_argument("--system-prompt-zh")
-    new.add_argument("--target", action="append", default=[], metavar="METRIC=up|down",
-                     help="a metric that defines the style and its direction (repeatable), e.g. asks_back=up")
-    new.set_defaults(func=cmd_new)
-
-    stats = sub.add_parser("stats", help="data statistics (counts, categories, languages, lengths, ...)")
-    stats.add_argument("name", nargs="?", help="persona name or folder (default: every persona)")
-    fmt = stats.add_mutually_exclusive_group()
-    fmt.add_argument("--markdown", action="store_true", help="print Markdown tables (for the data card)")
-    fmt.add_argument("--json", action="store_true", help="print JSON")
-    stats.add_argument("--card", action="store_true",
-                       help="also write the tables into the persona's README.md (between the stats markers)")
-    stats.set_defaults(func=cmd_stats)
+    commands = (("list", "list the personas", None, cmd_list),
+                ("show", "print a persona's spec and data files", OneSelection, cmd_show),
+                ("validate", "check persona.yaml and all data; exit 1 listing every problem", Selection, cmd_validate),
+                ("new", "scaffold personas/NAME (asks for what the flags leave out, on a terminal)", PersonaDraft,
+                 cmd_new),
+                ("stats", "data statistics (counts, categories, languages, lengths, ...)", StatsOptions, cmd_stats))
+    for name, text, options, func in commands:
+        p = sub.add_parser(name, help=text)
+        if options is not None:
+            add_config_arguments(p, options)
+        p.set_defaults(func=func)
 
 
-def _personas(args) -> list:
-    """Return the persona named in args (or all of them); PersonaError propagates to the caller."""
+def selection(args: argparse.Namespace, cls=Selection):
+    """Return the subcommand's options `cls` from the flags, with the `personas --root` folder."""
+    options = config_from_args(args, cls)
+    options.root = args.root
+    return options
+
+
+def _personas(options: Selection) -> list:
+    """Return the persona named in the options (or all of them); PersonaError propagates to the caller."""
     from stylealign.personas import list_personas, load_persona
 
-    if getattr(args, "name", None):
-        return [load_persona(args.name, root=args.root)]
-    return list_personas(args.root)
+    if options.name:
+        return [load_persona(options.name, root=options.root)]
+    return list_personas(options.root)
 
 
 def _fail(error: Exception) -> int:
@@ -68,7 +90,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from stylealign.personas import PersonaError
 
     try:
-        personas = _personas(args)
+        personas = _personas(Selection(root=args.root))
     except PersonaError as e:
         return _fail(e)
     for p in personas:
@@ -84,7 +106,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from stylealign.personas import PersonaError
 
     try:
-        (p,) = _personas(args)
+        (p,) = _personas(selection(args, OneSelection))
     except PersonaError as e:
         return _fail(e)
     print(f"{p.name}: {p.title}   ({p.file})")
@@ -111,7 +133,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from stylealign.personas import PersonaError
 
     try:
-        personas = _personas(args)
+        personas = _personas(selection(args))
     except PersonaError as e:
         return _fail(e)
     failed = 0
@@ -137,9 +159,7 @@ def cmd_new(args: argparse.Namespace) -> int:
         root = personas_root(args.root)
     except PersonaError:
         root = Path("personas")
-    draft = PersonaDraft(args.name, args.title or "", tuple(args.language or ["en"]), args.description or "",
-                         tuple(args.trait), tuple(args.do), tuple(args.dont), args.system_prompt or "",
-                         args.system_prompt_zh or "", dict(t.partition("=")[::2] for t in args.target))
+    draft = config_from_args(args, PersonaDraft)
     if sys.stdin.isatty():
         _ask(draft)
     problems = check_draft(draft, root)
@@ -166,6 +186,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from stylealign.datacard import format_stats, persona_stats, update_card
     from stylealign.personas import PersonaError
 
+    args = selection(args, StatsOptions)
     try:
         personas = _personas(args)
     except PersonaError as e:

@@ -4,8 +4,31 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
+
+from stylealign.config import add_config_arguments, config_from_args, option
 
 STAGES_BY_COMMAND = {"sft": ("sft",), "dpo": ("dpo",), "all": ("sft", "dpo")}
+
+
+@dataclass
+class TrainOptions:
+    """`stylealign train sft|all`: the persona, the run folder and its data (the recipe has its own flags)."""
+
+    persona: str = option("sharp-candid", "Persona name under personas/ or a persona folder.")
+    run: str | None = option(None, "Run folder to write (default runs/<persona>-<stage>-<time>).")
+    resume: bool = option(False, "Continue an interrupted run (its .partial folder).", flag="--resume")
+    overwrite: bool = option(False, "Replace an existing finished run folder.", flag="--overwrite")
+    data: list = option([], "Train on these files instead of the persona's (repeatable; any supported format).",
+                        action="append", metavar="FILE")
+
+
+@dataclass
+class DPOTrainOptions(TrainOptions):
+    """`stylealign train dpo`: also the run to start from."""
+
+    init: str | None = option(None, "Start from this run's (SFT) adapter; it is also the frozen DPO reference.",
+                              metavar="RUN")
 
 
 def register(sub) -> None:
@@ -23,15 +46,7 @@ def register(sub) -> None:
 def add_train_arguments(p: argparse.ArgumentParser, dpo: bool = False) -> None:
     from stylealign.config import add_recipe_arguments
 
-    p.add_argument("--persona", default="sharp-candid", help="Persona name under personas/ or a persona folder.")
-    p.add_argument("--run", default=None, help="Run folder to write (default runs/<persona>-<stage>-<time>).")
-    p.add_argument("--resume", action="store_true", help="Continue an interrupted run (its .partial folder).")
-    p.add_argument("--overwrite", action="store_true", help="Replace an existing finished run folder.")
-    p.add_argument("--data", action="append", default=None, metavar="FILE",
-                   help="Train on these files instead of the persona's (repeatable; any supported format).")
-    if dpo:
-        p.add_argument("--init", default=None, metavar="RUN",
-                       help="Start from this run's (SFT) adapter; it is also the frozen DPO reference.")
+    add_config_arguments(p, DPOTrainOptions if dpo else TrainOptions)
     add_recipe_arguments(p)
 
 
@@ -41,12 +56,13 @@ def run(args) -> int:
     from stylealign.train import train_run
 
     stages = STAGES_BY_COMMAND[args.stage]
-    persona = load_persona(args.persona)
     recipe = recipe_from_args(args)
-    run_dir = args.run or f"runs/{persona.name}-{args.stage}-{time.strftime('%Y%m%d-%H%M%S')}"
-    files = {stages[-1]: args.data} if args.data else None
+    options = config_from_args(args, DPOTrainOptions if args.stage == "dpo" else TrainOptions)
+    persona = load_persona(options.persona)
+    run_dir = options.run or f"runs/{persona.name}-{args.stage}-{time.strftime('%Y%m%d-%H%M%S')}"
+    files = {stages[-1]: options.data} if options.data else None
     # Errors (bad data, a taken run folder, a diverged stage) become one `stylealign: error:` line in cli.main.
-    out = train_run(persona, recipe, run_dir, stages=stages, resume=args.resume, overwrite=args.overwrite,
-                    init_adapter=getattr(args, "init", None), data_files=files)
+    out = train_run(persona, recipe, run_dir, stages=stages, resume=options.resume, overwrite=options.overwrite,
+                    init_adapter=getattr(options, "init", None), data_files=files)
     print(f"run written to {out}")
     return 0
