@@ -303,11 +303,7 @@ def _data_spec(raw: Any, bad) -> DataSpec:
 
 
 def _requirements(raw: Any, bad) -> dict[str, float]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        bad("requirements", f"expected a mapping, got {_kind(raw)}")
-        return {}
+    raw = _mapping(raw, "requirements", "a mapping", bad)
     found = {}
     for key, value in raw.items():
         want = REQUIREMENT_KEYS.get(key)
@@ -326,11 +322,7 @@ def _requirements(raw: Any, bad) -> dict[str, float]:
 
 def _lexicons(raw: Any, folder: Path, bad) -> dict[str, dict]:
     """Return {metric name: {"kind", "description", language: path}} for the persona's own lexicon files."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        bad("lexicons", f"expected a mapping of metric name -> {{kind, en, zh}}, got {_kind(raw)}")
-        return {}
+    raw = _mapping(raw, "lexicons", "a mapping of metric name -> {kind, en, zh}", bad)
     found = {}
     for name, spec in raw.items():
         where = f"lexicons.{name}"
@@ -354,10 +346,8 @@ def _lexicons(raw: Any, folder: Path, bad) -> dict[str, dict]:
 
 def _targets(raw: Any, lexicons: dict, bad) -> dict[str, str]:
     """Return {metric: "up"|"down"}; metrics come from the evaluation's registry or the persona's lexicons."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        bad("targets", f"expected a mapping of metric -> up/down, got {_kind(raw)}")
+    raw = _mapping(raw, "targets", "a mapping of metric -> up/down", bad)
+    if not raw:
         return {}
     from stylealign.evaluate.metrics import metric_table
 
@@ -372,6 +362,16 @@ def _targets(raw: Any, lexicons: dict, bad) -> dict[str, str]:
         else:
             found[metric] = direction
     return found
+
+
+def _mapping(raw: Any, key: str, expected: str, bad) -> dict:
+    """Return raw when it is a mapping; {} when absent, or after reporting `expected` when it is something else."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        bad(key, f"expected {expected}, got {_kind(raw)}")
+        return {}
+    return raw
 
 
 def _kind(value: Any) -> str:

@@ -86,13 +86,21 @@ def fmt(value, metric: str | None = None, signed: bool = False) -> str:
     return text if abs(value) < 1000 else f"{value:+.0f}" if signed else f"{value:.0f}"
 
 
-def cell(stat: dict | None, metric: str, table: dict | None = None) -> str:
-    """Return "base → adapter (Δ [lo, hi])" for a paired-stat block, or the adapter-only form."""
+def _unpaired(stat: dict | None, metric: str) -> str | None:
+    """Return the cell of a missing block ("–") or of an adapter-only metric ("value [lo, hi]"); None for a paired one."""
     if not stat:
         return "–"
-    lo, hi = stat["ci"]
     if stat.get("baseline") is None:
+        lo, hi = stat["ci"]
         return f"{fmt(stat['adapter'], metric)} [{fmt(lo, metric)}, {fmt(hi, metric)}]"
+    return None
+
+
+def cell(stat: dict | None, metric: str, table: dict | None = None) -> str:
+    """Return "base → adapter (Δ [lo, hi])" for a paired-stat block, or the adapter-only form."""
+    if (plain := _unpaired(stat, metric)) is not None:
+        return plain
+    lo, hi = stat["ci"]
     return (f"{fmt(stat['baseline'], metric)} → {fmt(stat['adapter'], metric)} "
             f"({fmt(stat['diff'], metric, True)} [{fmt(lo, metric, True)}, {fmt(hi, metric, True)}]){_mark(stat, metric, table)}")
 
@@ -213,11 +221,9 @@ def _headline_md(report: dict, label: str) -> list[str]:
 
 def _delta(stat: dict | None, metric: str, table: dict | None = None) -> str:
     """Return "Δ [lo, hi] ✓" for a paired-stat block (the adapter value and CI for adapter-only metrics)."""
-    if not stat:
-        return "–"
+    if (plain := _unpaired(stat, metric)) is not None:
+        return plain
     lo, hi = stat["ci"]
-    if stat.get("baseline") is None:
-        return f"{fmt(stat['adapter'], metric)} [{fmt(lo, metric)}, {fmt(hi, metric)}]"
     return f"{fmt(stat['diff'], metric, True)} [{fmt(lo, metric, True)}, {fmt(hi, metric, True)}]{_mark(stat, metric, table)}"
 
 

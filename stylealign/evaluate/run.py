@@ -385,7 +385,7 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
     `resume`: continue the interrupted evaluation in `out` (same settings) instead of starting over.
     """
     from stylealign.evaluate.report import build_report, write_outputs
-    from stylealign.evaluate.resume import AnswerLog, check_judge, judge_or_failed
+    from stylealign.evaluate.resume import AnswerLog, check_judge
 
     config = config or EvalConfig()
     gen_config = _gen_config(config)
@@ -404,6 +404,25 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
     if config.probe:
         _say(config, f"coherence probe: greedy, no repetition penalty, {config.probe_max_new_tokens} new tokens")
         generate_probe_answers(generator, state, config, log)
+    sections = score_and_summarise(generator, state, config, embedder, persona, judge, judge_spec)
+    report = build_report(state, config, gen_config, sections, base_model or getattr(generator, "base", None), judge_spec)
+    if fail_under or fail_over:
+        from stylealign.evaluate.gate import check_gates
+
+        report["gate"] = check_gates(report, list(fail_under), list(fail_over))
+    if out is not None:
+        write_outputs(report, state, Path(out), config.plots)
+        log.finish()
+    return report
+
+
+def score_and_summarise(generator, state: EvalState, config: EvalConfig, embedder, persona, judge,
+                        judge_spec: str | None) -> dict:
+    """Score the generated answers (markers, embeddings, classifier, lexicons, probe) and return the report's
+    sections: retention, judge, comparisons with CIs, classifier, truth, examples, probe, robustness, flags."""
+    from stylealign.evaluate import targets
+    from stylealign.evaluate.resume import judge_or_failed
+
     _say(config, "scoring: markers, embeddings, style classifier")
     if embedder == "default":
         from stylealign.evaluate.content import load_embedder
@@ -421,15 +440,7 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
                      "examples": examples(state, config.n_examples), "probe": probe_section(state, config)})
     sections["robustness"] = robustness_summary(sections["comparisons"])
     sections["flags"] = flagging.find_flags(sections, [v.label for v in state.variants])
-    report = build_report(state, config, gen_config, sections, base_model or getattr(generator, "base", None), judge_spec)
-    if fail_under or fail_over:
-        from stylealign.evaluate.gate import check_gates
-
-        report["gate"] = check_gates(report, list(fail_under), list(fail_over))
-    if out is not None:
-        write_outputs(report, state, Path(out), config.plots)
-        log.finish()
-    return report
+    return sections
 
 
 def answer_settings(state: EvalState, config: EvalConfig, gen_config, base_model) -> dict:

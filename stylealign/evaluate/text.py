@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from stylealign.text import HAN, WORD, detect_language, length_units  # noqa: F401  (old import path, for branches in flight; removed next)
+from stylealign.text import HAN, WORD
 
 # Sentence ends: Latin .!? (followed by space/end), CJK 。！？, ellipses, and line breaks.
 _SENT_END = re.compile(r"(?<=[.!?])(?=\s|$)|(?<=[。！？])|(?<=…)|\n+")
