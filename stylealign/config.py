@@ -367,8 +367,10 @@ def _flag_options(f: dataclasses.Field, kind, default) -> dict:
     meta = f.metadata
     shown = argparse.SUPPRESS if meta.get("hidden") else f"{meta.get('help', '')} (default {default!r})"
     kw = {"dest": f.name, "help": shown}
-    if kind is bool and meta.get("flag"):  # a named switch: --quiet sets progress=False
+    if kind is bool and meta.get("flag"):  # a named switch: --quiet sets progress=False (its help says what it does)
         kw.update(action="store_false" if default else "store_true", default=default)
+        if not meta.get("hidden"):
+            kw["help"] = meta.get("help", "")
     elif kind is bool:
         kw.update(action=argparse.BooleanOptionalAction, default=default)
     elif meta.get("action") in ("append", "extend"):

@@ -65,7 +65,7 @@ class SynthConfig:
     student_tokens: int = option(160, "token budget of the student's answers")
     temperature: float = option(0.7, "sampling temperature of teacher and student")
     seed: int = option(0, "seed of the sampling and of the teacher-written prompts")
-    progress: bool = option(True, "show a progress bar (--quiet: none)", flag="--quiet")
+    progress: bool = option(True, "no progress bar", flag="--quiet")
 
     def __post_init__(self):
         self.topics = tuple(self.topics)

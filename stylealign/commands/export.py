@@ -28,8 +28,7 @@ class ExportOptions:
     base: str | None = option(None, "Base model (default: the run's); for GGUF, the .gguf file it came from.")
     adapter_type: str = option("f16", "LoRA GGUF tensor type.", choices=("f32", "f16", "bf16", "q8_0"))
     merged_dtype: str = option("fp32", "dtype of the merged safetensors.", choices=("fp32", "bf16", "fp16"))
-    check: bool = option(True, "Check the exports against the adapter (--no-check: write the files without the "
-                         "llama.cpp/PEFT check).", flag="--no-check")
+    check: bool = option(True, "Write the files without the llama.cpp/PEFT check.", flag="--no-check")
     horizon: int = option(48, "Greedy tokens compared per prompt.")
     suite: str | None = option(None, "Held-out prompts for the check (default eval/suites/smoke.jsonl).")
     min_agreement: float = option(0.90, "Fail below this llama.cpp+LoRA top-1 agreement with the adapter (or the "

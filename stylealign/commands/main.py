@@ -21,7 +21,7 @@ class QuickstartOptions:
     run: str = option(DEFAULT_RUN, "Run folder; reused if complete.")
     retrain: bool = option(False, "Train again even if the run folder is complete.", flag="--retrain")
     limit: int = option(8, "Prompts per evaluation suite (0: skip the evaluation).")
-    arena: bool = option(True, "Serve the arena after the evaluation (--no-arena: stop there).", flag="--no-arena")
+    arena: bool = option(True, "Stop after the evaluation instead of serving the arena.", flag="--no-arena")
     port: int = option(7860, "Arena port on 127.0.0.1.")
 
     def __post_init__(self):

@@ -57,7 +57,7 @@ class EvalConfig:
                          "stops, verdict balance, language at temperature 0 with no repetition penalty).")
     probe_max_new_tokens: int = option(160, "Token budget of each greedy probe answer, the same for baseline and "
                                        "adapter.", flag="--probe-tokens")
-    progress: bool = option(True, "Show a progress bar (--quiet: none).", flag="--quiet")
+    progress: bool = option(True, "No progress bar.", flag="--quiet")
     plots: bool = option(True, "Write the PNG plots.")
 
     def __post_init__(self):
