@@ -20,7 +20,7 @@ import io
 import json
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -65,6 +65,29 @@ class DataError(ValueError):
     def __init__(self, problems: Sequence[Problem]):
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True)
+class RowSchema:
+    """What a row of one kind must hold: its conversation column and the role its last turn has, the
+    single-turn answer columns (preference), and the metadata this project's own files require (with
+    `schema`): key -> allowed values (None: any non-empty string or, for adversarial, true/false)."""
+
+    kind: str
+    conversation: str
+    last_role: str
+    answers: tuple[str, ...] = ()
+    required: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
+
+
+_COMMON = {"id": None, "category": CATEGORIES, "language": LANGUAGES}
+SCHEMAS = {
+    "sft": RowSchema("sft", "messages", "assistant", required={**_COMMON, "verdict": VERDICTS}),
+    "preference": RowSchema("preference", "prompt", "user", answers=("chosen", "rejected"),
+                            required={**_COMMON, "rejected_kind": REJECTED_KINDS}),
+    "eval": RowSchema("eval", "messages", "user", required={**_COMMON, "kind": EVAL_KINDS, "adversarial": None}),
+}
+STRING_METADATA = ("id", "category", "language", "verdict", "rejected_kind", "kind", "expected")
 
 
 @dataclass
@@ -380,17 +403,14 @@ def _as_turns(value: Any, role: str) -> list:
 
 def _check_metadata(row: dict, kind: str, schema: bool, bad) -> None:
     """Metadata must be strings when present; with `schema`, this project's keys and values are required."""
-    for key in ("id", "category", "language", "verdict", "rejected_kind", "kind", "expected"):
+    for key in STRING_METADATA:
         if key in row and not isinstance(row[key], str):
             bad(key, f"expected a string, got {_kind(row[key])}")
     if "adversarial" in row and not isinstance(row["adversarial"], bool):
         bad("adversarial", f"expected true or false, got {_kind(row['adversarial'])}")
     if not schema:
         return
-    allowed = {"id": None, "category": CATEGORIES, "language": LANGUAGES}
-    allowed.update({"sft": {"verdict": VERDICTS}, "preference": {"rejected_kind": REJECTED_KINDS},
-                    "eval": {"kind": EVAL_KINDS, "adversarial": None}}[kind])
-    for key, values in allowed.items():
+    for key, values in SCHEMAS[kind].required.items():
         if key not in row:
             bad(key, "missing")
         elif isinstance(row[key], str) and not row[key].strip():
@@ -404,14 +424,13 @@ def _check_metadata(row: dict, kind: str, schema: bool, bad) -> None:
 
 
 def _check_structure(row: dict, kind: str, bad) -> None:
-    if kind == "preference":
-        _check_turns(row, "prompt", bad, first="user", last="user")
-        for key in ("chosen", "rejected"):
-            _check_completion(row, key, bad)
-        if _content(row.get("chosen")) is not None and _content(row.get("chosen")) == _content(row.get("rejected")):
-            bad("rejected", "identical to chosen")
-    else:
-        _check_turns(row, "messages", bad, first="user", last="assistant" if kind == "sft" else "user")
+    """Check the row's conversation and answer columns against its kind's RowSchema."""
+    schema = SCHEMAS[kind]
+    _check_turns(row, schema.conversation, bad, first="user", last=schema.last_role)
+    for key in schema.answers:
+        _check_completion(row, key, bad)
+    if schema.answers and _content(row.get("chosen")) is not None and _content(row.get("chosen")) == _content(row.get("rejected")):
+        bad("rejected", "identical to chosen")
 
 
 def _check_turns(row: dict, key: str, bad, first: str, last: str) -> None:
