@@ -69,12 +69,13 @@ class SynthConfig:
 
     def __post_init__(self):
         self.topics = tuple(self.topics)
-        if min(self.per_topic, self.batch_size, self.teacher_tokens, self.student_tokens) < 1 or self.few_shot < 0:
-            raise SynthError("synth: need --per-topic, --batch-size, --teacher-tokens, --student-tokens >= 1 and "
-                             "--few-shot >= 0")
-        if not 0 <= self.follow_ups <= 1 or not self.temperature > 0 or (self.limit is not None and self.limit < 1):
-            raise SynthError(f"synth: need 0 <= --follow-ups <= 1 (got {self.follow_ups}), --temperature > 0 "
-                             f"(got {self.temperature}) and --limit >= 1 (got {self.limit})")
+        rules = [("per_topic", self.per_topic >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
+                 ("teacher_tokens", self.teacher_tokens >= 1, ">= 1"), ("student_tokens", self.student_tokens >= 1, ">= 1"),
+                 ("few_shot", self.few_shot >= 0, ">= 0"), ("follow_ups", 0 <= self.follow_ups <= 1, "in [0, 1]"),
+                 ("temperature", self.temperature > 0, "> 0"), ("limit", self.limit is None or self.limit >= 1, ">= 1")]
+        for name, ok, need in rules:
+            if not ok:
+                raise SynthError(f"synth: --{name.replace('_', '-')} must be {need}, got {getattr(self, name)!r}")
 
     def settings(self) -> dict:
         """Return the settings recorded in every row's provenance."""
