@@ -63,7 +63,7 @@ class SynthConfig:
     few_shot: int = option(2, "persona SFT examples shown to a model teacher before each prompt", metavar="N")
     teacher_tokens: int = option(256, "token budget of a model teacher's answers")
     student_tokens: int = option(160, "token budget of the student's answers")
-    temperature: float = option(0.7, "sampling temperature of teacher and student")
+    temperature: float = option(0.7, "sampling temperature of teacher and student (0: greedy)")
     seed: int = option(0, "seed of the sampling and of the teacher-written prompts")
     progress: bool = option(True, "no progress bar", flag="--quiet")
 
@@ -72,7 +72,7 @@ class SynthConfig:
         rules = [("per_topic", self.per_topic >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
                  ("teacher_tokens", self.teacher_tokens >= 1, ">= 1"), ("student_tokens", self.student_tokens >= 1, ">= 1"),
                  ("few_shot", self.few_shot >= 0, ">= 0"), ("follow_ups", 0 <= self.follow_ups <= 1, "in [0, 1]"),
-                 ("temperature", self.temperature > 0, "> 0"), ("limit", self.limit is None or self.limit >= 1, ">= 1")]
+                 ("temperature", self.temperature >= 0, ">= 0 (0 = greedy)"), ("limit", self.limit is None or self.limit >= 1, ">= 1")]
         for name, ok, need in rules:
             if not ok:
                 raise SynthError(f"synth: --{name.replace('_', '-')} must be {need}, got {getattr(self, name)!r}")
@@ -282,8 +282,6 @@ def generation(tokens: int, config: SynthConfig):
     """Return the GenerationConfig for a token budget under the run's settings (temperature 0: greedy)."""
     from stylealign.generate import GenerationConfig
 
-    if config.temperature < 0:
-        raise SynthError(f"--temperature {config.temperature}: must be >= 0 (0 = greedy)")
     if config.temperature == 0:
         return GenerationConfig(max_new_tokens=tokens, do_sample=False, seed=config.seed)
     return GenerationConfig(max_new_tokens=tokens, temperature=config.temperature, seed=config.seed)

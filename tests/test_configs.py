@@ -142,6 +142,7 @@ def test_flags_build_their_configs_back(tmp_path):
         with pytest.raises(SystemExit):
             parse(argv)
     with pytest.raises(ValueError, match="temperature"):
-        config_from_args(parse(["synth", "p", "--teacher", "t", "--temperature", "0"]), SynthConfig)
+        config_from_args(parse(["synth", "p", "--teacher", "t", "--temperature", "-1"]), SynthConfig)
+    assert config_from_args(parse(["synth", "p", "--teacher", "t", "--temperature", "0"]), SynthConfig).temperature == 0
     with pytest.raises(ValueError, match="sampling needs temperature"):
         generate.generation_config(parse(["chat", "--temperature", "0"]))
