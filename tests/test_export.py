@@ -248,3 +248,20 @@ def test_serve_strength_is_carried_in_a_scaled_copy_of_the_lora_gguf(tiny_run, t
     # llama-cpp-python's server settings forbid unknown keys (there is no lora_scale among them)
     assert [m.get("lora_path") for m in served["models"]] == [None, str(half)]
     assert all(set(m) <= {"model", "model_alias", "n_ctx", "verbose", "lora_path"} for m in served["models"])
+
+
+def test_a_bf16_adapter_exports_to_gguf(tiny_run, tiny_model_dir, tmp_path):
+    """Adapters trained with bf16 compute are saved in bf16, which numpy cannot read."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    bf16 = tmp_path / "adapter"
+    shutil.copytree(tiny_run / "adapter", bf16)
+    weights = load_file(str(bf16 / "adapter_model.safetensors"))
+    save_file({k: v.to(torch.bfloat16) for k, v in weights.items()}, str(bf16 / "adapter_model.safetensors"))
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    tensors = read_gguf_tensors(write_lora_gguf(bf16, config, tmp_path / "a.gguf", "f32"))
+    a = weights["base_model.model.model.layers.0.mlp.down_proj.lora_A.weight"]
+    np.testing.assert_array_equal(tensors["blk.0.ffn_down.weight.lora_a"], a.to(torch.bfloat16).float().numpy())

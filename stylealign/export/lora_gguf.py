@@ -50,13 +50,13 @@ def module_scaling(cfg: dict, module: str) -> float:
 
 def lora_pairs(adapter: Path) -> tuple[dict, dict[str, tuple]]:
     """Return (adapter_config, {HF module name: (A, B)} as float32 numpy arrays) of a PEFT adapter folder."""
-    from safetensors.numpy import load_file
+    from safetensors.torch import load_file  # torch, not numpy: a bf16-trained adapter is stored in bf16
 
     cfg = json.loads((adapter / "adapter_config.json").read_text())
     if cfg.get("peft_type", "LORA") != "LORA" or cfg.get("use_dora"):
         raise LoraExportError(f"{adapter}: only plain LoRA exports to GGUF (not {cfg.get('peft_type')}"
                               f"{', DoRA' if cfg.get('use_dora') else ''})")
-    tensors = {k: v.astype("float32") for k, v in load_file(str(adapter / "adapter_model.safetensors")).items()}
+    tensors = {k: v.float().numpy() for k, v in load_file(str(adapter / "adapter_model.safetensors")).items()}
     pairs: dict[str, list] = {}
     for key, value in tensors.items():
         if ".lora_A." not in key and ".lora_B." not in key:
