@@ -103,6 +103,9 @@ class DPOSettings(StageSettings):
                         "ipo, hinge, sft (NLL on chosen, the RPO term), ...")
     loss_weights: str = _f("", "Comma-separated weights, one per loss_type entry (empty: all 1).")
     precompute_ref_log_probs: bool = _f(False, "Compute the reference log-probs once before training.")
+    shared_prompt: bool = _f(True, "With the label-position LM head (a CPU): run each pair's prompt once and share "
+                             "its KV cache between the chosen and the rejected answer, in the policy and the "
+                             "reference pass (not with gradient checkpointing).")
     on_policy_negatives: int = _f(0, "Add up to N pairs whose rejected answer is the SFT adapter's own greedy answer "
                                   "to a preference prompt when it loops or opens like most of its answers "
                                   "(chosen: the persona's answer). 0: off.")
@@ -166,6 +169,12 @@ class Recipe:
                                   "faster for short padded rows; the model's default on a GPU), eager, sdpa, ...")
     lm_head: str = _f("auto", "LM head in training: auto (on a CPU, score only label positions with a plain "
                       "log-softmax), or trl (TRL's fused head everywhere).", choices=("auto", "trl"))
+    lora_compute: str = _f("auto", "LoRA arithmetic in training: auto (with bf16 compute on a CPU, bf16 under autocast "
+                           "on the layer's own bf16 input, as on a GPU: PEFT otherwise keeps an fp32 copy of every "
+                           "LoRA input for backward, a third of the activation memory; weights and optimizer stay "
+                           "fp32), or fp32 (PEFT's default on a CPU).", choices=("auto", "fp32"))
+    liger: bool = _f(False, "Liger kernels in the trainers (TrainingArguments.use_liger_kernel; needs the "
+                     "liger-kernel package and a GPU).")
     report_to: str = _f("none", "Where the trainers log metrics: none, or integrations comma-separated "
                         "(tensorboard, wandb, ...; their packages must be installed). Off by default.")
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapter shape."})
@@ -180,6 +189,8 @@ class Recipe:
             raise ValueError("eval_fraction must be in [0, 0.5)")
         _need(self.max_length >= 1, "max_length", self.max_length, ">= 1")
         _need(self.threads >= 0, "threads", self.threads, ">= 0 (0: all cores)")
+        if self.lora_compute not in ("auto", "fp32"):
+            raise ValueError(f"lora_compute must be 'auto' or 'fp32', got {self.lora_compute!r}")
         if self.lm_head not in ("auto", "trl"):
             raise ValueError(f"lm_head must be 'auto' or 'trl', got {self.lm_head!r}")
 

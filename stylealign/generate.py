@@ -203,7 +203,7 @@ class Generator:
         enc = self.encode(conversations)
         ids, mask = enc["input_ids"], enc["attention_mask"]
         rngs = [torch.Generator(device=self.device).manual_seed(config.seed) for _ in conversations]
-        seen = [set(row[m.bool()].tolist()) for row, m in zip(ids, mask)]  # for the repetition penalty
+        seen = seen_tokens(ids, mask, len(self.tokenizer))  # for the repetition penalty
         stops = self._stop_ids()
         done = torch.zeros(len(conversations), dtype=torch.bool)
         cache = DynamicCache()
@@ -213,7 +213,10 @@ class Generator:
             for _ in range(config.max_new_tokens):
                 out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=position,
                                  use_cache=True, logits_to_keep=1, **{self._cache_kwarg(): cache})
-                nxt = torch.tensor(pick_tokens(out.logits[:, -1, :].float(), seen, rngs, config))
+                logits = out.logits[:, -1, :].float()
+                if seen.shape[1] < logits.shape[1]:  # a vocabulary padded past the tokenizer's
+                    seen = torch.nn.functional.pad(seen, (0, logits.shape[1] - seen.shape[1]))
+                nxt = torch.tensor(pick_tokens(logits, seen, rngs, config))
                 emitted = {}
                 for r, tok in enumerate(nxt.tolist()):
                     if done[r]:
@@ -222,7 +225,8 @@ class Generator:
                         done[r] = True
                     else:
                         emitted[r] = tok
-                        seen[r].add(tok)
+                if emitted:
+                    seen[list(emitted), list(emitted.values())] = True
                 if emitted:
                     yield emitted
                 if bool(done.all()):
@@ -273,18 +277,33 @@ def _report_done(done, stopped: list | None):
             stopped[:] = [bool(d) for d in done.tolist()]
 
 
-def pick_tokens(logits, seen: list[set], rngs, config: GenerationConfig, top_k: int = 256) -> list[int]:
+def seen_tokens(ids, mask, vocab: int):
+    """Return a [B, V] bool tensor: which tokens each row's prompt holds (padding left out)."""
+    import torch
+
+    seen = torch.zeros(ids.shape[0], max(vocab, int(ids.max()) + 1), dtype=torch.bool, device=ids.device)
+    rows = torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(ids)
+    keep = mask.bool()
+    seen[rows[keep], ids[keep]] = True
+    return seen
+
+
+def pick_tokens(logits, seen, rngs, config: GenerationConfig, top_k: int = 256) -> list[int]:
     """Return the next token of each row of `logits` [B, V] (modified in place): repetition penalty over the
-    row's `seen` tokens, then greedy, or top-p sampling with the row's own RNG. The nucleus is looked for
-    among the top_k most likely tokens first (a full sort of the vocabulary only when it is not inside)."""
+    row's `seen` tokens ([B, V] bool, or one set of token ids per row), then greedy, or top-p sampling with the
+    row's own RNG. The nucleus is looked for among the top_k most likely tokens first (a full sort of the
+    vocabulary only when it is not inside)."""
     import torch
 
     if config.repetition_penalty != 1.0:
-        for r, toks in enumerate(seen):
-            if toks:
-                idx = torch.tensor(sorted(toks), device=logits.device)
-                vals = logits[r, idx]
-                logits[r, idx] = torch.where(vals > 0, vals / config.repetition_penalty, vals * config.repetition_penalty)
+        if not isinstance(seen, torch.Tensor):
+            mask = torch.zeros_like(logits, dtype=torch.bool)
+            for r, toks in enumerate(seen):
+                mask[r, sorted(toks)] = True
+            seen = mask
+        # one pass over the batch instead of a gather/scatter per row; the same arithmetic per element
+        penalised = torch.where(logits > 0, logits / config.repetition_penalty, logits * config.repetition_penalty)
+        logits.copy_(torch.where(seen[:, : logits.shape[1]], penalised, logits))
     if not config.do_sample:
         return logits.argmax(-1).tolist()
     probs = torch.softmax(logits / config.temperature, dim=-1)

@@ -75,10 +75,73 @@ def score_labels(h, weight, bias, y, outputs: tuple[str, ...], chunk_tokens: int
     return tuple(None if col[0] is None else torch.cat(col) for col in zip(*parts))
 
 
-def label_positions_head(model, outputs: tuple[str, ...], chunk_tokens: int = CHUNK_TOKENS) -> bool:
+def shared_prompts(input_ids, attention_mask, labels):
+    """Return each pair's prompt length when the batch is DPO's [chosen; rejected] layout: rows i and B + i start
+    with the same prompt, every row is right-padded and labelled from its prompt's end to its last token. Else None."""
+    import torch
+
+    n, t = input_ids.shape
+    if n % 2 or attention_mask is None or labels is None or attention_mask.dim() != 2:
+        return None
+    b, idx = n // 2, torch.arange(t, device=input_ids.device)[None]
+    labelled, length = labels != -100, attention_mask.sum(-1)
+    if not bool(labelled.any(-1).all()) or not torch.equal(attention_mask.bool(), idx < length[:, None]):
+        return None
+    first = labelled.int().argmax(-1)
+    if not torch.equal(first[:b], first[b:]) or not bool((first > 0).all()):
+        return None
+    if not torch.equal(labelled, (idx >= first[:, None]) & (idx < length[:, None])):
+        return None
+    prompt = idx < first[:b, None]
+    if not torch.equal(input_ids[:b][prompt], input_ids[b:][prompt]):
+        return None
+    return first[:b]
+
+
+def shared_prompt_hidden(backbone, input_ids, attention_mask, prompt_len, pad_id: int, **kwargs):
+    """Return the hidden states at the label positions of a DPO batch (rows in order, positions in order: what
+    `last_hidden_state[:, :-1][labels[:, 1:] != -100]` gives) with each pair's prompt run once: the prompts
+    left-padded in one pass, their KV cache shared by the chosen and the rejected continuation in a second pass.
+    Gradients flow through the cache into the prompt, so the result and its gradients are the full pass's."""
+    import torch
+    from transformers import DynamicCache
+
+    n, b = input_ids.shape[0], input_ids.shape[0] // 2
+    dev = input_ids.device
+    p_max, length = int(prompt_len.max()), attention_mask.sum(-1)
+    p_rows = torch.cat([prompt_len, prompt_len])
+    cont_len = length - p_rows
+    c_max = int(cont_len.max())
+    ar_p, ar_c = torch.arange(p_max, device=dev)[None], torch.arange(c_max, device=dev)[None]
+    # prompts right-aligned (left padding): token j of prompt i sits at p_max - p_i + j
+    p_mask = ar_p >= (p_max - prompt_len)[:, None]
+    src = (ar_p - (p_max - prompt_len)[:, None]).clamp(min=0)
+    p_ids = torch.where(p_mask, input_ids[:b].gather(1, src), pad_id)
+    p_pos = (p_mask.long().cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=backbone.config)
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("use_cache", "cache", "past_key_values", "position_ids")}
+    p_out = backbone(input_ids=p_ids, attention_mask=p_mask.long(), position_ids=p_pos, cache=cache, use_cache=True,
+                     **kwargs).last_hidden_state
+    cache.batch_select_indices(torch.cat([torch.arange(b, device=dev)] * 2))  # chosen rows, then rejected rows
+    c_mask = ar_c < cont_len[:, None]
+    c_src = (p_rows[:, None] + ar_c).clamp(max=input_ids.shape[1] - 1)
+    c_ids = torch.where(c_mask, input_ids.gather(1, c_src), pad_id)
+    full_mask = torch.cat([p_mask.long().repeat(2, 1), c_mask.long()], dim=-1)
+    c_out = backbone(input_ids=c_ids, attention_mask=full_mask, position_ids=p_rows[:, None] + ar_c, cache=cache,
+                     use_cache=True, **kwargs).last_hidden_state
+    # row r's label positions: its prompt's last token, then its continuation's tokens but the last
+    last = p_out[:, -1].repeat(2, 1)
+    keep = ar_c < (cont_len - 1)[:, None]
+    rows = torch.cat([last[:, None], c_out], dim=1)  # [n, 1 + c_max, d]
+    sel = torch.cat([torch.ones(n, 1, dtype=torch.bool, device=dev), keep], dim=1)
+    return rows[sel]
+
+
+def label_positions_head(model, outputs: tuple[str, ...], chunk_tokens: int = CHUNK_TOKENS,
+                         shared_prompt: bool = False) -> bool:
     """Re-patch the fused-head forward TRL gave `model` (call after building the trainer) so that
-    `fused_lm_head=True` scores label positions only. Returns False, changing nothing, where
-    `applies(model)` is False."""
+    `fused_lm_head=True` scores label positions only (with `shared_prompt`, a DPO batch's prompts run once:
+    `shared_prompt_hidden`). Returns False, changing nothing, where `applies(model)` is False."""
     from trl.trainer.utils import FusedCausalLMOutput
 
     if not applies(model):
@@ -92,10 +155,18 @@ def label_positions_head(model, outputs: tuple[str, ...], chunk_tokens: int = CH
             return trl_forward(*args, fused_lm_head=fused_lm_head, labels=labels, shift_labels=shift_labels,
                                num_items_in_batch=num_items_in_batch, **kwargs)
         kwargs["use_cache"] = False
-        hidden = backbone(*args, **kwargs).last_hidden_state[:, :-1]
         mask = labels[:, 1:] != -100
+        ids, attn = kwargs.get("input_ids"), kwargs.get("attention_mask")
+        prompts = (shared_prompts(ids, attn, labels) if shared_prompt and not args and ids is not None
+                   and kwargs.get("position_ids") is None and kwargs.get("inputs_embeds") is None else None)
+        if prompts is not None:
+            rest = {k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask")}
+            pad = self.config.pad_token_id if self.config.pad_token_id is not None else 0
+            hidden = shared_prompt_hidden(backbone, ids, attn, prompts, pad, **rest)
+        else:
+            hidden = backbone(*args, **kwargs).last_hidden_state[:, :-1][mask]
         head = self.get_output_embeddings()
-        fields = score_labels(hidden[mask], head.weight, head.bias, labels[:, 1:][mask], outputs, chunk_tokens)
+        fields = score_labels(hidden, head.weight, head.bias, labels[:, 1:][mask], outputs, chunk_tokens)
         # Back to TRL's [B, T-1] layout, zero where the label is ignored.
         log_probs, entropy, log_sum_sq, mean, top1 = (
             None if x is None else x.new_zeros(mask.shape).masked_scatter(mask, x) for x in fields)

@@ -18,6 +18,7 @@ import contextlib
 import json
 from pathlib import Path
 
+from stylealign import phases
 from stylealign.evaluate import probe
 from stylealign.files import write_json
 
@@ -137,8 +138,9 @@ def save_candidate(model, prober: Prober, stage_dir: Path, stage: str, step: int
     record_file = folder / SCORES
     if record_file.exists():  # scored before an interruption
         return json.loads(record_file.read_text())
-    model.save_pretrained(folder, selected_adapters=["default"], safe_serialization=True)
-    record = {"stage": stage, "step": step, "path": str(folder), "scores": prober.score(model, folder)}
+    with phases.phase(f"probe {stage} step {step}"):
+        model.save_pretrained(folder, selected_adapters=["default"], safe_serialization=True)
+        record = {"stage": stage, "step": step, "path": str(folder), "scores": prober.score(model, folder)}
     write_json(record_file, record)
     return record
 

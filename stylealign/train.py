@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stylealign import select
+from stylealign import phases, select
 from stylealign.adapters import check_finite
 from stylealign.config import Recipe
 from stylealign.errors import RunFailed
@@ -165,6 +165,7 @@ def _common_args(stage_cfg, recipe: Recipe, out: Path, has_eval: bool) -> dict:
     from stylealign.models import parse_dtype
 
     half = parse_dtype(recipe.dtype)
+    cpu_autocast = cpu_lora_autocast(recipe)
     return dict(
         output_dir=str(out), num_train_epochs=stage_cfg.epochs, max_steps=stage_cfg.max_steps,
         learning_rate=stage_cfg.learning_rate, per_device_train_batch_size=stage_cfg.batch_size,
@@ -175,8 +176,10 @@ def _common_args(stage_cfg, recipe: Recipe, out: Path, has_eval: bool) -> dict:
         data_seed=recipe.seed, max_length=recipe.max_length,
         # transformers 5 name (TRL's configs default the deprecated `gradient_checkpointing` alias to True)
         activation_checkpointing=stage_cfg.gradient_checkpointing,
-        # On CPU the weights already carry the compute dtype; autocast on top only adds casts.
-        bf16=on_gpu and half == torch.bfloat16, fp16=on_gpu and half == torch.float16,
+        # On a CPU the base weights already carry the compute dtype; autocast is there for the LoRA
+        # matmuls only (cpu_lora_autocast), so that no fp32 copy of their inputs is kept for backward.
+        bf16=(on_gpu or cpu_autocast) and half == torch.bfloat16, fp16=on_gpu and half == torch.float16,
+        use_liger_kernel=recipe.liger,
         dataloader_num_workers=0, remove_unused_columns=True, disable_tqdm=False,
         logging_nan_inf_filter=False,  # log a NaN loss as NaN: NonFiniteGuard stops the stage on it
         use_cpu=not on_gpu,
@@ -231,13 +234,44 @@ def dpo_config(recipe: Recipe, out: Path, has_eval: bool = False):
                      loss_weights=d.loss_weight_list, precompute_ref_log_probs=d.precompute_ref_log_probs)
 
 
+def cpu_lora_autocast(recipe: Recipe) -> bool:
+    """True when training runs on a CPU in bf16 with `lora_compute: auto`: bf16 autocast, and the LoRA layers
+    take their bf16 input as it is (PEFT would copy it to fp32 for the fp32 adapter weights in every module,
+    and autograd would keep each copy for backward)."""
+    import torch
+
+    from stylealign.models import parse_dtype
+
+    return (not torch.cuda.is_available() and recipe.lora_compute == "auto"
+            and parse_dtype(recipe.dtype) == torch.bfloat16)
+
+
+def _no_input_casts(model) -> int:
+    """Switch off PEFT's cast of each LoRA layer's input to the adapter's dtype (autocast does the matmul in
+    bf16 instead); return the number of layers changed."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    for m in layers:
+        m.cast_input_dtype_enabled = False
+    return len(layers)
+
+
 def _fast_head(trainer, recipe: Recipe):
-    """Give the trainer stylealign's label-position LM head where it applies (a CPU; see lmhead.py)."""
+    """Give the trainer stylealign's label-position LM head where it applies (a CPU; see lmhead.py), and on a
+    bf16 CPU the LoRA layers their bf16 inputs (cpu_lora_autocast)."""
     from stylealign import lmhead
 
+    trainer.stylealign_lora_compute = "fp32"
+    if cpu_lora_autocast(recipe) and _no_input_casts(trainer.model):
+        trainer.stylealign_lora_compute = "bf16 autocast"
     trainer.stylealign_lm_head = "trl"
-    if recipe.lm_head == "auto" and lmhead.label_positions_head(trainer.model, lmhead.head_outputs(trainer)):
-        trainer.stylealign_lm_head = "label-positions"
+    from trl import DPOTrainer
+
+    shared = (isinstance(trainer, DPOTrainer) and recipe.dpo.shared_prompt and not recipe.dpo.gradient_checkpointing)
+    if recipe.lm_head == "auto" and lmhead.label_positions_head(trainer.model, lmhead.head_outputs(trainer),
+                                                                shared_prompt=shared):
+        trainer.stylealign_lm_head = "label-positions" + (", shared prompt" if shared else "")
     return trainer
 
 
@@ -310,6 +344,7 @@ def run_trainer(trainer, stage_dir: Path, resume: bool, main_process: bool = Tru
         raise RunFailed(guard.message(stage_dir, latest_checkpoint(stage_dir)))
     summary = {"wall_s": round(time.time() - start, 1), "steps": trainer.state.global_step,
                "lm_head": getattr(trainer, "stylealign_lm_head", "trl"),
+               "lora_compute": getattr(trainer, "stylealign_lora_compute", "fp32"),
                "attn_implementation": trainer.model.config._attn_implementation,
                "train_loss": result.training_loss, "final": final_metrics(trainer.state.log_history)}
     if not main_process:  # one writer: the other ranks hold the same weights
@@ -370,10 +405,12 @@ def _train_stages(persona, recipe, run_dir, stages, base, tokenizer, datasets, s
 
     final, work = run_paths(run_dir)
     started, summary = time.time(), {}
-    model = models.load_model(base, quant=recipe.quant, dtype=recipe.dtype, attn=training_attention(recipe))
+    with phases.phase("load base model"):
+        model = models.load_model(base, quant=recipe.quant, dtype=recipe.dtype, attn=training_attention(recipe))
     if init_adapter:
         model = _attach_trainable(model, init_adapter)
-    probe = _Probe(persona, recipe, tokenizer, work, model) if recipe.select.enabled else None
+    with phases.phase("probe: load copy, score base"):
+        probe = _Probe(persona, recipe, tokenizer, work, model) if recipe.select.enabled else None
     for stage in stages:
         stage_dir = work / "stages" / stage
         if (stage_dir / DONE).exists():  # finished before an interruption: reload its adapter
@@ -381,22 +418,27 @@ def _train_stages(persona, recipe, run_dir, stages, base, tokenizer, datasets, s
             summary[stage] = json.loads((stage_dir / "summary.json").read_text())
             continue
         if probe and stage == "dpo":
-            model = probe.before_dpo(model, datasets["dpo"], work / "stages")
-        make = sft_trainer if stage == "sft" else dpo_trainer
-        trainer = make(model, tokenizer, datasets[stage], recipe, stage_dir)
-        if probe and probe.rows:
-            trainer.add_callback(select.probe_callback(stage, stage_dir, probe.prober))
-        summary[stage] = run_trainer(trainer, stage_dir, resume, state.is_main_process)
-        model = _only_default(trainer.model)
-        if probe and probe.rows and state.is_main_process:  # the stage's end is a candidate too
-            select.save_candidate(model, probe.prober, stage_dir, stage, trainer.state.global_step)
-        if state.is_main_process:
-            (stage_dir / "summary.json").write_text(json.dumps(summary[stage], indent=1))
+            with phases.phase("dpo: start point, on-policy negatives"):
+                model = probe.before_dpo(model, datasets["dpo"], work / "stages")
+        with phases.phase(stage):
+            make = sft_trainer if stage == "sft" else dpo_trainer
+            trainer = make(model, tokenizer, datasets[stage], recipe, stage_dir)
+            if probe and probe.rows:
+                trainer.add_callback(select.probe_callback(stage, stage_dir, probe.prober))
+            summary[stage] = run_trainer(trainer, stage_dir, resume, state.is_main_process)
+            model = _only_default(trainer.model)
+            if probe and probe.rows and state.is_main_process:  # the stage's end is a candidate too
+                select.save_candidate(model, probe.prober, stage_dir, stage, trainer.state.global_step)
+            if state.is_main_process:
+                (stage_dir / "summary.json").write_text(json.dumps(summary[stage], indent=1))
+            del trainer  # its optimizer state and TRL's frozen copy go before the next stage
+            phases.release_memory()
     if state.is_main_process:
-        selection = probe.selection(work, stages) if probe and probe.rows else {"status": "off"}
-        _finish(work, persona, recipe, base, datasets, summary, started, stages, init_adapter, selection)
-        check_finite(work / "adapter")  # never publish a diverged adapter
-        publish(work, final)  # atomic: a folder named like a run is always complete; a replaced one lives until now
+        with phases.phase("select, write manifest and plot, publish"):
+            selection = probe.selection(work, stages) if probe and probe.rows else {"status": "off"}
+            _finish(work, persona, recipe, base, datasets, summary, started, stages, init_adapter, selection)
+            check_finite(work / "adapter")  # never publish a diverged adapter
+            publish(work, final)  # atomic: a folder named like a run is always complete; a replaced one lives until now
 
 
 def training_attention(recipe: Recipe) -> str | None:

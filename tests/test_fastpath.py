@@ -35,14 +35,20 @@ def _trainer(stage, lm_head, tiny_model_dir, small_persona, overrides, out):
 
 @pytest.mark.parametrize("stage,padding_free", [("sft", False), ("sft", True), ("dpo", False)])
 def test_label_position_head_gives_trl_kernel_results_and_gradients(stage, padding_free, tiny_model_dir, small_persona,
-                                                                     tiny_recipe_overrides, tmp_path):
-    """On a CPU the kit scores only label positions with a plain log-softmax; per-token log-probs, entropy,
-    top-1 and the LoRA gradients must equal what TRL's own fused kernel gives on the same batch."""
-    results = {}
+                                                                     tiny_recipe_overrides, tmp_path, monkeypatch):
+    """On a CPU the kit scores only label positions with a plain log-softmax (and in DPO runs each pair's prompt
+    once, its KV cache shared by chosen and rejected); per-token log-probs, entropy, top-1 and the LoRA gradients
+    must equal what TRL's own fused kernel gives on the full batch."""
+    from stylealign import lmhead
+
+    results, shared_calls = {}, []
+    real_shared = lmhead.shared_prompt_hidden
+    monkeypatch.setattr(lmhead, "shared_prompt_hidden", lambda *a, **k: shared_calls.append(1) or real_shared(*a, **k))
     overrides = {**tiny_recipe_overrides, "sft.padding_free": padding_free}
     for head in ("auto", "trl"):
         trainer = _trainer(stage, head, tiny_model_dir, small_persona, overrides, tmp_path / head)
-        assert trainer.stylealign_lm_head == ("label-positions" if head == "auto" else "trl")
+        fast = "label-positions" + (", shared prompt" if stage == "dpo" else "")  # DPO: each prompt runs once
+        assert trainer.stylealign_lm_head == (fast if head == "auto" else "trl")
         batch = next(iter(trainer.get_train_dataloader()))
         if stage == "sft":  # what SFTTrainer.compute_loss passes
             out = trainer.model(**batch, fused_lm_head=True)
@@ -57,6 +63,7 @@ def test_label_position_head_gives_trl_kernel_results_and_gradients(stage, paddi
         if stage == "dpo":
             fields["mean_logits"] = out.mean_logits
         results[head] = (fields, grads)
+    assert len(shared_calls) == (1 if stage == "dpo" else 0)  # the DPO batch took the shared-prompt pass
     (fast, fast_grads), (trl, trl_grads) = results["auto"], results["trl"]
     for key in trl:
         assert fast[key] is not None, key

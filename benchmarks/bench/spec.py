@@ -24,6 +24,9 @@ class ArmSpec:
     rows: str | None = None            # rows.json written by run_bench
     ref: str = "trl"                   # "kit": the reference arm is the kit as shipped (A/B of kit_set)
     kit_set: dict = field(default_factory=dict)
+    ref_quant: str = "none"            # plain-TRL arm's base: "none" (from_pretrained defaults) or "nf4" (QLoRA)
+    ref_set: dict = field(default_factory=dict)  # plain-TRL arm: extra SFTConfig/DPOConfig fields, and
+                                                 # "attn_implementation" for from_pretrained
     profile: str | None = None         # file for the profiled step's table
     reps: int = 0                      # generation: repetitions inside the one process
     max_new_tokens: int = 0

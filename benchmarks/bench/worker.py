@@ -201,11 +201,20 @@ def _user_lora():
     return LoraConfig(r=LORA_R, lora_alpha=2 * LORA_R, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
-def _user_model(path: str):
-    """What plain user code loads: from_pretrained defaults (fp32 for an fp32 checkpoint on CPU)."""
-    from transformers import AutoModelForCausalLM
+def _user_model(path: str, quant: str = "none", attn: str | None = None):
+    """What plain user code loads: from_pretrained defaults (fp32 for an fp32 checkpoint on CPU), or for
+    QLoRA the 4-bit NF4 config of TRL's and PEFT's examples (bf16 compute, double quantization)."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    return AutoModelForCausalLM.from_pretrained(path)
+    kwargs = {"attn_implementation": attn} if attn else {}
+    if quant == "nf4":
+        kwargs.update(dtype=torch.bfloat16, quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16))
+        if torch.cuda.is_available():
+            kwargs["device_map"] = {"": 0}
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
 
 
 def setup_padding_free(recipe, area: str) -> bool:
@@ -264,7 +273,7 @@ def _kit_trainer(spec: ArmSpec, base, tokenizer, rows: list[dict], out_dir: Path
     setup = {"quant": recipe.quant, "dtype": str(models.parse_dtype(recipe.dtype)).replace("torch.", ""),
              "padding_free": recipe.sft.padding_free if spec.area == "sft" else False,
              "gradient_checkpointing": stage.gradient_checkpointing,
-             "fast_paths": [f"lm head {trainer.stylealign_lm_head}",
+             "fast_paths": [f"lm head {trainer.stylealign_lm_head}", f"LoRA {trainer.stylealign_lora_compute}",
                             f"attention {trainer.model.config._attn_implementation}"]
              + (["length-grouped"] if stage.group_by_length and not setup_padding_free(recipe, spec.area) else [])}
     return trainer, setup
@@ -277,9 +286,13 @@ def _ref_trainer(spec: ArmSpec, base, tokenizer, rows: list[dict], out_dir: Path
     from stylealign import train
 
     torch.manual_seed(0)
-    model = _user_model(base.path)
+    extra = dict(spec.ref_set or {})
+    attn = extra.pop("attn_implementation", None)
+    model = _user_model(base.path, spec.ref_quant, attn)
     common = dict(output_dir=str(out_dir), max_steps=spec.total_steps, per_device_train_batch_size=spec.batch_size,
-                  report_to="none", save_strategy="no", logging_steps=10**6, seed=0, data_seed=0)
+                  report_to="none", save_strategy="no", logging_steps=10**6, seed=0, data_seed=0, **extra)
+    if spec.max_length:  # rows stitched past TRL's default max_length (1024) must not be cut
+        common["max_length"] = spec.max_length
     if not torch.cuda.is_available():
         common["use_cpu"] = True  # TrainingArguments refuses bf16 on a CPU-only machine without it
     if spec.area == "sft":
@@ -292,9 +305,11 @@ def _ref_trainer(spec: ArmSpec, base, tokenizer, rows: list[dict], out_dir: Path
         from trl import DPOConfig, DPOTrainer
 
         args = DPOConfig(**common)
-        trainer = DPOTrainer(model=model, ref_model=_user_model(base.path), args=args, processing_class=tokenizer,
+        trainer = DPOTrainer(model=model, ref_model=_user_model(base.path, spec.ref_quant, attn), args=args,
+                             processing_class=tokenizer,
                              peft_config=_user_lora(), train_dataset=train.as_dataset(train.dpo_rows(rows)))
-    setup = {"quant": "none", "dtype": str(model.dtype).replace("torch.", ""), "autocast_bf16": bool(args.bf16),
+    setup = {"quant": spec.ref_quant, "dtype": str(model.dtype).replace("torch.", ""), "autocast_bf16": bool(args.bf16),
+             "attention": model.config._attn_implementation, "liger": bool(getattr(args, "use_liger_kernel", False)),
              "padding_free": bool(getattr(args, "padding_free", False)),
              "gradient_checkpointing": bool(args.gradient_checkpointing)}
     return trainer, setup

@@ -37,20 +37,43 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+PHASES = "main_job.json"  # in the run folder: wall time, CPU time and peak RSS per phase of the last main job
+
+
 def run(args) -> int:
+    from stylealign import phases
     from stylealign.generate import generator_for_runs
 
     args = config_from_args(args, QuickstartOptions)
-    run_dir = train_or_reuse(args)
+    with phases.phase("train (or reuse)"):
+        run_dir = train_or_reuse(args)
+    phases.release_memory()  # the training model, its probe copy and the trainers are gone now
     show_selection(run_dir)
-    gen = generator_for_runs([str(run_dir)])
+    with phases.phase("load generator"):
+        gen = generator_for_runs([str(run_dir)])
     name = gen.adapter_names[0]
-    show_comparison(gen, name)
+    with phases.phase("comparison"):
+        show_comparison(gen, name)
     if args.limit > 0:
-        evaluate(gen, name, run_dir, args.limit)
+        with phases.phase("evaluation"):
+            evaluate(gen, name, run_dir, args.limit)
+    write_phases(run_dir)
     if args.arena:
         serve_arena(gen, run_dir, args.port)
     return 0
+
+
+def write_phases(run_dir: Path) -> dict:
+    """Print the main job's per-phase table and write it to <run>/main_job.json; return the summary."""
+    from stylealign import phases
+    from stylealign.files import write_json
+
+    log = phases.log()
+    summary = log.summary()
+    write_json(Path(run_dir) / PHASES, summary)
+    print(f"\n== main job: {summary['wall_s'] / 60:.1f} min, peak RSS {summary['peak_rss_mb'] / 1024:.2f} GiB "
+          f"({Path(run_dir) / PHASES})\n{log.table()}", flush=True)
+    return summary
 
 
 def train_or_reuse(args: QuickstartOptions) -> Path:

@@ -47,11 +47,14 @@ def token_nll(generator, texts: list[str], adapter: str | None = None, strength:
         if dev is not None:
             ids, mask = ids.to(dev), mask.to(dev)
         with _strength(generator, adapter, strength):
-            logits = generator.logits(ids, mask, adapter).float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)
-        nll = -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
-        m = mask[:, 1:].to(nll.dtype)
-        out += [(float((n * mm).sum()), int(mm.sum())) for n, mm in zip(nll, m)]
+            logits = generator.logits(ids, mask, adapter)
+        for r in range(ids.shape[0]):  # one row's [T, V] log-softmax at a time, not the batch's
+            logp = torch.log_softmax(logits[r, :-1].float(), dim=-1)
+            nll = -logp.gather(-1, ids[r, 1:, None]).squeeze(-1)
+            m = mask[r, 1:].to(nll.dtype)
+            out.append((float((nll * m).sum()), int(m.sum())))
+            del logp
+        del logits
     return out
 
 
@@ -87,17 +90,23 @@ def kl_per_token(generator, conversations: list[list[dict]], continuations: list
         dev = _device_of(generator)
         if dev is not None:
             ids, mask = ids.to(dev), mask.to(dev)
-        base = torch.log_softmax(generator.logits(ids, mask, None).float()[:, :-1], dim=-1)
-        keep = mask[:, 1:].clone().to(base.dtype)
+        keep = mask[:, 1:].clone().bool()
         for r, s in enumerate(starts):
-            keep[r, : max(s - 1, 0)] = 0  # position t predicts token t+1: answer tokens start at s
+            keep[r, : max(s - 1, 0)] = False  # position t predicts token t+1: answer tokens start at s
+        # Only the scored positions' [n, V] log-softmax is kept, row by row (never the batch's [B, T, V]).
+        logits = generator.logits(ids, mask, None)
+        base = [torch.log_softmax(logits[r, :-1][keep[r]].float(), dim=-1) for r in range(ids.shape[0])]
+        del logits
         for adapter, strength in variants:
             with _strength(generator, adapter, strength):
-                logq = torch.log_softmax(generator.logits(ids, mask, adapter).float()[:, :-1], dim=-1)
-            kl = (logq.exp() * (logq - base)).sum(-1)
-            per_row = (kl * keep).sum(-1) / keep.sum(-1).clamp(min=1)
-            # a row truncated before its answer has nothing to score: nan, not a fake 0
-            result[(adapter, strength)] += [float(x) if n > 0 else math.nan for x, n in zip(per_row, keep.sum(-1))]
+                logits = generator.logits(ids, mask, adapter)
+            for r in range(ids.shape[0]):
+                if not bool(keep[r].any()):  # a row truncated before its answer has nothing to score: nan, not 0
+                    result[(adapter, strength)].append(math.nan)
+                    continue
+                logq = torch.log_softmax(logits[r, :-1][keep[r]].float(), dim=-1)
+                result[(adapter, strength)].append(float((logq.exp() * (logq - base[r])).sum(-1).mean()))
+            del logits
     return result
 
 

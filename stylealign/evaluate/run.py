@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stylealign import phases
 from stylealign.config import option
 from stylealign.evaluate import flags as flagging
 from stylealign.evaluate.io import DEFAULT_CORPUS, load_corpus, load_suites
@@ -400,19 +401,23 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
                     resume)
     check_judge(judge, judge_spec)  # a dead endpoint fails now, not after the generation
     _say(config, f"generating {len(state.rows)} prompts x (baseline + {len(state.variants)} variant(s))")
-    generate_answers(generator, state, config, gen_config, log)
+    with phases.phase("eval: sampled answers"):
+        generate_answers(generator, state, config, gen_config, log)
     if config.probe:
         _say(config, f"coherence probe: greedy, no repetition penalty, {config.probe_max_new_tokens} new tokens")
-        generate_probe_answers(generator, state, config, log)
+        with phases.phase("eval: greedy probe"):
+            generate_probe_answers(generator, state, config, log)
     sections = score_and_summarise(generator, state, config, embedder, persona, judge, judge_spec)
-    report = build_report(state, config, gen_config, sections, base_model or getattr(generator, "base", None), judge_spec)
-    if fail_under or fail_over:
-        from stylealign.evaluate.gate import check_gates
+    with phases.phase("eval: report"):
+        report = build_report(state, config, gen_config, sections, base_model or getattr(generator, "base", None),
+                              judge_spec)
+        if fail_under or fail_over:
+            from stylealign.evaluate.gate import check_gates
 
-        report["gate"] = check_gates(report, list(fail_under), list(fail_over))
-    if out is not None:
-        write_outputs(report, state, Path(out), config.plots)
-        log.finish()
+            report["gate"] = check_gates(report, list(fail_under), list(fail_over))
+        if out is not None:
+            write_outputs(report, state, Path(out), config.plots)
+            log.finish()
     return report
 
 
@@ -424,22 +429,29 @@ def score_and_summarise(generator, state: EvalState, config: EvalConfig, embedde
     from stylealign.evaluate.resume import judge_or_failed
 
     _say(config, "scoring: markers, embeddings, style classifier")
-    if embedder == "default":
-        from stylealign.evaluate.content import load_embedder
+    with phases.phase("eval: embedder, classifier, scoring"):
+        own_embedder = embedder == "default"
+        if own_embedder:
+            from stylealign.evaluate.content import load_embedder
 
-        embedder = load_embedder()
-    clf, clf_section = train_classifier(config, embedder)
-    score_answers(state, embedder, clf)
-    lexicons = targets.persona_lexicons(persona)
-    targets.add_lexicon_features(state, lexicons)
-    score_probe(state, lexicons)
+            embedder = load_embedder()
+        clf, clf_section = train_classifier(config, embedder)
+        score_answers(state, embedder, clf)
+        lexicons = targets.persona_lexicons(persona)
+        targets.add_lexicon_features(state, lexicons)
+        score_probe(state, lexicons)
+        if own_embedder:  # needed only here: its weights go before the retention pass
+            del embedder, clf
+            phases.release_memory()
     _say(config, "retention (perplexity, KL)" + (" and judge" if judge else ""))
-    sections = {"retention": retention(generator, state, config), "judge": judge_or_failed(judge_section, judge, state, config, judge_spec)}
+    with phases.phase("eval: retention" + (", judge" if judge else "")):
+        sections = {"retention": retention(generator, state, config), "judge": judge_or_failed(judge_section, judge, state, config, judge_spec)}
     _say(config, "statistics (bootstrap CIs)")
-    sections.update({"comparisons": comparisons(state, config), "classifier": clf_section, "truth": truth_section(state),
-                     "examples": examples(state, config.n_examples), "probe": probe_section(state, config)})
-    sections["robustness"] = robustness_summary(sections["comparisons"])
-    sections["flags"] = flagging.find_flags(sections, [v.label for v in state.variants])
+    with phases.phase("eval: statistics"):
+        sections.update({"comparisons": comparisons(state, config), "classifier": clf_section, "truth": truth_section(state),
+                         "examples": examples(state, config.n_examples), "probe": probe_section(state, config)})
+        sections["robustness"] = robustness_summary(sections["comparisons"])
+        sections["flags"] = flagging.find_flags(sections, [v.label for v in state.variants])
     return sections
 
 
