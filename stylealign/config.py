@@ -165,8 +165,10 @@ class Recipe:
     seed: int = _f(0, "Seed for the split, LoRA init and data order.")
     threads: int = _f(0, "CPU threads for torch (0: all cores).")
     languages: str = _f("", "Train only on rows of these languages, comma-separated (e.g. 'en'); empty: all.")
-    attn_implementation: str = _f("auto", "Attention kernel for training: auto (eager on a CPU, where it measured "
-                                  "faster for short padded rows; the model's default on a GPU), eager, sdpa, ...")
+    attn_implementation: str = _f("auto", "Attention kernel for training: auto (on a CPU eager_recompute: eager, "
+                                  "which measured faster for short padded rows, with its length² probabilities "
+                                  "recomputed in backward instead of kept; the model's default on a GPU), eager, "
+                                  "eager_recompute, sdpa, ...")
     lm_head: str = _f("auto", "LM head in training: auto (on a CPU, score only label positions with a plain "
                       "log-softmax), or trl (TRL's fused head everywhere).", choices=("auto", "trl"))
     lora_compute: str = _f("auto", "LoRA arithmetic in training: auto (with bf16 compute on a CPU, bf16 under autocast "

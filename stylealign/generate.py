@@ -106,7 +106,22 @@ class Generator:
         else:
             self.model.load_adapter(folder, adapter_name=name, is_trainable=False)
         self.adapter_paths[name] = str(path)
+        self._lora_in_compute_dtype(name)
         self._scalings[name] = {m: dict(m.scaling) for m in self._lora_layers()}
+
+    def _lora_in_compute_dtype(self, name: str) -> None:
+        """On a CPU with bf16 weights, hold adapter `name` in bf16 too: PEFT loads it in fp32 and then casts every
+        LoRA layer's input to fp32 and its output back at every step (a third of a prefill's time). bf16 LoRA
+        arithmetic is what CPU training computes under autocast (train.cpu_lora_autocast)."""
+        import torch
+
+        base_dtype = next(p.dtype for n, p in self.model.named_parameters() if "lora_" not in n)
+        if self.device.type != "cpu" or base_dtype != torch.bfloat16:
+            return
+        for layer in self._lora_layers():
+            for group in (layer.lora_A, layer.lora_B):
+                if name in group:
+                    group[name].to(base_dtype)
 
     def _lora_layers(self):
         from peft.tuners.lora import LoraLayer
@@ -209,10 +224,16 @@ class Generator:
         cache = DynamicCache()
         position = (mask.long().cumsum(-1) - 1).clamp(min=0)
         step_ids = ids
+        # The prefill's last position as an index tensor, not logits_to_keep=1: the model slices its hidden states
+        # with it, and a strided [B, 1, d] slice sends the LM head down matmul's batched path, which expands and
+        # copies the whole [B, d, vocab] weight (1.8 GB and seconds for 32 rows of SmolLM2); an index gives a
+        # contiguous [B, 1, d] and one matmul. Decode steps have length 1 and are contiguous already.
+        keep = torch.tensor([ids.shape[1] - 1], device=self.device)
         with torch.no_grad(), self._routing(list(adapters)), _report_done(done, stopped):
             for _ in range(config.max_new_tokens):
                 out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=position,
-                                 use_cache=True, logits_to_keep=1, **{self._cache_kwarg(): cache})
+                                 use_cache=True, logits_to_keep=keep, **{self._cache_kwarg(): cache})
+                keep = 1
                 logits = out.logits[:, -1, :].float()
                 if seen.shape[1] < logits.shape[1]:  # a vocabulary padded past the tokenizer's
                     seen = torch.nn.functional.pad(seen, (0, logits.shape[1] - seen.shape[1]))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import types
 
 CHUNK_TOKENS = 4096  # label positions scored at once: 4096 x 49,152 fp32 logits = 0.8 GB
+STATS_ROWS = 512  # rows of the no-grad statistics (entropy, ...) computed at once
 _SCALED = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
 
 
@@ -44,17 +45,24 @@ def _score(h, weight, bias, y, outputs: tuple[str, ...]):
     log_z = torch.logsumexp(logits, dim=-1)
     log_probs = logits.gather(-1, y[:, None]).squeeze(-1) - log_z
     entropy = log_sum_sq = mean = top1 = None
-    with torch.no_grad():
+    with torch.no_grad():  # the statistics, STATS_ROWS rows at a time: no second and third [rows x vocab] at once
+        lz = log_z.detach()
         if "entropy" in outputs or "log_sum_sq_probs" in outputs:
-            p = torch.softmax(logits, dim=-1)
-            if "entropy" in outputs:
-                entropy = log_z - (p * logits).sum(-1)
-            if "log_sum_sq_probs" in outputs:
-                log_sum_sq = torch.log((p * p).sum(-1))
+            ent, sq = [], []
+            for i in range(0, logits.shape[0], STATS_ROWS):
+                lc = logits[i:i + STATS_ROWS].detach()
+                p = torch.softmax(lc, dim=-1)
+                if "entropy" in outputs:
+                    ent.append(lz[i:i + STATS_ROWS] - (p * lc).sum(-1))
+                if "log_sum_sq_probs" in outputs:
+                    sq.append(torch.log((p * p).sum(-1)))
+                del p
+            entropy = torch.cat(ent) if ent else None
+            log_sum_sq = torch.cat(sq) if sq else None
         if "mean_logits" in outputs:
-            mean = logits.mean(-1)
+            mean = logits.detach().mean(-1)
         if "is_top1" in outputs:
-            top1 = logits.argmax(-1) == y
+            top1 = logits.detach().argmax(-1) == y
     return log_probs, entropy, log_sum_sq, mean, top1
 
 

@@ -57,6 +57,7 @@ class PhaseLog:
         self.started = time.time()
         self.done: list[dict] = []
         self._open: list[dict] = []
+        self.max_rss_mb = process_peak_mb()  # ru_maxrss, good until the first reset of VmHWM
         self._resettable = _reset_hwm()
 
     def _fold(self) -> None:
@@ -65,6 +66,7 @@ class PhaseLog:
         hwm = st.get("VmHWM", process_peak_mb()) if self._resettable else process_peak_mb()
         cuda = _cuda()
         cuda_peak = cuda.max_memory_allocated() / 2**20 if cuda else None
+        self.max_rss_mb = max(self.max_rss_mb, hwm)
         for p in self._open:
             p["peak_rss_mb"] = max(p["peak_rss_mb"], hwm)
             if cuda_peak is not None:
@@ -97,13 +99,19 @@ class PhaseLog:
     def records(self) -> list[dict]:
         return sorted(self.done, key=lambda r: (r["start_s"], r["depth"]))
 
+    def peak_mb(self) -> float:
+        """Return the process's peak RSS so far: the largest high-water mark of any window (resetting VmHWM
+        resets the kernel's ru_maxrss too, so that alone would only cover the last window)."""
+        st = _status()
+        return max(self.max_rss_mb, st.get("VmHWM", 0.0), process_peak_mb())
+
     def summary(self) -> dict:
         """Return the job's phases with its total wall time, process peak RSS and the machine's load."""
         try:
             load = [round(x, 2) for x in os.getloadavg()]
         except OSError:
             load = None
-        return {"wall_s": round(time.time() - self.started, 1), "peak_rss_mb": round(process_peak_mb(), 1),
+        return {"wall_s": round(time.time() - self.started, 1), "peak_rss_mb": round(self.peak_mb(), 1),
                 "load_average_end": load, "cpu_count": os.cpu_count(), "phases": self.records()}
 
     def table(self) -> str:

@@ -442,13 +442,19 @@ def _train_stages(persona, recipe, run_dir, stages, base, tokenizer, datasets, s
 
 
 def training_attention(recipe: Recipe) -> str | None:
-    """Return the attention kernel to train with: the recipe's, or for "auto" eager on a CPU (for the
-    short padded rows of persona data its backward measured faster than SDPA's) and the model's default on a GPU."""
+    """Return the attention kernel to train with: the recipe's, or for "auto" on a CPU eager attention with its
+    length² probabilities recomputed in backward (stylealign.attention: for the short padded rows of persona data
+    eager's backward measured faster than SDPA's, and recomputing them frees SDPA's memory), and the model's
+    default on a GPU."""
     import torch
 
+    from stylealign import attention
+
+    if recipe.attn_implementation == attention.NAME:
+        return attention.register()
     if recipe.attn_implementation != "auto":
         return recipe.attn_implementation
-    return None if torch.cuda.is_available() else "eager"
+    return None if torch.cuda.is_available() else attention.register()
 
 
 def _dist_state():

@@ -58,7 +58,10 @@ def test_targets_pass_fail_and_missing():
               "arena_two_panes": 1.2, "utilisation": 0.31}
     got = {t["key"]: t["pass"] for t in arith.evaluate_targets(values)}
     assert got == {"sft_speed": True, "sft_memory": False, "dpo_speed": True, "dpo_copies": True,
-                   "eval_speed": None, "arena_two_panes": True, "utilisation": None}
+                   "eval_speed": None, "arena_two_panes": True, "utilisation": None, "main_wall": None,
+                   "main_memory": None}
+    main = {t["key"]: t["pass"] for t in arith.evaluate_targets({"main_wall": 601, "main_memory": 3072})}
+    assert main["main_wall"] is False and main["main_memory"] is True
     assert {t["key"] for t in arith.evaluate_targets({})} == {t.key for t in arith.TARGETS}
     assert arith.check(">=", 2.4, 2.5) is False and arith.check("<=", 1.6, 1.6) is True
 
@@ -100,3 +103,52 @@ def test_quick_bench_runs_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path,
     md = (out / "report.md").read_text()
     assert "Machine:" in md and "| area | metric | kit | reference |" in md and "answers/s" in md
     assert md.strip() in capsys.readouterr().out.replace("\r", "")
+
+
+def test_machine_names_the_cpu_and_its_matrix_extensions():
+    run = harness().run
+    m = run.machine()
+    assert m["cpu"] and isinstance(m["matrix_extensions"], list)
+    assert set(m["matrix_extensions"]) <= {label for _, label in run.MATRIX_FLAGS}
+    line = run.cpu_line({"cpu": "Some CPU", "matrix_extensions": ["AVX2", "AVX-512", "AVX-512 BF16"],
+                         "torch_cpu_capability": "AVX512"})
+    assert line == "Some CPU (AVX-512 BF16, no AMX; flags: AVX2, AVX-512, AVX-512 BF16; torch CPU kernels AVX512)"
+    assert "AMX, " in run.cpu_line({"cpu": "X", "matrix_extensions": ["AMX", "AMX BF16"]})
+
+
+def test_main_job_area_summary_table_and_quick_recipe(tmp_path):
+    """The main job's phases become a table with its totals; its targets hold for the shipped recipe only, and
+    quick mode runs a cut-down recipe (written next to the report)."""
+    import yaml
+
+    run = harness().run
+    phases = [{"name": "train (or reuse)", "depth": 0, "wall_s": 400.0, "cpu_s": 700.0, "peak_rss_mb": 2900.0,
+               "rss_end_mb": 1500.0},
+              {"name": "sft", "depth": 1, "wall_s": 200.0, "cpu_s": 390.0, "peak_rss_mb": 2900.0, "rss_end_mb": 1400.0},
+              {"name": "evaluation", "depth": 0, "wall_s": 150.0, "cpu_s": 250.0, "peak_rss_mb": 2000.0,
+               "rss_end_mb": 1900.0}]
+    result = {"wall_s": 560.0, "peak_rss_mb": 2900.0, "phases": phases, "shipped_recipe": True,
+              "load_average_end": [2.0, 2.0, 2.0]}
+    summary = run.main_summary([result])
+    assert summary["cpu_s"] == 950.0  # top-level phases only: the nested sft is inside training
+    report = {"summary": {"sft": {"kit": None, "ref": None}, "dpo": {"kit": None, "ref": None}, "gen": None},
+              "arms": {"main": [result]}, "peak": [], "settings": {}}
+    run.summarise(report, harness().arith.Dims.from_config(harness().arith.SHAPES["tiny"]), 16, gpu=False)
+    got = {t["key"]: t["pass"] for t in report["targets"]}
+    assert got["main_wall"] is True and got["main_memory"] is True
+    lines = "\n".join(run._main_lines(report["summary"]["main"], {t["key"]: t for t in report["targets"]}))
+    assert "|   sft | 200.0 |" in lines and "| **main job** | 560.0 | 950.0 |" in lines and "PASS (560 s)" in lines
+    result["shipped_recipe"] = False
+    run.summarise(report, harness().arith.Dims.from_config(harness().arith.SHAPES["tiny"]), 16, gpu=False)
+    assert {t["key"]: t["pass"] for t in report["targets"]}["main_wall"] is None  # a cut-down job proves nothing
+
+    from stylealign.config import load_recipe
+
+    settings = run.Settings(quick=True, model="smollm2-135m")
+    setup = run.Setup(model_path="/models/x", recipe_name=run.CPU_RECIPE, recipe=load_recipe(run.CPU_RECIPE),
+                      out=tmp_path, rows={}, rows_path=tmp_path / "rows.json", dims=None, max_length=None)
+    path, shipped = run.main_recipe(settings, setup)
+    cut = yaml.safe_load(open(path))
+    assert not shipped and cut["base"] == "/models/x" and cut["sft"]["max_steps"] == 4 and cut["dpo"]["max_steps"] == 2
+    assert load_recipe(path).select.max_new_tokens == 8
+    assert run.main_recipe(run.Settings(model="smollm2-135m"), setup) == (run.CPU_RECIPE, True)

@@ -137,9 +137,46 @@ def test_language_filter_keeps_only_those_rows(small_persona, tiny_recipe_overri
         load_stage_data(persona, "sft", load_recipe(None, {**tiny_recipe_overrides, "languages": "fr"}), tok)
 
 
-def test_cpu_training_uses_eager_attention_unless_the_recipe_says_otherwise():
+def test_cpu_training_uses_recomputed_eager_attention_unless_the_recipe_says_otherwise():
     from stylealign.train import training_attention
 
-    assert training_attention(load_recipe(None, {})) == ("eager" if not torch.cuda.is_available() else None)
+    expected = "eager_recompute" if not torch.cuda.is_available() else None
+    assert training_attention(load_recipe(None, {})) == expected
+    assert training_attention(load_recipe(None, {"attn_implementation": "eager"})) == "eager"
     assert training_attention(load_recipe(None, {"attn_implementation": "sdpa"})) == "sdpa"
     assert json.loads(json.dumps(load_recipe("smollm2-135m_qlora_cpu").to_dict()))["sft"]["padding_free"] is False
+
+
+def test_recomputed_eager_attention_equals_eager_and_keeps_no_length_squared_tensors(tiny_model_dir):
+    """eager_recompute gives eager's outputs and LoRA gradients, and autograd keeps no [B, heads, T, T] tensor."""
+    from peft import LoraConfig, get_peft_model
+
+    from stylealign import attention, models
+
+    runs = {}
+    ids = torch.randint(5, 1000, (3, 40), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 30:] = 0  # a padded row
+    for attn in ("eager", attention.register()):
+        torch.manual_seed(0)
+        model = models.load_model(str(tiny_model_dir), quant="none", dtype="fp32", attn=attn)
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+        model.train()
+        square = []
+
+        def pack(t, square=square):
+            if t.dim() == 4 and t.shape[-1] == t.shape[-2] == ids.shape[1]:
+                square.append(t.shape)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        (logits.float() * mask[..., None]).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        runs[attn] = (logits.detach(), grads, square)
+    (eager_logits, eager_grads, eager_square), (re_logits, re_grads, re_square) = runs.values()
+    assert eager_square and not re_square
+    torch.testing.assert_close(re_logits, eager_logits, rtol=1e-5, atol=1e-5)
+    assert re_grads.keys() == eager_grads.keys() and re_grads
+    for name in eager_grads:
+        torch.testing.assert_close(re_grads[name], eager_grads[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -111,6 +111,8 @@ def test_phase_log_nests_and_keeps_each_peak():
     for r in recs.values():
         assert r["wall_s"] >= 0 and r["cpu_s"] >= 0 and r["rss_end_mb"] > 0
     summary = log.summary()
+    # resetting VmHWM resets ru_maxrss too: the job's peak is the largest window's, not the last window's
+    assert summary["peak_rss_mb"] >= recs["inner"]["peak_rss_mb"]
     assert summary["peak_rss_mb"] > 0 and [p["name"] for p in summary["phases"]] == ["outer", "inner", "after"]
     assert "  inner" in log.table()  # nested phases are indented
 

@@ -157,6 +157,8 @@ TARGETS = (
     Target("eval_speed", "evaluation answers/s vs one-by-one generate", ">=", 4.0),
     Target("arena_two_panes", "two arena panes: time vs one pane", "<=", 1.6),
     Target("utilisation", "SFT kit utilisation of the bf16 matmul peak", "report", None),
+    Target("main_wall", "main job wall time, s (2 cores)", "<=", 600),
+    Target("main_memory", "main job peak RSS, MiB", "<=", 3072),
 )
 
 

@@ -26,7 +26,8 @@ from .spec import ArmSpec
 CPU_RECIPE = "smollm2-135m_qlora_cpu"
 GPU_RECIPE_SMALL = "smollm2-135m_lora_gpu"
 GPU_RECIPE_LARGE = "qwen2.5-7b_qlora_gpu"
-AREAS = ("sft", "dpo", "gen")
+AREAS = ("sft", "dpo", "gen", "main")
+DEFAULT_AREAS = {"quick": ("sft", "dpo", "gen"), "full": AREAS}  # the main job takes ~10 minutes: full runs only
 REF_LORA_R = 16  # the plain-TRL arm's LoRA rank (worker.LORA_R)
 
 
@@ -65,7 +66,9 @@ class Settings:
     persona: str = option("sharp-candid", "Persona whose rows are trained on.")
     out: str | None = option(None, "Output folder (default runs/bench-<time>/).")
     threads: int = option(0, "torch threads in every arm (0: torch's default, all cores).")
-    areas: tuple = option(AREAS, "Comma-separated areas to run: sft,dpo,gen.", flag="--only", parse=_areas)
+    areas: tuple = option((), "Comma-separated areas to run: sft,dpo,gen,main (default: all in a full run; "
+                          "sft,dpo,gen with --quick; main is the main job, `stylealign quickstart --no-arena`, "
+                          "timed per phase).", flag="--only", parse=_areas)
     profile: bool = option(True, "Run one extra profiled step of each kit arm (--no-profile: skip it).")
     reps: int = option(0, "Alternated kit/reference runs per area (0: quick 1, full 2).")
     steps: int = option(0, "Timed steps per training run, after the warm-up (0: quick 2, full 3 SFT / 2 DPO).")
@@ -102,6 +105,7 @@ class Settings:
         def pick(given, quick, full):
             return given or (quick if self.quick else full)
 
+        self.areas = self.areas or DEFAULT_AREAS["quick" if self.quick else "full"]
         self.reps = pick(self.reps, 1, 2)
         self.sft_batch = pick(self.sft_batch, 4, recipe.sft.batch_size)
         self.dpo_batch = pick(self.dpo_batch, 2, recipe.dpo.batch_size)
@@ -134,8 +138,11 @@ def machine() -> dict:
         mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         pass
+    names = set(flags.split(":", 1)[-1].split())
     out = {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem_gb, "python": platform.python_version(),
-           "bf16_matmul": any(f in flags for f in ("avx512_bf16", "amx_bf16")), "gpu": None}
+           "bf16_matmul": bool(names & {"avx512_bf16", "amx_bf16"}),
+           "matrix_extensions": [label for flag, label in MATRIX_FLAGS if flag in names],
+           "torch_cpu_capability": _torch_capability(), "gpu": None}
     for name in ("torch", "transformers", "trl", "peft", "bitsandbytes"):
         try:
             out[name] = version(name)
@@ -149,6 +156,29 @@ def machine() -> dict:
     except (OSError, subprocess.SubprocessError):
         pass
     return out
+
+
+MATRIX_FLAGS = (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_vnni", "AVX-512 VNNI"),
+                ("avx512_bf16", "AVX-512 BF16"), ("amx_tile", "AMX"), ("amx_bf16", "AMX BF16"), ("amx_int8", "AMX INT8"))
+
+
+def _torch_capability() -> str | None:
+    """Return the CPU kernel level torch dispatches to here (e.g. AVX512, AVX2), if it says."""
+    try:
+        import torch
+
+        return torch.backends.cpu.get_cpu_capability()
+    except (ImportError, AttributeError, RuntimeError):
+        return None
+
+
+def cpu_line(m: dict) -> str:
+    """Return 'CPU model (extensions; torch kernels X)' for a report header."""
+    ext = ", ".join(m.get("matrix_extensions") or []) or "no AVX-512/AMX"
+    amx = "AMX" if any(e.startswith("AMX") for e in m.get("matrix_extensions") or []) else "no AMX"
+    bf16 = "AVX-512 BF16" if "AVX-512 BF16" in (m.get("matrix_extensions") or []) else "no AVX-512 BF16"
+    cap = f"; torch CPU kernels {m['torch_cpu_capability']}" if m.get("torch_cpu_capability") else ""
+    return f"{m['cpu']} ({bf16}, {amx}; flags: {ext}{cap})"
 
 
 def load() -> list[float] | None:
@@ -338,6 +368,67 @@ def gen_arm(settings: Settings, setup: Setup, run: Runner) -> dict:
                               profile=str(setup.out / "profile-gen.txt") if settings.profile else None))
 
 
+def main_recipe(settings: Settings, setup: Setup) -> tuple[str, bool]:
+    """Return (recipe for the main job, whether it is the shipped one as is): the bench's recipe, on --model
+    when that is not the recipe's base, and in quick mode cut to a few steps (then it is not the real job)."""
+    import yaml
+
+    recipe = setup.recipe.to_dict()
+    shipped = not settings.quick and settings.model == recipe["base"] and not settings.shape
+    if not settings.quick and shipped:
+        return setup.recipe_name, True
+    recipe["base"] = setup.model_path
+    if settings.quick:
+        recipe["sft"].update(max_steps=4, save_steps=2)
+        recipe["dpo"].update(max_steps=2, save_steps=2, on_policy_negatives=4)
+        recipe["select"].update(max_new_tokens=8)
+    path = setup.out / "work" / "main-recipe.yaml"
+    write_atomic(path, yaml.safe_dump(recipe, sort_keys=False))
+    return str(path), False
+
+
+def main_arm(settings: Settings, setup: Setup, echo=print) -> dict:
+    """Run the main job (`stylealign quickstart --no-arena`, training from scratch) in its own process and
+    return its per-phase wall time, CPU time and peak RSS (the job's <run>/main_job.json)."""
+    from stylealign.commands.main import PHASES
+
+    recipe, shipped = main_recipe(settings, setup)
+    run_dir = setup.out / "work" / "main-run"
+    cmd = [sys.executable, "-m", "stylealign", "quickstart", "--no-arena", "--retrain", "--recipe", recipe,
+           "--persona", settings.persona, "--run", str(run_dir)]
+    if settings.quick:
+        cmd += ["--limit", "2"]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error",
+           "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
+    if settings.threads:
+        env["OMP_NUM_THREADS"] = str(settings.threads)
+    started = time.perf_counter()
+    echo("  main job ...", end="", flush=True)
+    with open(setup.out / "logs" / "main.log", "w") as log:
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd())
+    wall = time.perf_counter() - started
+    phases_file = run_dir / PHASES
+    if code != 0 or not phases_file.exists():
+        tail = (setup.out / "logs" / "main.log").read_text(errors="replace").strip().splitlines()[-8:]
+        echo(f" FAILED ({wall:.0f}s; see logs/main.log)")
+        return {"error": f"exit {code}", "log_tail": tail, "wall_seconds": round(wall, 1)}
+    echo(f" {wall:.0f}s")
+    result = json.loads(phases_file.read_text())
+    return {**result, "wall_seconds": round(wall, 1), "recipe": recipe, "shipped_recipe": shipped,
+            "quick": settings.quick}
+
+
+def main_summary(results: list[dict]) -> dict | None:
+    """Return the main job's totals and its top-level phases (nested ones kept for the table)."""
+    results = _ok(results)
+    if not results:
+        return None
+    res = results[0]
+    return {"wall_s": res["wall_s"], "peak_rss_mb": res["peak_rss_mb"], "phases": res["phases"],
+            "shipped_recipe": res.get("shipped_recipe"), "load_average_end": res.get("load_average_end"),
+            "cpu_s": round(sum(p["cpu_s"] for p in res["phases"] if p["depth"] == 0), 1)}
+
+
 def run_bench(settings: Settings, echo=print) -> dict:
     """Measure everything `settings` asks for; write report.json and report.md; return the report."""
     started = time.time()
@@ -349,6 +440,8 @@ def run_bench(settings: Settings, echo=print) -> dict:
     train_arms(settings, setup, run, report["arms"])
     if "gen" in settings.areas:
         report["arms"]["gen"] = [gen_arm(settings, setup, run)]
+    if "main" in settings.areas:
+        report["arms"]["main"] = [main_arm(settings, setup, echo)]
     if not settings.quick:  # a second measurement brackets the arms; quick mode saves the seconds
         report["peak"].append(run("peak-end", ArmSpec(area="peak")))
     report["load_after"] = load()
@@ -462,6 +555,7 @@ def summarise(report: dict, dims: arith.Dims, r: int, gpu: bool) -> None:
         gen["speed_ratio"] = arith.ratio(gen["batched"]["answers_per_s"], gen["one_by_one"]["answers_per_s"])
         gen["util_bf16"] = arith.utilisation(gen["batched"]["tokens_per_s"], gen["flops_per_token"], bf16 and bf16 * 1e9)
     s["gen"] = gen
+    s["main"] = main_summary(arms.get("main"))
     report["summary"] = s
     values = {
         "sft_speed": s["sft"]["speed_ratio"], "sft_memory": s["sft"]["memory_ratio"],
@@ -470,6 +564,8 @@ def summarise(report: dict, dims: arith.Dims, r: int, gpu: bool) -> None:
         "eval_speed": gen and gen["speed_ratio"], "arena_two_panes": gen and gen["two_pane_time_ratio"],
         "utilisation": (s["sft"]["kit"] or {}).get("util_bf16"),
     }
+    if s["main"] and s["main"]["shipped_recipe"]:  # the job's targets hold for the real job only
+        values.update(main_wall=s["main"]["wall_s"], main_memory=s["main"]["peak_rss_mb"])
     if report["settings"].get("ref") == "kit":  # an A/B of --kit-set: the issue's targets compare against plain TRL
         values = {}
     report["targets"] = arith.evaluate_targets(values)
@@ -513,6 +609,8 @@ def markdown(report: dict) -> str:
     rows = [row for area in ("sft", "dpo") for row in _train_rows(area, s[area], targets)]
     rows += _gen_rows(s["gen"], targets) if s["gen"] else []
     lines = _header(report) + ["", table(HEAD, rows), ""]
+    if s.get("main"):
+        lines += _main_lines(s["main"], targets) + [""]
     lines.append("Targets: " + "; ".join(f"{t['label']}: {_verdict(t)}" + (f" (profile: {t['profile']})" if t.get("profile") else "")
                                          for t in report["targets"]) + ".")
     if report.get("mode") == "quick":
@@ -535,7 +633,7 @@ def _header(report: dict) -> list[str]:
     return [
         f"### stylealign bench ({report['mode']}) — {report['date']}",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB"
+        f"Machine: {cpu_line(m)}, {m['cores']} cores, {m['memory_gb']} GiB"
         + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
         + f"; torch {m['torch']}, transformers {m['transformers']}, trl {m['trl']}, peft {m['peft']}; "
         f"torch threads {threads}" + "".join(f", {k}={v}" for k, v in (report.get("env") or {}).items())
@@ -591,6 +689,21 @@ def _gen_rows(g: dict, targets: dict) -> list[list]:
         ["Arena", "time per decode step, s (2 panes vs 1)", _n(p2["seconds_per_step"], 3), _n(p1["seconds_per_step"], 3),
          _n(g["two_pane_time_ratio"], 2, "×"), "≤ 1.6×", _verdict(targets["arena_two_panes"])],
     ]
+
+
+def _main_lines(m: dict, targets: dict) -> list[str]:
+    """Return the main job's per-phase table and its two targets."""
+    rows = [["  " * p["depth"] + p["name"], _n(p["wall_s"]), _n(p["cpu_s"]), _n(p["peak_rss_mb"], 0),
+             _n(p["rss_end_mb"], 0)] for p in m["phases"]]
+    rows.append(["**main job**", _n(m["wall_s"]), _n(m["cpu_s"]), _n(m["peak_rss_mb"], 0), ""])
+    what = ("the shipped recipe" if m["shipped_recipe"] else
+            "a cut-down recipe (quick mode or another model): not the real job, targets not evaluated")
+    verdict = lambda key: _verdict(targets.get(key))  # noqa: E731
+    return [f"Main job (`stylealign quickstart --no-arena`, trained from scratch, {what}; load average at its end "
+            f"{m.get('load_average_end')}):", "",
+            table(["phase", "wall s", "CPU s (all threads)", "peak RSS, MiB", "RSS at end, MiB"], rows), "",
+            f"Main job targets: wall ≤ 600 s: {verdict('main_wall')} ({m['wall_s']:.0f} s); peak RSS ≤ 3,072 MiB: "
+            f"{verdict('main_memory')} ({m['peak_rss_mb']:,.0f} MiB)."]
 
 
 def _setups(s: dict) -> list[str]:
