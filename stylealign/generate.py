@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+from stylealign.phases import trim_heap
+
 BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
 
@@ -203,6 +205,7 @@ class Generator:
             for i, text, end in zip(idx, final, batch_stopped):
                 answers[i], ended[i] = text, end
             bar.update(len(idx))
+            trim_heap()  # the batch's KV cache and prefill activations go back to the OS
         bar.close()
         if stopped is not None:
             stopped[:] = ended

@@ -136,12 +136,40 @@ def phase(name: str):
     return _LOG.phase(name)
 
 
+def trim_heap() -> None:
+    """Hand free heap pages back to the OS (glibc's malloc_trim; a no-op elsewhere). Tensors of changing sizes
+    leave freed chunks the allocator keeps: without it a training run's RSS ratchets up step by step."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+
+        try:
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim  # noqa: B018  (glibc only)
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
+
+
+def trim_callback():
+    """Return a TrainerCallback that trims the heap after every optimizer step (CPU training)."""
+    from transformers import TrainerCallback
+
+    class Trim(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            trim_heap()
+
+    return Trim()
+
+
 def release_memory() -> None:
     """Collect garbage and hand freed heap pages back to the OS (glibc's malloc_trim), so the RSS of one
     phase does not carry into the next one."""
-    import ctypes
     import gc
 
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    trim_heap()

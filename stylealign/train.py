@@ -339,6 +339,10 @@ def run_trainer(trainer, stage_dir: Path, resume: bool, main_process: bool = Tru
     start = time.time()
     guard = non_finite_guard()
     trainer.add_callback(guard)
+    import torch
+
+    if not torch.cuda.is_available():
+        trainer.add_callback(phases.trim_callback())  # RSS stays at what a step needs, not what all steps left
     result = trainer.train(resume_from_checkpoint=latest_checkpoint(stage_dir) if resume else None)
     if guard.tripped:
         raise RunFailed(guard.message(stage_dir, latest_checkpoint(stage_dir)))

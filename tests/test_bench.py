@@ -137,7 +137,7 @@ def test_main_job_area_summary_table_and_quick_recipe(tmp_path):
     got = {t["key"]: t["pass"] for t in report["targets"]}
     assert got["main_wall"] is True and got["main_memory"] is True
     lines = "\n".join(run._main_lines(report["summary"]["main"], {t["key"]: t for t in report["targets"]}))
-    assert "|   sft | 200.0 |" in lines and "| **main job** | 560.0 | 950.0 |" in lines and "PASS (560 s)" in lines
+    assert "|   sft | 200 |" in lines and "| **main job** | 560 | 950 |" in lines and "PASS (560 s)" in lines
     result["shipped_recipe"] = False
     run.summarise(report, harness().arith.Dims.from_config(harness().arith.SHAPES["tiny"]), 16, gpu=False)
     assert {t["key"]: t["pass"] for t in report["targets"]}["main_wall"] is None  # a cut-down job proves nothing
