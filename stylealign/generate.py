@@ -112,13 +112,15 @@ class Generator:
         self._scalings[name] = {m: dict(m.scaling) for m in self._lora_layers()}
 
     def _lora_in_compute_dtype(self, name: str) -> None:
-        """On a CPU with bf16 weights, hold adapter `name` in bf16 too: PEFT loads it in fp32 and then casts every
-        LoRA layer's input to fp32 and its output back at every step (a third of a prefill's time). bf16 LoRA
-        arithmetic is what CPU training computes under autocast (train.cpu_lora_autocast)."""
+        """On a CPU with unquantized bf16 weights (what `stylealign eval` and the arena generate from), hold adapter
+        `name` in bf16 too: PEFT loads it in fp32 and then casts every LoRA layer's input to fp32 and its output back
+        at every step (a third of a prefill's time). bf16 LoRA arithmetic is what CPU training computes under
+        autocast (train.cpu_lora_autocast). A 4-bit base (`--quant nf4`) keeps PEFT's fp32 adapter, as trained."""
         import torch
 
         base_dtype = next(p.dtype for n, p in self.model.named_parameters() if "lora_" not in n)
-        if self.device.type != "cpu" or base_dtype != torch.bfloat16:
+        quantized = getattr(self.model.config, "quantization_config", None) is not None  # 4-bit: generate as trained
+        if self.device.type != "cpu" or base_dtype != torch.bfloat16 or quantized:
             return
         for layer in self._lora_layers():
             for group in (layer.lora_A, layer.lora_B):
