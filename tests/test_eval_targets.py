@@ -108,3 +108,17 @@ def test_bad_targets_are_reported(toy):
     assert "targets.hedge_rate: expected up or down, got 'sideways'" in problems
     assert "targets.vibes: unknown metric" in problems
     assert "lexicons.dithering.en: no such lexicon file 'missing.txt'" in problems
+
+
+def test_the_greedy_probe_markers_follow_the_declaration():
+    """The probe's verdict-first and hedges + fillers take the persona's direction (warm-tutor: verdict-first
+    down; no hedge target, so no direction), and the terminal headline marks them by it."""
+    tutor, sharp = persona_metric_table(load_persona("warm-tutor")), persona_metric_table(load_persona("sharp-candid"))
+    assert tutor["probe_verdict_first"]["better"] == "lower" and tutor["probe_hedge_fill"]["better"] == "neutral"
+    assert sharp["probe_verdict_first"]["better"] == "higher" and sharp["probe_hedge_fill"]["better"] == "lower"
+    assert tutor["probe_repetitive"]["better"] == "lower"  # coherence keeps the kit's direction
+    from stylealign.evaluate.report import cell
+
+    more_verdicts = {"baseline": 0.1, "adapter": 0.3, "diff": 0.2, "ci": [0.05, 0.35], "n": 24}
+    assert cell(more_verdicts, "probe_verdict_first", tutor).endswith("✗")
+    assert cell(more_verdicts, "probe_verdict_first", sharp).endswith("✓")

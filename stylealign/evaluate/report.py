@@ -334,11 +334,11 @@ def _headline_probe(report: dict, label: str) -> list[str]:
     kb, ka = b["verdicts"]["known_answer"], a["verdicts"]["known_answer"]
     ob, oa = b["verdicts"]["open_yes_no"], a["verdicts"]["open_yes_no"]
     lines = [f"  greedy probe ({pr['generation']['max_new_tokens']} tokens, no repetition penalty):",
-             f"    repetitive        {cell(comp.get('probe_repetitive'), 'probe_repetitive')}",
-             f"    top opener        {cell(comp.get('probe_top_opener'), 'probe_top_opener')}   [{top(b)} → {top(a)}]",
-             f"    stopped in budget {cell(comp.get('probe_stopped'), 'probe_stopped')}",
-             f"    wrong language    {cell(comp.get('probe_lang_mismatch'), 'probe_lang_mismatch')}",
-             f"    verdict-first     {cell(comp.get('probe_verdict_first'), 'probe_verdict_first')}"]
+             f"    repetitive        {cell(comp.get('probe_repetitive'), 'probe_repetitive', report.get('metrics'))}",
+             f"    top opener        {cell(comp.get('probe_top_opener'), 'probe_top_opener', report.get('metrics'))}   [{top(b)} → {top(a)}]",
+             f"    stopped in budget {cell(comp.get('probe_stopped'), 'probe_stopped', report.get('metrics'))}",
+             f"    wrong language    {cell(comp.get('probe_lang_mismatch'), 'probe_lang_mismatch', report.get('metrics'))}",
+             f"    verdict-first     {cell(comp.get('probe_verdict_first'), 'probe_verdict_first', report.get('metrics'))}"]
     if ka["n"]:
         lines.append(f"    known answers     yes-share {fmt(kb['yes_share'])} → {fmt(ka['yes_share'])}, right/wrong/none "
                      f"{kb['right']}/{kb['wrong']}/{kb['no_verdict']} → {ka['right']}/{ka['wrong']}/{ka['no_verdict']}")

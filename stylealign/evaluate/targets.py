@@ -22,6 +22,8 @@ from stylealign.evaluate.metrics import HEADLINE, metric_table
 PERSONA_STYLE = ("hedge_rate", "boilerplate_rate", "booster_rate", "assertiveness", "verdict_first", "list_items",
                  "markdown", "asks_back", "length", "sent_len_mean", "sent_len_cv")
 BETTER = {"up": "higher", "down": "lower"}
+# The greedy probe's versions of persona style markers (probe.py), and the markers they measure.
+PROBE_STYLE = {"probe_verdict_first": ("verdict_first",), "probe_hedge_fill": ("hedge_rate", "boilerplate_rate")}
 UNITS = {"rate": "per 100 words / 1,000 chars", "opener": "share"}
 
 
@@ -52,6 +54,11 @@ def persona_metric_table(persona) -> dict[str, dict]:
                        "better": "neutral"}
     for name, direction in persona.targets.items():
         table[name] = {**table[name], "better": BETTER[direction], "target": True}
+    # the greedy probe's style markers follow the same declaration (neutral when the persona declares none)
+    for probe_name, names in PROBE_STYLE.items():
+        if probe_name in table:
+            wanted = {BETTER[persona.targets[n]] for n in names if n in persona.targets}
+            table[probe_name] = {**table[probe_name], "better": wanted.pop() if len(wanted) == 1 else "neutral"}
     return table
 
 
