@@ -68,7 +68,7 @@ def test_cli_eval_end_to_end_on_the_embedded_model(tmp_path, embedded_dir, monke
     suite = _write_jsonl(tmp_path / "suite.jsonl", SUITE)
     corpus = _write_jsonl(tmp_path / "corpus.jsonl", CORPUS)
     args = ["eval", "--adapter", str(run), "--suite", str(suite), "--corpus", str(corpus), "--max-new-tokens", "24",
-            "--n-boot", "200", "--quiet", "--kl-prompts", "3"]
+            "--probe-tokens", "24", "--n-boot", "200", "--quiet", "--kl-prompts", "3"]
     assert main(args + ["--fail-under", "relevance=-1"]) == 0
     out = capsys.readouterr().out
     assert "tiny-style" in out and "hedge_rate" in out

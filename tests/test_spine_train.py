@@ -155,8 +155,8 @@ def test_embedded_qlora_sft_then_dpo_end_to_end(small_persona, tmp_path, embedde
     pairs = [json.loads(line) for line in (small_persona / "data" / "pref.jsonl").read_text().splitlines()]
 
     def margin(adapter):
-        return sum(_logp(gen, p["prompt"], p["chosen"], adapter) - _logp(gen, p["prompt"], p["rejected"], adapter)
-                   for p in pairs) / len(pairs)
+        logps = _logps(gen, [(p["prompt"], p[side]) for p in pairs for side in ("chosen", "rejected")], adapter)
+        return sum(logps[0::2]) / len(pairs) - sum(logps[1::2]) / len(pairs)
 
     assert margin("dpo") > margin("sft"), "DPO raised log p(chosen) - log p(rejected) on its training pairs"
 
@@ -169,17 +169,21 @@ def test_embedded_qlora_sft_then_dpo_end_to_end(small_persona, tmp_path, embedde
     shutil.rmtree(run)
 
 
-def _logp(gen, prompt, answer, adapter) -> float:
-    """Return the summed log-probability of `answer` after `prompt` under `adapter`."""
+def _logps(gen, items, adapter) -> list[float]:
+    """Return the summed log-probability of each `answer` after its `prompt` under `adapter`, all
+    (prompt, answer) items in one right-padded forward pass (a 4-bit forward on a CPU costs about the same
+    for one row as for sixteen: the weights are dequantized per call)."""
     tok = gen.tokenizer
-    head = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-    full = tok.apply_chat_template(prompt + answer, tokenize=False)
-    ids = tok(full, return_tensors="pt", add_special_tokens=False)
-    start = len(tok(head, add_special_tokens=False)["input_ids"])
-    logits = gen.logits(ids["input_ids"], ids["attention_mask"], adapter)[0, :-1]
-    targets = ids["input_ids"][0, 1:]
-    logp = torch.log_softmax(logits, -1).gather(-1, targets[:, None])[:, 0]
-    return float(logp[start - 1:].sum())
+    fulls, starts = [], []
+    for prompt, answer in items:
+        head = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+        fulls.append(tok.apply_chat_template(prompt + answer, tokenize=False))
+        starts.append(len(tok(head, add_special_tokens=False)["input_ids"]))
+    ids = tok(fulls, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False)
+    logits = gen.logits(ids["input_ids"], ids["attention_mask"], adapter)[:, :-1]
+    logp = torch.log_softmax(logits, -1).gather(-1, ids["input_ids"][:, 1:, None])[..., 0]
+    mask = ids["attention_mask"][:, 1:].bool()
+    return [float(logp[i, start - 1:][mask[i, start - 1:]].sum()) for i, start in enumerate(starts)]
 
 
 def test_padding_free_batches_give_the_padded_loss(small_persona, tiny_recipe_overrides, tmp_path, tiny_model_dir):
