@@ -137,8 +137,10 @@ class SelectSettings:
     enabled: bool = _f(True, "Score checkpoints on the persona's probe prompts and publish the best one.")
     max_new_tokens: int = _f(128, "Token budget of each greedy probe answer.")
     batch_size: int = _f(16, "Probe answers generated per batch.")
-    metric: str = _f("verdict_first", "What the rule maximises among candidates that meet its constraints.",
-                     choices=("verdict_first", "stopped"))
+    metric: str = _f("persona", "What the rule optimises among candidates that meet its constraints: 'persona' "
+                     "(the persona's declared direction on the first probe style marker it declares in targets: "
+                     "verdict_first, else hedge_fill for hedge_rate/boilerplate_rate; none: verdict_first up), "
+                     "or raise 'verdict_first' / 'stopped'.", choices=("persona", "verdict_first", "stopped"))
     max_repetition_over_base: float = _f(0.05, "Constraint: repetitive-answer share at most the base model's plus this.")
     yes_share_min: float = _f(0.3, "Constraint: the yes-share of yes/no verdicts at least this...")
     yes_share_max: float = _f(0.7, "... and at most this.")

@@ -41,7 +41,7 @@ class RunManifest:
     wall_s: float | None = None
     peak_memory_mb: dict = field(default_factory=dict)
     finished: str | None = None
-    selection: dict = field(default_factory=dict)  # select: rule, baseline, candidates, selected, rule_met
+    selection: dict = field(default_factory=dict)  # select: rule, metric (resolved), baseline, candidates, selected, rule_met
     extra: dict = field(default_factory=dict)  # keys this version does not know, kept as they were
 
     @classmethod

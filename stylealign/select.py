@@ -3,10 +3,17 @@
 During `train all`, every saved checkpoint and each stage's end answers the persona's held-out probe
 prompts (`data.probe` in persona.yaml; never the eval suites) greedily, with no repetition penalty —
 what llama.cpp or Ollama will show a user. Each candidate's probe scores are kept; the run publishes
-the best candidate under the recipe's rule (`select:`): maximise the rule's metric among candidates
+the best candidate under the recipe's rule (`select:`): move the rule's metric the wanted way among candidates
 whose repetition is at most the base model's plus a margin, whose yes-share of verdicts lies in a band
 and whose most common opener starts at most a given share of answers. When no candidate meets the
 rule, the one that misses it least is published, and the manifest says so.
+
+The rule's metric, `select.metric: persona` by default, follows the persona's declared `targets:`: the
+probe scores two persona style markers (evaluate.targets.PROBE_STYLE), verdict_first and hedge_fill
+(hedges + fillers, for hedge_rate / boilerplate_rate); the first of them, in that order, whose markers
+the persona declares in one direction is the metric, raised for `up` and lowered for `down`
+(warm-tutor: verdict_first down; sharp-candid: verdict_first up, as before). A persona that declares
+none of them gets verdict_first up. `verdict_first` and `stopped` name a metric to raise outright.
 
 The same greedy answers feed the on-policy negatives of DPO (`dpo.on_policy_negatives`): the SFT
 adapter's own looping or collapsed answers become `rejected`, the persona's answers `chosen`.
@@ -114,14 +121,37 @@ def violations(scores: dict, base: dict, rule) -> dict[str, float]:
     }
 
 
-def choose(candidates: list[dict], base: dict, rule) -> tuple[int, bool]:
+def resolve_metric(rule, persona=None) -> dict:
+    """Return the rule's metric as {"metric", "direction" ("up"/"down"), "source"}: the recipe's
+    `select.metric`, or for "persona" the persona's declared direction on the first probe style marker
+    it declares (module docstring)."""
+    if rule.metric != "persona":
+        return {"metric": rule.metric, "direction": "up", "source": f"select.metric: {rule.metric}"}
+    from stylealign.evaluate.targets import PROBE_STYLE
+
+    declared = getattr(persona, "targets", None) or {}
+    for probe_name, markers in PROBE_STYLE.items():
+        named = [m for m in markers if m in declared]
+        wanted = {declared[m] for m in named}
+        if len(wanted) == 1:
+            return {"metric": probe_name.removeprefix("probe_"), "direction": wanted.pop(),
+                    "source": "persona targets: " + ", ".join(f"{m} {declared[m]}" for m in named)}
+    return {"metric": "verdict_first", "direction": "up",
+            "source": "the kit's default (the persona declares no target the probe scores)"}
+
+
+def choose(candidates: list[dict], base: dict, rule, persona=None) -> tuple[int, bool]:
     """Return (index of the best candidate, whether it meets the rule). Among candidates that meet every
-    constraint the highest rule metric wins (then less repetition, then the earlier one); when none
-    does, the smallest total miss wins."""
+    constraint the best rule metric wins — highest for a metric wanted up, lowest for one wanted down
+    (resolve_metric) — then less repetition, then the earlier one; when none does, the smallest total
+    miss wins. A candidate without a score on the metric ranks last on it."""
     if not candidates:
         raise ValueError("no candidates to choose from")
+    wanted = resolve_metric(rule, persona)
+    sign = 1.0 if wanted["direction"] == "up" else -1.0
     miss = [sum(violations(c["scores"], base, rule).values()) for c in candidates]
-    metric = [c["scores"].get(rule.metric) or 0.0 for c in candidates]
+    values = [c["scores"].get(wanted["metric"]) for c in candidates]
+    metric = [float("-inf") if v is None else sign * v for v in values]
     rep = [c["scores"].get("repetitive") or 0.0 for c in candidates]
     ok = [i for i, m in enumerate(miss) if m == 0]
     if ok:

@@ -594,7 +594,7 @@ class _Probe:
     """Checkpoint selection for one run: the base model's probe scores, then per-stage candidates."""
 
     def __init__(self, persona, recipe: Recipe, tokenizer, work: Path, model):
-        self.recipe = recipe
+        self.recipe, self.persona = recipe, persona
         self.rows = select.probe_rows(persona, recipe)
         self.prober = select.Prober(recipe, tokenizer, self.rows) if self.rows else None
         self.base = self._baseline(work, model) if self.rows else None
@@ -613,7 +613,7 @@ class _Probe:
         sft = select.stage_candidates(stages_dir / "sft")
         start = sft[-1] if sft else None
         if self.rows and sft and self.recipe.select.dpo_from == "best":
-            start = sft[select.choose(sft, self.base, self.recipe.select)[0]]
+            start = sft[select.choose(sft, self.base, self.recipe.select, self.persona)[0]]
             if start is not sft[-1]:
                 print(f"[select] DPO starts from SFT step {start['step']} (best under the rule)", flush=True)
                 select.load_into(model, start)
@@ -637,10 +637,11 @@ class _Probe:
         cands = [c for s in stages for c in select.stage_candidates(work / "stages" / s)]
         if not cands:
             return {"status": "no candidates"}
-        best, met = select.choose(cands, self.base, self.recipe.select)
+        best, met = select.choose(cands, self.base, self.recipe.select, self.persona)
         for c in cands:
             c["violations"] = select.violations(c["scores"], self.base, self.recipe.select)
             c["path"] = os.path.relpath(c["path"], work)  # the run folder is renamed when published
-        return {"status": "ok", "rule": dataclasses.asdict(self.recipe.select), "baseline": self.base, "candidates": cands,
+        return {"status": "ok", "rule": dataclasses.asdict(self.recipe.select),
+                "metric": select.resolve_metric(self.recipe.select, self.persona), "baseline": self.base, "candidates": cands,
                 "selected": cands[best], "rule_met": met}
 

@@ -50,6 +50,51 @@ def test_ties_prefer_less_repetition_then_the_earlier_candidate():
     assert cands[best]["step"] == 20
 
 
+PERSONAS = Path(__file__).resolve().parents[1] / "personas"
+
+
+def test_a_down_target_makes_the_rule_pick_the_lower_candidate():
+    """warm-tutor declares verdict_first down: `persona` picks the candidate with fewer bare verdicts up
+    front, where `verdict_first` picks the one with more."""
+    from stylealign.personas import load_persona
+
+    tutor = load_persona(PERSONAS / "warm-tutor")
+    assert select.resolve_metric(SelectSettings(), tutor)["metric"] == "verdict_first"
+    assert select.resolve_metric(SelectSettings(), tutor)["direction"] == "down"
+    cands = [cand(10, 0.70, 0.30, 0.50, 0.30), cand(20, 0.20, 0.31, 0.50, 0.30), cand(30, 0.45, 0.30, 0.50, 0.30),
+             cand(40, 0.05, 0.60, 0.50, 0.30)]  # fewest verdicts, but loops: excluded
+    assert cands[select.choose(cands, BASE, SelectSettings(metric="persona"), tutor)[0]]["step"] == 20
+    assert cands[select.choose(cands, BASE, SelectSettings(metric="verdict_first"), tutor)[0]]["step"] == 10
+
+
+def test_persona_resolves_to_verdict_first_up_for_sharp_candid_and_chooses_the_same():
+    from stylealign.personas import load_persona
+
+    sharp = load_persona(PERSONAS / "sharp-candid")
+    wanted = select.resolve_metric(SelectSettings(), sharp)
+    assert (wanted["metric"], wanted["direction"]) == ("verdict_first", "up")
+    cands = [cand(10, 0.40, 0.30, 0.50, 0.30), cand(20, 0.70, 0.33, 0.45, 0.40), cand(30, 0.70, 0.31, 0.50, 0.30),
+             cand(40, 0.90, 0.60, 0.50, 0.40), cand(50, 0.30, 0.30, 0.50, 0.30)]
+    by_persona = select.choose(cands, BASE, SelectSettings(metric="persona"), sharp)
+    assert by_persona == select.choose(cands, BASE, SelectSettings(metric="verdict_first"), sharp) == (2, True)
+
+
+def test_persona_metric_without_a_scored_target_is_verdict_first_up_and_hedges_down_resolve_to_hedge_fill():
+    from types import SimpleNamespace
+
+    assert select.resolve_metric(SelectSettings(), None)["metric"] == "verdict_first"
+    none_scored = SimpleNamespace(targets={"asks_back": "up", "list_items": "down"})
+    assert (select.resolve_metric(SelectSettings(), none_scored)["direction"]) == "up"
+    hedgy = SimpleNamespace(targets={"asks_back": "up", "hedge_rate": "down"})
+    wanted = select.resolve_metric(SelectSettings(), hedgy)
+    assert (wanted["metric"], wanted["direction"]) == ("hedge_fill", "down")
+    cands = [{**cand(10, 0.5, 0.30, 0.5, 0.3), "scores": {**cand(10, 0.5, 0.30, 0.5, 0.3)["scores"], "hedge_fill": 3.0}},
+             {**cand(20, 0.5, 0.30, 0.5, 0.3), "scores": {**cand(20, 0.5, 0.30, 0.5, 0.3)["scores"], "hedge_fill": 1.0}}]
+    assert select.choose(cands, BASE, SelectSettings(), hedgy)[0] == 1
+    assert select.resolve_metric(SelectSettings(metric="stopped"), hedgy) == {
+        "metric": "stopped", "direction": "up", "source": "select.metric: stopped"}
+
+
 def test_select_settings_validate():
     with pytest.raises(ValueError, match="yes_share_min"):
         SelectSettings(yes_share_min=0.8, yes_share_max=0.2)
@@ -95,7 +140,8 @@ def test_train_all_scores_candidates_and_publishes_the_selected_one(small_person
                  "dpo.max_steps": 2, "dpo.save_steps": 10, "dpo.on_policy_negatives": 3}
     run = train_run(load_persona(small_persona), load_recipe(None, overrides), tmp_path / "run")
     sel = json.loads((run / "manifest.json").read_text())["selection"]
-    assert sel["status"] == "ok" and sel["rule"]["metric"] == "verdict_first"
+    assert sel["status"] == "ok" and sel["rule"]["metric"] == "persona"
+    assert sel["metric"] == select.resolve_metric(load_recipe(None, overrides).select, load_persona(small_persona))
     assert [(c["stage"], c["step"]) for c in sel["candidates"]] == [("sft", 2), ("sft", 4), ("dpo", 2)]
     assert {"repetitive", "top_opener", "yes_share", "verdict_first", "stopped"} <= set(sel["candidates"][0]["scores"])
     assert "repetitive" in sel["baseline"]

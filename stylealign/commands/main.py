@@ -100,8 +100,11 @@ def show_selection(run_dir: Path) -> None:
         return
     pct = lambda x: "–" if x is None else f"{x:.0%}"  # noqa: E731
     n = sum(o["n"] for o in sel["baseline"]["openers"].values())
+    wanted = sel.get("metric") or {"metric": sel["rule"]["metric"], "direction": "up"}  # older manifests
+    metric = f"{'max' if wanted['direction'] == 'up' else 'min'} {wanted['metric']}"
+    metric += f" [{wanted['source']}]" if wanted.get("source") else ""
     print(f"\n== checkpoint selection on {n} held-out probe prompts (greedy, {sel['rule']['max_new_tokens']} tokens; "
-          f"rule: max {sel['rule']['metric']}, repetition <= base + "
+          f"rule: {metric}, repetition <= base + "
           f"{sel['rule']['max_repetition_over_base']:.0%}, yes-share {sel['rule']['yes_share_min']:.0%}-"
           f"{sel['rule']['yes_share_max']:.0%}, top opener <= {sel['rule']['max_top_opener']:.0%})")
     for name, s in [("base", sel["baseline"])] + [(f"{c['stage']} {c['step']}", c["scores"]) for c in sel["candidates"]]:
