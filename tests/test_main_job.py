@@ -39,3 +39,20 @@ def test_main_job_prints_the_checkpoint_selection(tmp_path, capsys):
     assert "on 32 held-out probe prompts" in out
     assert "sft 10" in out.splitlines()[-2] and out.splitlines()[-2].endswith("<- published")
     assert "published" not in out.splitlines()[-1]
+
+
+def test_main_job_names_the_resolved_selection_metric_and_direction(tmp_path, capsys):
+    from stylealign.commands.main import show_selection
+
+    scores = {"verdict_first": 0.2, "repetitive": 0.2, "top_opener": 0.3, "yes_share": 0.5,
+              "openers": {"en": {"opener": "so", "share": 0.3, "n": 32}}}
+    cands = [{"stage": "sft", "step": 10, "path": "a", "scores": scores}]
+    rule = {"metric": "persona", "max_new_tokens": 96, "max_repetition_over_base": 0.05, "yes_share_min": 0.3,
+            "yes_share_max": 0.7, "max_top_opener": 0.5}
+    metric = {"metric": "verdict_first", "direction": "down", "source": "persona targets: verdict_first down"}
+    (tmp_path / "manifest.json").write_text(json.dumps({"selection": {
+        "status": "ok", "rule": rule, "metric": metric, "baseline": scores, "candidates": cands, "selected": cands[0],
+        "rule_met": True}}))
+    show_selection(tmp_path)
+    head = [line for line in capsys.readouterr().out.splitlines() if "checkpoint selection" in line][0]
+    assert "rule: min verdict_first [persona targets: verdict_first down]" in head
