@@ -106,8 +106,11 @@ def test_export_all_passes_its_check_with_llama_cpp(exported):
     assert merged["exact_answers"] == merged["answers"] == len(PROMPTS) and merged["max_logit_diff"] < 1e-2
     lora, ceiling, vs_base = comps["gguf_lora"], comps["gguf_base_ceiling"], comps["gguf_lora_vs_hf_base"]
     assert lora["agreement"] >= min(0.9, ceiling["agreement"] - 0.05)  # the stated gate, measured ceiling
-    assert lora["agreement"] - vs_base["agreement"] >= 0.15  # clearly the adapter, not the base
-    assert lora["kl_mean"] < vs_base["kl_mean"] / 3
+    # Clearly the adapter, not the base. Measured on AMD EPYC (AVX-512 BF16): top-1 agreement 0.94 with PEFT
+    # vs 0.79 with the HF base (51 / 72 tokens, so coarse), per-token KL 0.003 vs 0.18 (55x): the KL is the
+    # sharp test, the agreement gap keeps a margin below its measured 0.15.
+    assert lora["agreement"] - vs_base["agreement"] >= 0.10
+    assert lora["kl_mean"] < vs_base["kl_mean"] / 10
     examples = report["examples"]  # llama.cpp with the LoRA answers differently from llama.cpp without it
     assert sum(e["gguf_lora"] != e["gguf_base"] for e in examples) == len(examples) == len(PROMPTS)
     for f in ("merged/model.safetensors", "gguf/base.gguf", "ollama/Modelfile", "report.md", "COMMANDS.md"):
