@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 
-def _status() -> dict[str, float]:
+def status_mb() -> dict[str, float]:
     """Return VmRSS and VmHWM of this process in MiB ({} where /proc is missing)."""
     out = {}
     try:
@@ -32,7 +32,8 @@ def _status() -> dict[str, float]:
     return out
 
 
-def _reset_hwm() -> bool:
+def reset_hwm() -> bool:
+    """Start a new RSS high-water-mark window (Linux); False where /proc does not allow it."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
         return True
@@ -58,11 +59,11 @@ class PhaseLog:
         self.done: list[dict] = []
         self._open: list[dict] = []
         self.max_rss_mb = process_peak_mb()  # ru_maxrss, good until the first reset of VmHWM
-        self._resettable = _reset_hwm()
+        self._resettable = reset_hwm()
 
     def _fold(self) -> None:
         """Fold the high-water mark since the last boundary into every open phase; start a new window."""
-        st = _status()
+        st = status_mb()
         hwm = st.get("VmHWM", process_peak_mb()) if self._resettable else process_peak_mb()
         cuda = _cuda()
         cuda_peak = cuda.max_memory_allocated() / 2**20 if cuda else None
@@ -72,7 +73,7 @@ class PhaseLog:
             if cuda_peak is not None:
                 p["cuda_peak_mb"] = max(p.get("cuda_peak_mb") or 0.0, cuda_peak)
         if self._resettable:
-            _reset_hwm()
+            reset_hwm()
         if cuda:
             cuda.reset_peak_memory_stats()
 
@@ -80,7 +81,7 @@ class PhaseLog:
     def phase(self, name: str):
         self._fold()
         rec = {"name": name, "depth": len(self._open), "start_s": round(time.time() - self.started, 2),
-               "peak_rss_mb": _status().get("VmRSS", 0.0), "_t": time.perf_counter(), "_cpu": time.process_time()}
+               "peak_rss_mb": status_mb().get("VmRSS", 0.0), "_t": time.perf_counter(), "_cpu": time.process_time()}
         self._open.append(rec)
         try:
             yield rec
@@ -89,7 +90,7 @@ class PhaseLog:
             self._open.remove(rec)
             rec["wall_s"] = round(time.perf_counter() - rec.pop("_t"), 2)
             rec["cpu_s"] = round(time.process_time() - rec.pop("_cpu"), 2)
-            rec["rss_end_mb"] = round(_status().get("VmRSS", 0.0), 1)
+            rec["rss_end_mb"] = round(status_mb().get("VmRSS", 0.0), 1)
             rec["peak_rss_mb"] = round(rec["peak_rss_mb"], 1)
             if "cuda_peak_mb" in rec:
                 rec["cuda_peak_mb"] = round(rec["cuda_peak_mb"], 1)
@@ -102,7 +103,7 @@ class PhaseLog:
     def peak_mb(self) -> float:
         """Return the process's peak RSS so far: the largest high-water mark of any window (resetting VmHWM
         resets the kernel's ru_maxrss too, so that alone would only cover the last window)."""
-        st = _status()
+        st = status_mb()
         return max(self.max_rss_mb, st.get("VmHWM", 0.0), process_peak_mb())
 
     def summary(self) -> dict:

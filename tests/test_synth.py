@@ -1,6 +1,10 @@
 """`stylealign synth`: every filter with fake teachers and students, resumability, output that validates."""
 
 import json
+import os
+import signal
+import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -315,11 +319,7 @@ def test_end_to_end_with_the_embedded_model_as_teacher_and_student(toy, tmp_path
 @pytest.mark.slow
 @pytest.mark.synth_e2e
 def test_kill_9_mid_run_loses_and_duplicates_nothing(toy, tmp_path):
-    import os
-    import signal
-    import subprocess
     import sys
-    import time
 
     _toy_en(toy)
     prompts = ["Is a CDN worth it for a blog?", "How do vaccines train the immune system?", "Why do cats purr?",
@@ -332,12 +332,7 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(toy, tmp_path):
     cmd = [sys.executable, "-m", "stylealign", "synth", str(toy), "--teacher", f"file:{teacher}", "--out", str(out),
            "--batch-size", "2", "--student-tokens", "24", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 600
-    while len(read_jsonl(log_path(out))) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = kill_after_two_decisions(cmd, out, timeout=600)
     assert proc.returncode == -signal.SIGKILL  # killed, not finished
     before_log, before = log_path(out).read_bytes(), out.read_bytes()
     assert 2 <= len(read_jsonl(log_path(out))) < len(rows)
@@ -349,3 +344,15 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(toy, tmp_path):
     assert out.read_bytes().startswith(before.rsplit(b"\n", 1)[0])
     ids = [r["id"] for r in read_jsonl(out)]
     assert len(ids) == len(set(ids))
+
+
+def kill_after_two_decisions(cmd: list[str], out: Path, timeout: float, poll: float = 0.2) -> subprocess.Popen:
+    """Run `stylealign synth` (cmd) and `kill -9` it once its log holds two decisions (or it ends, or `timeout`)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while len(read_jsonl(log_path(out))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(poll)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return proc

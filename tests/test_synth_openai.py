@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from test_synth import kill_after_two_decisions
 
 from stylealign.backend import open_backend
 from stylealign.checker import check_persona
@@ -184,12 +185,7 @@ def test_kill_9_with_a_server_teacher_and_student_loses_and_duplicates_nothing(s
            "--prompts", str(prompts), "--out", str(out), "--batch-size", "1", "--few-shot", "1",
            "--teacher-tokens", "96", "--student-tokens", "48", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while len(read_jsonl(log_path(out))) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = kill_after_two_decisions(cmd, out, timeout=300, poll=0.05)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]  # killed, not finished
     before_log = log_path(out).read_bytes()
     before = out.read_bytes() if out.exists() else b""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -31,26 +30,13 @@ LORA_R = 16
 # ---------------------------------------------------------------- memory and clocks
 
 
-def _status_mb() -> dict:
-    out = {}
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, value = line.split(":")
-                out[key] = round(int(value.split()[0]) / 1024, 1)
-    except OSError:
-        pass
-    return out
-
-
 def reset_peak() -> None:
     """Start a new peak-memory window: RSS high-water mark (Linux) and the CUDA peak."""
     import torch
 
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
+    from stylealign.phases import reset_hwm
+
+    reset_hwm()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
 
@@ -59,8 +45,10 @@ def memory() -> dict:
     """Return peak RSS of the whole process, the RSS high-water mark since reset_peak(), and CUDA peak (MiB)."""
     import torch
 
-    status = _status_mb()
-    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    from stylealign.phases import process_peak_mb, status_mb
+
+    status = {k: round(v, 1) for k, v in status_mb().items()}  # /proc/self/status, MiB
+    out = {"peak_rss_mb": round(process_peak_mb(), 1),
            "window_peak_rss_mb": status.get("VmHWM"), "rss_mb": status.get("VmRSS")}
     if torch.cuda.is_available():
         out["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
