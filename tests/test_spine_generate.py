@@ -174,3 +174,4 @@ def test_nucleus_searched_in_the_top_k_samples_as_a_full_sort(top_p):
     assert len({tuple(p) for p in picks[8]}) > 1  # it samples
     greedy = pick_tokens(logits.clone(), seen, [None] * 6, GenerationConfig(do_sample=False, repetition_penalty=1.0))
     assert greedy == logits.argmax(-1).tolist()
+

@@ -130,6 +130,12 @@ def show_comparison(gen, name: str, n: int = 4) -> None:
         print(f"\n> {row['messages'][-1]['content']}\n[baseline] {answers[i]}\n[{name}] {answers[len(rows) + i]}")
 
 
+# The main job's perplexity check reads 32 of the neutral corpus's 112 paragraphs (spread over both languages), in
+# proportion to its 8 prompts per suite: the full corpus was 166 s of a 27-minute job on 2 cores (benchmarks/README.md).
+# `stylealign eval` reads all of it.
+MAIN_CORPUS_TEXTS = 32
+
+
 def evaluate(gen, name: str, run_dir: Path, limit: int, embedder="default", **config) -> dict:
     """Run the evaluation (sampled pass + greedy coherence probe) on `limit` prompts per suite, write it
     under run/eval, print the headline; `config` overrides EvalConfig fields."""
@@ -137,6 +143,7 @@ def evaluate(gen, name: str, run_dir: Path, limit: int, embedder="default", **co
     from stylealign.evaluate.run import EvalConfig, run_eval
 
     print(f"\n== evaluating {name} against the baseline ({limit} prompts per suite)", flush=True)
+    config = {"corpus_max_texts": MAIN_CORPUS_TEXTS, **config}
     report = run_eval(gen, [name], list(SUITES), EvalConfig(limit=limit, **config), out=run_dir / "eval",
                       runs={name: str(run_dir)}, embedder=embedder)
     print(headline(report))
