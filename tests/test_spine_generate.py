@@ -175,3 +175,33 @@ def test_nucleus_searched_in_the_top_k_samples_as_a_full_sort(top_p):
     greedy = pick_tokens(logits.clone(), seen, [None] * 6, GenerationConfig(do_sample=False, repetition_penalty=1.0))
     assert greedy == logits.argmax(-1).tolist()
 
+
+
+def test_rows_that_stop_leave_the_batch_and_the_rest_decode_as_alone(gen, monkeypatch):
+    """A row that emits a stop token leaves the batch (cache, mask, RNG, routing); the rows left decode on in the
+    smaller batch and still give what each gives decoded alone (fp32 tolerance), in a mixed batch too."""
+    from stylealign import generate
+
+    cfg = GenerationConfig(max_new_tokens=16, do_sample=False, repetition_penalty=1.0)
+    convs, adapters = CONVS * 2, [None, "style", "style", None, "style", None]
+    free, _ = _recorded_decode(gen, convs, adapters, cfg, monkeypatch)
+    # a stop id that ends some rows early and never comes up in others: some row's 3rd token
+    stop = next(({t[2]} for t in free if sum(t[2] in u for u in free) < len(free)), None)
+    assert stop, "the test prompts give rows with distinct early tokens"
+    monkeypatch.setattr(gen, "_stop_ids", lambda: stop)
+    kept = []
+    real_prune = generate._Live.prune
+    monkeypatch.setattr(generate._Live, "prune", lambda self, keep: (kept.append(int(keep.sum())), real_prune(self, keep))[1])
+    stopped: list[bool] = []
+    batch = [[] for _ in convs]
+    for emitted in gen._decode(convs, adapters, cfg, stopped):
+        for row, tok in emitted.items():
+            batch[row].append(tok)
+    assert kept and kept[0] < len(convs), "a stopped row left the batch"
+    assert any(stopped) and not all(stopped)
+    for r, (conv, adapter) in enumerate(zip(convs, adapters)):
+        alone = [[]]
+        for emitted in gen._decode([conv], [adapter], cfg):
+            alone[0].extend(emitted.values())
+        assert batch[r] == alone[0], r
+        assert len(batch[r]) < 16 if stopped[r] else len(batch[r]) == 16
