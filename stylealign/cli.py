@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 AREAS = ("personas", "synth", "train", "generate", "evaluate", "arena", "export", "bench", "main")
@@ -33,9 +32,10 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Before torch loads OpenMP: idle threads sleep instead of spinning. With libgomp's default spinning,
-    # one other busy process on a 2-core machine made a 2-thread step 2x slower (benchmarks/README.md).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Before torch loads OpenMP: idle threads spin on a free machine and sleep on a busy one (stylealign.omp).
+    from stylealign import omp
+
+    omp.choose()
     from stylealign.quiet import quiet
 
     quiet()

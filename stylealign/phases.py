@@ -113,7 +113,9 @@ class PhaseLog:
         except OSError:
             load = None
         return {"wall_s": round(time.time() - self.started, 1), "peak_rss_mb": round(self.peak_mb(), 1),
-                "load_average_end": load, "cpu_count": os.cpu_count(), "phases": self.records()}
+                "load_average_end": load, "cpu_count": os.cpu_count(),
+                "omp_wait": os.environ.get("STYLEALIGN_OMP_CHOICE", "not chosen (not started by the CLI)"),
+                "phases": self.records()}
 
     def table(self) -> str:
         """Return the phases as a plain-text table (nested phases indented)."""

@@ -72,7 +72,7 @@ def write_phases(run_dir: Path) -> dict:
     summary = log.summary()
     write_json(Path(run_dir) / PHASES, summary)
     print(f"\n== main job: {summary['wall_s'] / 60:.1f} min, peak RSS {summary['peak_rss_mb'] / 1024:.2f} GiB "
-          f"({Path(run_dir) / PHASES})\n{log.table()}", flush=True)
+          f"({Path(run_dir) / PHASES}); OpenMP threads: {summary['omp_wait']}\n{log.table()}", flush=True)
     return summary
 
 
