@@ -47,7 +47,7 @@ def describe(exc: BaseException) -> tuple[str, int] | None:
     from stylealign.personas import PersonaError
 
     if isinstance(exc, DataError):
-        return f"data problems ({len(exc.problems)}); nothing was trained:\n{exc}", 2
+        return f"data problems ({len(exc.problems)}), found before the step that reads them wrote anything:\n{exc}", 2
     if isinstance(exc, UserError):
         return str(exc), exc.exit_code
     if isinstance(exc, (PersonaError, ValueError)):

@@ -56,3 +56,14 @@ def test_main_job_names_the_resolved_selection_metric_and_direction(tmp_path, ca
     show_selection(tmp_path)
     head = [line for line in capsys.readouterr().out.splitlines() if "checkpoint selection" in line][0]
     assert "rule: min verdict_first [persona targets: verdict_first down]" in head
+
+
+def test_main_job_stops_before_training_when_run_outside_the_checkout(tmp_path, monkeypatch, capsys):
+    """Run from a folder without eval/suites, the main job says so in one line and trains nothing."""
+    from stylealign import cli
+
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["quickstart", "--no-arena", "--run", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "eval/suites/style_en.jsonl: not found under" in err and "./run.sh main" in err
+    assert not (tmp_path / "run").exists() and not list(tmp_path.iterdir())

@@ -88,8 +88,8 @@ class Settings:
                        flag="--kit-set", action="append", metavar="KEY=VALUE", parse=_kit_set)
     ref: str = option("trl", "Reference arms: plain TRL / model.generate, or for training the kit as shipped "
                   "(to A/B --kit-set).", choices=("trl", "kit"))
-    omp_policy: str = option("passive", "OMP_WAIT_POLICY for every arm (passive: with active spinning, other "
-                         "processes' load slows 2-thread torch 2-10x and drowns the ratios).",
+    omp_policy: str = option("inherit", "OMP_WAIT_POLICY for every arm (inherit: what the `stylealign` CLI chose "
+                         "from the machine's load at start, stylealign.omp: spin when idle, PASSIVE when busy).",
                          choices=("passive", "active", "inherit"))
 
     def __post_init__(self):
@@ -324,7 +324,9 @@ def prepare(settings: Settings) -> Setup:
 def _env(settings: Settings) -> dict:
     threads = str(settings.threads) if settings.threads else os.environ.get("OMP_NUM_THREADS")
     policy = settings.omp_policy.upper() if settings.omp_policy != "inherit" else os.environ.get("OMP_WAIT_POLICY")
-    return {k: v for k, v in {"OMP_NUM_THREADS": threads, "OMP_WAIT_POLICY": policy}.items() if v}
+    spin = os.environ.get("GOMP_SPINCOUNT") if settings.omp_policy == "inherit" else None
+    return {k: v for k, v in {"OMP_NUM_THREADS": threads, "OMP_WAIT_POLICY": policy, "GOMP_SPINCOUNT": spin,
+                              "omp_choice": os.environ.get("STYLEALIGN_OMP_CHOICE")}.items() if v}
 
 
 def new_report(settings: Settings, setup: Setup) -> dict:

@@ -10,6 +10,7 @@ from stylealign.config import add_config_arguments, config_from_args, option
 
 DEFAULT_RUN = "runs/sharp-candid-quickstart"
 SUITES = ("eval/suites/style_en.jsonl", "eval/suites/style_zh.jsonl", "eval/suites/known_answers.jsonl")
+SMOKE = "eval/suites/smoke.jsonl"  # the held-out prompts of the side-by-side comparison
 
 
 @dataclass
@@ -45,6 +46,7 @@ def run(args) -> int:
     from stylealign.generate import generator_for_runs
 
     args = config_from_args(args, QuickstartOptions)
+    check_suites(SUITES + (SMOKE,) if args.limit > 0 else (SMOKE,))
     with phases.phase("train (or reuse)"):
         run_dir = train_or_reuse(args)
     phases.release_memory()  # the training model, its probe copy and the trainers are gone now
@@ -91,6 +93,16 @@ def train_or_reuse(args: QuickstartOptions) -> Path:
                      overwrite=args.retrain)
 
 
+def check_suites(paths) -> None:
+    """Fail before training, not after it, when the prompt suites the job reads later are not where it runs."""
+    from stylealign.errors import UserError
+
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise UserError(f"{missing[0]}: not found under {Path.cwd()}; run the main job from the stylealign checkout "
+                        f"(`./run.sh main` does), where eval/suites/ is")
+
+
 def show_selection(run_dir: Path) -> None:
     """Print which checkpoint the run published and every candidate's greedy probe scores."""
     from stylealign.manifest import read_manifest
@@ -121,7 +133,7 @@ def show_comparison(gen, name: str, n: int = 4) -> None:
     from stylealign.data import load_eval
     from stylealign.generate import reading_config
 
-    rows = load_eval(["eval/suites/smoke.jsonl"])[:n]
+    rows = load_eval([SMOKE])[:n]
     convs = [r["messages"] for r in rows]
     cfg = reading_config()
     answers = gen.generate(convs + convs, [None] * len(rows) + [name] * len(rows), cfg)
