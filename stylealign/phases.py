@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from stylealign import omp
+
 
 def status_mb() -> dict[str, float]:
     """Return VmRSS and VmHWM of this process in MiB ({} where /proc is missing)."""
@@ -114,7 +116,7 @@ class PhaseLog:
             load = None
         return {"wall_s": round(time.time() - self.started, 1), "peak_rss_mb": round(self.peak_mb(), 1),
                 "load_average_end": load, "cpu_count": os.cpu_count(),
-                "omp_wait": os.environ.get("STYLEALIGN_OMP_CHOICE", "not chosen (not started by the CLI)"),
+                "omp_wait": os.environ.get(omp.CHOSEN, "not chosen (not started by the CLI)"),
                 "phases": self.records()}
 
     def table(self) -> str:

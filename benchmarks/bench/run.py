@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from stylealign import omp
 from stylealign.config import option
 from stylealign.files import write_atomic, write_json
 from stylealign.text import table
@@ -326,7 +327,7 @@ def _env(settings: Settings) -> dict:
     policy = settings.omp_policy.upper() if settings.omp_policy != "inherit" else os.environ.get("OMP_WAIT_POLICY")
     spin = os.environ.get("GOMP_SPINCOUNT") if settings.omp_policy == "inherit" else None
     return {k: v for k, v in {"OMP_NUM_THREADS": threads, "OMP_WAIT_POLICY": policy, "GOMP_SPINCOUNT": spin,
-                              "omp_choice": os.environ.get("STYLEALIGN_OMP_CHOICE")}.items() if v}
+                              "omp_choice": os.environ.get(omp.CHOSEN)}.items() if v}
 
 
 def new_report(settings: Settings, setup: Setup) -> dict:
