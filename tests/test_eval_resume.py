@@ -136,3 +136,18 @@ def test_eval_cli_refuses_a_dead_judge_in_one_line(tmp_path, capsys):
     fails_with(capsys, ["eval", "--adapter", str(run), "--judge", "openai:http://127.0.0.1:9/v1#judge-model",
                         "--out", str(tmp_path / "out")], "judge openai:http://127.0.0.1:9/v1#judge-model: not answering",
                "Connection refused")
+
+
+def test_answers_are_batched_by_adapter_so_batches_are_not_mixed():
+    """Baseline and adapter answers to the same prompts go in batches of one model each (generate.batch_order:
+    no per-row routing), longest prompt first within each."""
+    from stylealign.evaluate.resume import AnswerLog, generate_logged
+    from stylealign.generate import GenerationConfig
+
+    convs = [row["messages"] for row in SUITE[:8]]
+    jobs = [(i, model) for i in range(8) for model in (None, "persona")]
+    gen = FakeGenerator()
+    answers = generate_logged(gen, convs, jobs, [(i, m or "", 1.0) for i, m in jobs], GenerationConfig(), {}, 4,
+                              AnswerLog(None, {}))
+    assert [set(c["adapters"]) for c in gen.calls] == [{None}, {None}, {"persona"}, {"persona"}]
+    assert len(answers) == 16 and all(answers)

@@ -205,3 +205,11 @@ def test_rows_that_stop_leave_the_batch_and_the_rest_decode_as_alone(gen, monkey
             alone[0].extend(emitted.values())
         assert batch[r] == alone[0], r
         assert len(batch[r]) < 16 if stopped[r] else len(batch[r]) == 16
+
+
+def test_batch_order_groups_rows_by_adapter_longest_first():
+    from stylealign.generate import batch_order
+
+    convs = [[{"role": "user", "content": "x" * n}] for n in (5, 50, 20, 40, 10, 30)]
+    adapters = ["b", None, "a", "a", None, "b"]
+    assert batch_order(convs, adapters) == [1, 4, 3, 2, 5, 0]

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from stylealign.errors import UserError, one_line
+from stylealign.generate import batch_order
 
 PROGRESS = "answers.progress.jsonl"
 
@@ -96,7 +97,8 @@ def generate_logged(generator, convs: list, jobs: list[tuple[int, str | None]], 
                     strengths: dict, batch_size: int, log: AnswerLog, progress: bool = False,
                     stopped: list | None = None) -> list[str]:
     """Return the answer of each job (row index, adapter or None), generating only those `log` lacks, a batch at
-    a time in the generator's own order (longest first), each batch appended to the log when done.
+    a time in the generator's own order (generate.batch_order: by adapter, longest first), each batch appended to
+    the log when done.
 
     `stopped` (the probe's): a list filled with, per job, whether the model stopped before the budget
     (None where the backend cannot tell)."""
@@ -108,8 +110,8 @@ def generate_logged(generator, convs: list, jobs: list[tuple[int, str | None]], 
     # A backend that cannot tell a stop from the budget leaves `stopped` None: those answers get nan.
     tells = stopped is not None and any(p.name == "stopped" or p.kind is p.VAR_KEYWORD for p in params)
 
-    lengths = [len(json.dumps(convs[i], ensure_ascii=False)) for i, _ in jobs]
-    todo = [j for j in sorted(range(len(jobs)), key=lambda j: -lengths[j]) if keys[j] not in log.done]
+    order = batch_order([convs[i] for i, _ in jobs], [adapter for _, adapter in jobs])
+    todo = [j for j in order if keys[j] not in log.done]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="generating", unit="answer", disable=not progress)
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]

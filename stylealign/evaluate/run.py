@@ -138,11 +138,10 @@ def _gen_config(config: EvalConfig):
 
 
 def generate_answers(generator, state: EvalState, config: EvalConfig, gen_config, log=None) -> None:
-    """Fill state.answers: mixed-adapter batches per strength (the baseline rides in the first), each batch
-    recorded in `log` (an AnswerLog) as it finishes, and answers already there not generated again.
-
-    Strengths are per call (a dict adapter -> scale), so each strength needs its own calls; every batch
-    mixes rows of different adapters.
+    """Fill state.answers: per strength (the baseline rides in the first), batches of one model each where the
+    counts allow (generate.batch_order), each batch recorded in `log` (an AnswerLog) as it finishes, and answers
+    already there not generated again. Strengths are per call (a dict adapter -> scale), so each strength needs
+    its own calls.
     """
     from stylealign.evaluate.resume import AnswerLog, generate_logged
 
@@ -151,7 +150,7 @@ def generate_answers(generator, state: EvalState, config: EvalConfig, gen_config
     adapters = sorted({v.adapter for v in state.variants})
     for k, strength in enumerate(sorted({v.strength for v in state.variants})):
         models = ([None] if k == 0 else []) + adapters
-        jobs = [(i, m) for i in range(len(convs)) for m in models]  # interleaved: batches mix adapters
+        jobs = [(i, m) for i in range(len(convs)) for m in models]
         keys = [(state.rows[i]["key"], m, strength) for i, m in jobs]
         texts = generate_logged(generator, convs, jobs, keys, gen_config, {a: strength for a in adapters},
                                 config.batch_size, log, config.progress)
@@ -162,7 +161,7 @@ def generate_answers(generator, state: EvalState, config: EvalConfig, gen_config
 
 def generate_probe_answers(generator, state: EvalState, config: EvalConfig, log=None) -> None:
     """Fill state.probe_answers / probe_stopped: the same prompts answered greedily with no repetition
-    penalty (what llama.cpp or Ollama shows at temperature 0), mixed-adapter batches per strength, each
+    penalty (what llama.cpp or Ollama shows at temperature 0), batched like the sampled answers per strength, each
     batch recorded in `log` like the sampled answers (so `--resume` keeps them too)."""
     from stylealign.evaluate import probe
     from stylealign.evaluate.resume import AnswerLog, generate_logged
