@@ -80,7 +80,8 @@ class Settings:
     warmup: int = option(1, "Untimed steps at the start of each training run.")
     max_tokens: int = option(0, "Longest row used, in tokens (0: quick 160, full the recipe's max_length).")
     seq_len: int = option(0, "Stitch rows to about this many tokens (0: natural rows; with --shape 2048).")
-    gen_pairs: int = option(0, "Prompts answered by baseline and adapter in the generation arm (0: quick 4, full 8).")
+    gen_pairs: int = option(0, "Prompts answered by baseline and adapter in the generation arm (0: 8, one "
+                            "evaluation batch of 16 answers, quick and full).")
     gen_batch: int = option(16, "Rows per generation batch (the evaluation's default).")
     gen_quant: str | None = option(None, "Base weights for generation (default: as `stylealign eval`: unquantized on a "
                                "CPU, the recipe's on a GPU).", choices=("nf4", "none"))
@@ -98,8 +99,8 @@ class Settings:
         unknown = set(self.areas) - set(AREAS)
         if unknown:
             raise ValueError(f"unknown area(s) {sorted(unknown)}; choose from {', '.join(AREAS)}")
-        if min(self.threads, self.reps, self.steps, self.warmup, self.seq_len, self.max_new_tokens) < 0:
-            raise ValueError("threads, reps, steps, warmup, seq_len and max_new_tokens cannot be negative")
+        if min(self.threads, self.reps, self.steps, self.warmup, self.seq_len, self.max_new_tokens, self.gen_pairs) < 0:
+            raise ValueError("threads, reps, steps, warmup, seq_len, max_new_tokens and gen_pairs cannot be negative")
 
     def for_mode(self, recipe) -> Settings:
         """Fill every 0 / None with the quick or full default; return self."""
@@ -113,8 +114,8 @@ class Settings:
         self.sft_steps, self.dpo_steps = pick(self.steps, 2, 3), pick(self.steps, 2, 2)
         self.max_tokens = pick(self.max_tokens, 160, recipe.max_length)
         self.seq_len = self.seq_len or (2048 if self.shape else 0)
-        self.gen_pairs = pick(self.gen_pairs, 4, 8)
         self.max_new_tokens = pick(self.max_new_tokens, 16, 48)
+        self.gen_pairs = self.gen_pairs or 8
         return self
 
 
