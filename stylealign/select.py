@@ -49,36 +49,39 @@ class Prober:
     On a GPU it decodes with the training model itself (adapter on, or disabled for the base). On a CPU
     it decodes from its own unquantized copy of the base (a few hundred MB for the embedded model), with
     the candidate's saved adapter loaded into it: bitsandbytes dequantises every 4-bit weight at every
-    decode step there, which made one probe of 32 answers take minutes instead of seconds.
+    decode step there, which made one probe of 32 answers take minutes instead of seconds. The copy is
+    loaded for each probe and freed after it, so the training steps between probes do not carry it
+    (SmolLM2: 313 MB of the main job's SFT peak, for about a second of loading per probe).
     """
 
     def __init__(self, recipe, tokenizer, rows: list[dict]):
         import torch
 
-        from stylealign.generate import Generator
-
         self.settings, self.tokenizer, self.rows = recipe.select, tokenizer, rows
-        self.gen = None if torch.cuda.is_available() else Generator(base=recipe.base, quant="none", dtype=recipe.dtype)
-        self._loaded = False
+        self.recipe, self.on_gpu = recipe, torch.cuda.is_available()
 
     def answers(self, conversations: list[list[dict]], model=None, adapter: str | Path | None = None):
         """Return (answers, stopped): greedy answers with the adapter saved at `adapter` (None: the base)."""
-        if self.gen is None:
+        if self.on_gpu:
             return _greedy(model, self.tokenizer, conversations, self.settings, adapter is not None)
-        if adapter is not None:
-            self._load(adapter)
-        stopped: list[bool] = []
-        names = [None if adapter is None else "candidate"] * len(conversations)
-        texts = self.gen.generate(conversations, names, probe.probe_generation(self.settings.max_new_tokens),
-                                  batch_size=self.settings.batch_size, stopped=stopped)
-        return texts, stopped
+        import gc
 
-    def _load(self, folder) -> None:
-        if not self._loaded:
-            self.gen.add_adapter("candidate", str(folder))
-            self._loaded = True
-        else:
-            load_into(self.gen.model, {"path": str(folder)}, adapter_name="candidate")
+        from stylealign.generate import Generator
+        from stylealign.phases import trim_heap
+
+        gen = Generator(base=self.recipe.base, quant="none", dtype=self.recipe.dtype)
+        try:
+            if adapter is not None:
+                gen.add_adapter("candidate", str(adapter))
+            stopped: list[bool] = []
+            names = [None if adapter is None else "candidate"] * len(conversations)
+            texts = gen.generate(conversations, names, probe.probe_generation(self.settings.max_new_tokens),
+                                 batch_size=self.settings.batch_size, stopped=stopped)
+        finally:
+            del gen
+            gc.collect()  # PEFT's modules hold reference cycles
+            trim_heap()
+        return texts, stopped
 
     def score(self, model=None, adapter: str | Path | None = None) -> dict:
         """Return the probe summary (evaluate.probe.summarize) of the greedy answers to the probe rows."""

@@ -161,3 +161,42 @@ def test_on_policy_pairs_make_up_the_stated_share_of_dpo_rows():
     assert on_policy_mix(persona, 20, 0.0, seed=0) == persona
     assert on_policy_mix(persona, 0, 0.5, seed=0) == persona
     assert on_policy_mix(persona, 20, 0.5, seed=0) == on_policy_mix(persona, 20, 0.5, seed=0)
+
+
+def test_cpu_prober_loads_its_copy_for_each_probe_and_frees_it_after(tiny_model_dir, tmp_path, monkeypatch):
+    """On a CPU the probe decodes from its own unquantized copy of the base, which lives only during a probe:
+    the training steps between probes do not carry it."""
+    import gc
+    import types
+    import weakref
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from stylealign import generate, models
+
+    torch.manual_seed(0)
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                          LoraConfig(r=4, lora_alpha=64, target_modules="all-linear", init_lora_weights=False))
+    peft.save_pretrained(tmp_path / "candidate")
+    alive, real = weakref.WeakSet(), generate.Generator
+
+    class Tracked(real):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            alive.add(self)
+
+    monkeypatch.setattr(generate, "Generator", Tracked)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    recipe = types.SimpleNamespace(base=str(tiny_model_dir), dtype="fp32",
+                                   select=SelectSettings(max_new_tokens=8, batch_size=4))
+    prober = select.Prober(recipe, models.load_tokenizer(str(tiny_model_dir)), [])
+    convs = [[{"role": "user", "content": f"Is {n} a prime number?"}] for n in (7, 9, 12)]
+    base, _ = prober.answers(convs)
+    gc.collect()
+    assert len(alive) == 0, "no generator outlives its probe"
+    tuned, stopped = prober.answers(convs, adapter=tmp_path / "candidate")
+    gc.collect()
+    assert len(alive) == 0 and len(tuned) == len(stopped) == 3
+    assert tuned != base, "the candidate's adapter was loaded"
