@@ -69,11 +69,15 @@ class StageSettings:
     save_steps: int = _f(50, "Checkpoint every N steps (for --resume).")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory (GPU, long sequences).")
     group_by_length: bool = _f(True, "Batch rows of similar length together so padded batches waste little "
-                               "(rows shuffled, sorted within windows of 16 batches, batches shuffled).")
+                               "(rows shuffled, sorted within windows of 16 groups, groups shuffled).")
+    length_group: int = _f(0, "Rows per length group (0: batch_size). A multiple of batch_size splits each group into "
+                           "micro-batches, so a smaller batch_size (less memory) trains on the same rows per step.")
 
     def __post_init__(self):
         _need(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
         _need(self.grad_accum >= 1, "grad_accum", self.grad_accum, ">= 1")
+        _need(self.length_group >= 0 and self.length_group % self.batch_size == 0, "length_group", self.length_group,
+              "0 or a multiple of batch_size")
         _need(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
         _need(self.max_steps == -1 or self.max_steps > 0, "max_steps", self.max_steps, "> 0, or -1 to train for `epochs`")
         _need(self.max_steps > 0 or self.epochs > 0, "epochs", self.epochs, "> 0 when max_steps is -1")

@@ -190,7 +190,7 @@ def _common_args(stage_cfg, recipe: Recipe, out: Path, has_eval: bool) -> dict:
 
 def _train_rows(rows: list[dict], stage_cfg, recipe: Recipe, padded: bool = True) -> list[dict]:
     grouped = stage_cfg.group_by_length and padded
-    return length_grouped(rows, stage_cfg.batch_size, recipe.seed) if grouped else rows
+    return length_grouped(rows, stage_cfg.length_group or stage_cfg.batch_size, recipe.seed) if grouped else rows
 
 
 def sft_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
