@@ -98,6 +98,24 @@ def test_chunked_scoring_equals_one_pass():
     assert one[2] is None  # log_sum_sq_probs was not asked for
 
 
+
+def test_a_smaller_micro_batch_with_length_group_trains_each_step_on_the_same_rows():
+    """sft.batch_size 2 x grad_accum 4 with length_group 4 feeds every optimizer step the 8 rows it had as 4 x 2
+    (so less memory does not move what selection published); a length_group that does not split into
+    micro-batches is refused in one line."""
+    from stylealign.train import _train_rows
+
+    rows = [{"id": i, "text": "x" * (1 + (i * 37) % 300)} for i in range(96)]
+    as_4x2 = load_recipe("smollm2-135m_qlora_cpu", {"sft.batch_size": 4, "sft.grad_accum": 2, "sft.length_group": 0})
+    as_2x4 = load_recipe("smollm2-135m_qlora_cpu", {"sft.batch_size": 2, "sft.grad_accum": 4, "sft.length_group": 4})
+    before, after = _train_rows(rows, as_4x2.sft, as_4x2), _train_rows(rows, as_2x4.sft, as_2x4)
+    steps = lambda order: [[r["id"] for r in order[i:i + 8]] for i in range(0, len(order), 8)]  # noqa: E731
+    assert steps(before) == steps(after)
+    plain = load_recipe("smollm2-135m_qlora_cpu", {"sft.batch_size": 2, "sft.grad_accum": 4, "sft.length_group": 0})
+    assert steps(_train_rows(rows, plain.sft, plain)) != steps(before), "the group size is what keeps the steps"
+    with pytest.raises(ValueError, match="length_group must be 0 or a multiple of batch_size, got 3"):
+        load_recipe("smollm2-135m_qlora_cpu", {"sft.length_group": 3})
+
 def test_length_grouped_batches_pad_less_and_keep_every_row():
     from stylealign.train import length_grouped
 
