@@ -107,9 +107,10 @@ def test_eval_report_flags_collapse_and_repetition_from_the_greedy_pass(tmp_path
     assert report["probe"]["generation"]["do_sample"] is False
     assert report["probe"]["generation"]["repetition_penalty"] == 1.0
     greedy_calls = [c for c in gen.calls if not c["config"].do_sample]
-    # batches of 16 (the config's batch size) that mix baseline and adapter rows, 12 prompts x 2 models in all
+    # batches of 16 (the config's batch size), 12 prompts x 2 models in all, batched by model: the baseline's 12
+    # rows first, the adapter's after them (generate.batch_order)
     assert [len(c["adapters"]) for c in greedy_calls] == [16, 8]
-    assert all(set(c["adapters"]) == {None, "persona"} for c in greedy_calls)
+    assert [c["adapters"].count(None) for c in greedy_calls] == [12, 0]
     assert report["gate"]["passed"] is False
     # the persona's own lexicon metric (sharp-candid's evasive openers) is scored on the greedy answers too
     assert report["comparisons"]["persona"]["overall"]["probe_evasive_opener"]["n"] == 12
