@@ -49,7 +49,7 @@ def run(args) -> int:
     check_suites(SUITES + (SMOKE,) if args.limit > 0 else (SMOKE,))
     with phases.phase("train (or reuse)"):
         run_dir = train_or_reuse(args)
-    phases.release_memory()  # the training model, its probe copy and the trainers are gone now
+    phases.release_memory()  # the training model and the trainers are gone now
     show_selection(run_dir)
     with phases.phase("load generator"):
         gen = generator_for_runs([str(run_dir)])
