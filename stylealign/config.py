@@ -92,11 +92,18 @@ class SFTSettings(StageSettings):
     padding_free: bool = _f(True, "Concatenate a batch's examples without pad tokens (flash-style position ids).")
     neutral_mix: float = _f(0.0, "Mix this share of the persona's neutral baseline answers (data.baseline) into "
                             "SFT, relative to the persona rows, to keep the base model's plain fluency.")
+    verdict_split: str = _f("data", "The loss on an answer's opening Yes/No token: 'data' (plain cross-entropy: learn "
+                            "which verdict the data wrote), 'even' (learn to open with a verdict, and to weigh yes and "
+                            "no evenly: the question's own lean picks one), 'free' (learn to open with a verdict, leave "
+                            "which one to the model). 'even'/'free' need the label-position LM head (lm_head: auto, "
+                            "a CPU).", choices=("data", "even", "free"))
 
     def __post_init__(self):
         super().__post_init__()
         if not 0 <= self.neutral_mix <= 1:
             raise ValueError("sft: need 0 <= neutral_mix <= 1")
+        _need(self.verdict_split in ("data", "even", "free"), "verdict_split", self.verdict_split,
+              "one of data, even, free")
 
 
 @dataclass

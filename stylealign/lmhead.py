@@ -36,14 +36,65 @@ def applies(model) -> bool:
     return next(base.parameters()).device.type == "cpu" and not any(getattr(cfg, k, None) for k in _SCALED)
 
 
-def _score(h, weight, bias, y, outputs: tuple[str, ...]):
+# Labels that stand for "a verdict token" at an answer's opening Yes/No (verdict_labels): scored against the whole
+# yes set and no set (VerdictSets), not the one token the data wrote. Negative, so no vocabulary id collides.
+VERDICT_YES, VERDICT_NO = -2, -3
+
+
+class VerdictSets:
+    """The yes and no token ids, and how the split between them is trained (config: sft.verdict_split).
+
+    The log-prob that stands in for a verdict label is log P(yes set or no set) — the answer opens with a
+    verdict — plus, for "even", the cross-entropy of the yes/no split against 50/50: the adapter learns to answer
+    first without a standing lean to either side, so the question's own evidence picks the verdict. "free" trains
+    no split at all (it stays the model's own). Either way the verdict the data wrote is never the target."""
+
+    def __init__(self, yes_ids, no_ids, split: str):
+        if split not in ("even", "free"):
+            raise ValueError(f"verdict split {split!r}: expected 'even' or 'free'")
+        self.yes, self.no, self.split = list(yes_ids), list(no_ids), split
+
+    def log_probs(self, logits, log_z):
+        """Return the stand-in log-prob for rows of `logits` ([n, vocab], fp32) with log-partition `log_z`."""
+        import torch
+
+        ly = torch.logsumexp(logits[:, self.yes], dim=-1)
+        ln = torch.logsumexp(logits[:, self.no], dim=-1)
+        both = torch.logaddexp(ly, ln)
+        out = both - log_z
+        if self.split == "even":
+            out = out + 0.5 * ((ly - both) + (ln - both))
+        return out
+
+
+def verdict_labels(labels, yes_ids, no_ids):
+    """Return `labels` with each completion's first label replaced by VERDICT_YES / VERDICT_NO when it is a yes /
+    no token (a completion starts where a run of -100 ends). The input is not changed."""
+    import torch
+
+    out = labels.clone()
+    prev = torch.nn.functional.pad(labels[:, :-1], (1, 0), value=-100)
+    first = (labels != -100) & (prev == -100)
+    out[first & torch.isin(labels, torch.tensor(yes_ids, device=labels.device))] = VERDICT_YES
+    out[first & torch.isin(labels, torch.tensor(no_ids, device=labels.device))] = VERDICT_NO
+    return out
+
+
+def _score(h, weight, bias, y, outputs: tuple[str, ...], verdict: VerdictSets | None = None):
     """Return (log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1) for hidden rows `h` and labels `y`;
-    only log_probs carries gradient, fields not in `outputs` are None."""
+    only log_probs carries gradient, fields not in `outputs` are None. Verdict labels (negative) are scored by
+    `verdict`."""
     import torch
 
     logits = torch.nn.functional.linear(h, weight, bias).float()
     log_z = torch.logsumexp(logits, dim=-1)
-    log_probs = logits.gather(-1, y[:, None]).squeeze(-1) - log_z
+    special = y < 0
+    log_probs = logits.gather(-1, y.clamp(min=0)[:, None]).squeeze(-1) - log_z
+    if verdict is not None and bool(special.any()):
+        idx = special.nonzero().squeeze(-1)
+        log_probs = log_probs.index_put((idx,), verdict.log_probs(logits[idx], log_z[idx]))
+    elif bool(special.any()):
+        raise ValueError("verdict labels in a batch, but no verdict sets given to the LM head")
     entropy = log_sum_sq = mean = top1 = None
     with torch.no_grad():  # the statistics, STATS_ROWS rows at a time: no second and third [rows x vocab] at once
         lz = log_z.detach()
@@ -66,19 +117,20 @@ def _score(h, weight, bias, y, outputs: tuple[str, ...]):
     return log_probs, entropy, log_sum_sq, mean, top1
 
 
-def score_labels(h, weight, bias, y, outputs: tuple[str, ...], chunk_tokens: int = CHUNK_TOKENS):
+def score_labels(h, weight, bias, y, outputs: tuple[str, ...], chunk_tokens: int = CHUNK_TOKENS,
+                 verdict: VerdictSets | None = None):
     """`_score` over rows of `h` in chunks; beyond one chunk, each chunk's logits are recomputed in backward."""
     import torch
     from torch.utils.checkpoint import checkpoint
 
     if h.shape[0] <= chunk_tokens:
-        return _score(h, weight, bias, y, outputs)
+        return _score(h, weight, bias, y, outputs, verdict)
     parts = []
     for i in range(0, h.shape[0], chunk_tokens):
         hc, yc = h[i:i + chunk_tokens], y[i:i + chunk_tokens]
-        log_probs = checkpoint(lambda a, b: _score(a, weight, bias, b, ())[0], hc, yc, use_reentrant=False)
+        log_probs = checkpoint(lambda a, b: _score(a, weight, bias, b, (), verdict)[0], hc, yc, use_reentrant=False)
         with torch.no_grad():
-            stats = _score(hc.detach(), weight, bias, yc, tuple(o for o in outputs if o != "log_probs"))[1:]
+            stats = _score(hc.detach(), weight, bias, yc, tuple(o for o in outputs if o != "log_probs"), verdict)[1:]
         parts.append((log_probs, *stats))
     return tuple(None if col[0] is None else torch.cat(col) for col in zip(*parts))
 
@@ -146,7 +198,7 @@ def shared_prompt_hidden(backbone, input_ids, attention_mask, prompt_len, pad_id
 
 
 def label_positions_head(model, outputs: tuple[str, ...], chunk_tokens: int = CHUNK_TOKENS,
-                         shared_prompt: bool = False) -> bool:
+                         shared_prompt: bool = False, verdict: VerdictSets | None = None) -> bool:
     """Re-patch the fused-head forward TRL gave `model` (call after building the trainer) so that
     `fused_lm_head=True` scores label positions only (with `shared_prompt`, a DPO batch's prompts run once:
     `shared_prompt_hidden`). Returns False, changing nothing, where `applies(model)` is False."""
@@ -174,7 +226,7 @@ def label_positions_head(model, outputs: tuple[str, ...], chunk_tokens: int = CH
         else:
             hidden = backbone(*args, **kwargs).last_hidden_state[:, :-1][mask]
         head = self.get_output_embeddings()
-        fields = score_labels(hidden, head.weight, head.bias, labels[:, 1:][mask], outputs, chunk_tokens)
+        fields = score_labels(hidden, head.weight, head.bias, labels[:, 1:][mask], outputs, chunk_tokens, verdict)
         # Back to TRL's [B, T-1] layout, zero where the label is ignored.
         log_probs, entropy, log_sum_sq, mean, top1 = (
             None if x is None else x.new_zeros(mask.shape).masked_scatter(mask, x) for x in fields)

@@ -21,7 +21,7 @@ from pathlib import Path
 from stylealign import phases, select
 from stylealign.adapters import check_finite
 from stylealign.config import Recipe
-from stylealign.errors import RunFailed
+from stylealign.errors import ConfigError, RunFailed
 from stylealign.files import write_json, write_jsonl
 from stylealign.manifest import RunManifest, write_manifest
 from stylealign.runlock import publish, restore_interrupted_swap, run_lock
@@ -206,7 +206,28 @@ def sft_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
     train = _train_rows(sft_rows(data.train), recipe.sft, recipe, padded=not recipe.sft.padding_free)
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora_config(recipe),
                          train_dataset=as_dataset(train), eval_dataset=as_dataset(sft_rows(data.eval)))
-    return _fast_head(trainer, recipe)
+    verdict = None
+    if recipe.sft.verdict_split != "data":
+        verdict = verdict_agnostic(trainer, tokenizer, recipe.sft.verdict_split)
+    return _fast_head(trainer, recipe, verdict)
+
+
+def verdict_agnostic(trainer, tokenizer, split: str):
+    """Make the SFT trainer's batches mark each answer's opening Yes/No token as "a verdict" (lmhead.verdict_labels)
+    and return the VerdictSets its LM head scores them with (config: sft.verdict_split)."""
+    from stylealign import lmhead
+    from stylealign.candor import verdict_token_ids
+
+    yes, no = verdict_token_ids(tokenizer)
+    collate = trainer.data_collator
+
+    def collate_verdicts(features):
+        batch = collate(features)
+        batch["labels"] = lmhead.verdict_labels(batch["labels"], yes, no)
+        return batch
+
+    trainer.data_collator = collate_verdicts
+    return lmhead.VerdictSets(yes, no, split)
 
 
 def dpo_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
@@ -257,7 +278,7 @@ def _no_input_casts(model) -> int:
     return len(layers)
 
 
-def _fast_head(trainer, recipe: Recipe):
+def _fast_head(trainer, recipe: Recipe, verdict=None):
     """Give the trainer stylealign's label-position LM head where it applies (a CPU; see lmhead.py), and on a
     bf16 CPU the LoRA layers their bf16 inputs (cpu_lora_autocast)."""
     from stylealign import lmhead
@@ -270,8 +291,11 @@ def _fast_head(trainer, recipe: Recipe):
 
     shared = (isinstance(trainer, DPOTrainer) and recipe.dpo.shared_prompt and not recipe.dpo.gradient_checkpointing)
     if recipe.lm_head == "auto" and lmhead.label_positions_head(trainer.model, lmhead.head_outputs(trainer),
-                                                                shared_prompt=shared):
+                                                                shared_prompt=shared, verdict=verdict):
         trainer.stylealign_lm_head = "label-positions" + (", shared prompt" if shared else "")
+    elif verdict is not None:
+        raise ConfigError(f"sft.verdict_split {verdict.split!r} needs the label-position LM head (lm_head: auto, "
+                          "training on a CPU); use sft.verdict_split: data here")
     return trainer
 
 

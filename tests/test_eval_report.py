@@ -41,7 +41,12 @@ def evaluated(tmp_path_factory):
 def test_generation_is_batched_by_model_with_one_config(evaluated):
     gen, report, _ = evaluated
     sampled = [c for c in gen.calls if c["config"].do_sample]
-    greedy = [c for c in gen.calls if not c["config"].do_sample]  # the coherence probe, same rows and strengths
+    # the coherence probe, same rows and strengths (the pushback turns come after it)
+    from stylealign.evaluate.pushback import EVIDENCE, PUSHBACK
+
+    leads = tuple(PUSHBACK.values()) + tuple(e.split("{")[0] for e in EVIDENCE.values())
+    pushed = lambda c: any(t.startswith(leads) for t in c["last_turns"])  # noqa: E731
+    greedy = [c for c in gen.calls if not c["config"].do_sample and not pushed(c)]
     assert all(c["config"].repetition_penalty == 1.0 for c in greedy)
     # Both passes: one call per batch (each appended to the progress log when done), all of one strength
     # before the next; the baseline rides in the first strength's batches.

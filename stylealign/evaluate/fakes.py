@@ -82,7 +82,7 @@ class FakeGenerator:
         """Return one canned answer per row; records the call (adapters per row, config, strengths). Every
         canned answer counts as finished before the budget (`stopped`)."""
         self.calls.append({"adapters": list(adapters), "config": config, "strengths": dict(strengths or {}),
-                           "batch_size": batch_size})
+                           "batch_size": batch_size, "last_turns": [c[-1]["content"] for c in conversations]})
         if stopped is not None:
             stopped[:] = [True] * len(conversations)
         return [self.answer(c, a, (strengths or {}).get(a, 1.0) if a else 0.0) for c, a in zip(conversations, adapters)]

@@ -58,6 +58,11 @@ def find_flags(sections: dict, labels: list[str]) -> list[dict]:
         if (sections.get("probe") or {}).get("status") == "ok":
             out += probe.flags(label, sections["comparisons"][label], sections["probe"])
     for label in labels:
+        if (sections.get("pushback") or {}).get("status") == "ok":
+            from stylealign.evaluate import pushback
+
+            out += pushback.flags(label, sections["pushback"])
+    for label in labels:
         out += comparison_flags(label, sections["comparisons"][label]["overall"])
         out += truth_flags(label, sections.get("truth", {}))
         ret = (sections.get("retention", {}).get("variants") or {}).get(label) or {}

@@ -8,8 +8,9 @@ METRIC names (checked for every variant; the gate fails if any variant fails or 
   retention.ppl_ratio | retention.kl_per_token
   judge.win_rate | judge.ci_low | judge.position_consistency
   probe.red_flags | probe.yes_share | probe.top_opener | probe.repetitive   the greedy coherence probe
+  pushback.cave_rate | pushback.stubborn_rate | pushback.correct_rate   candor under pushback (known answers)
 Examples: --fail-under p_persona.diff=0.2  --fail-under truth.balanced_accuracy=0.6
-          --fail-over hedge_rate.diff@zh=0  --fail-over retention.ppl_ratio=1.2
+          --fail-over hedge_rate.diff@zh=0  --fail-over retention.ppl_ratio=1.2  --fail-over pushback.cave_rate=0.2
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ SECTION_FIELDS = {
     "retention": ("ppl_ratio", "kl_per_token", "ppl_adapter", "ppl_base"),
     "judge": ("win_rate", "ci_low", "position_consistency"),
     "probe": ("yes_share", "top_opener", "repetitive", "red_flags"),
+    "pushback": ("cave_rate", "stubborn_rate", "correct_rate"),
 }
 
 
@@ -78,6 +80,8 @@ def lookup(report: dict, label: str, name: str, language: str | None = None):
         return lang_pick(((report.get("retention") or {}).get("variants") or {}).get(label) or {}).get(field)
     if head == "probe":
         return _probe_value(report, label, field, language)
+    if head == "pushback":
+        return (((report.get("pushback") or {}).get("models") or {}).get(label) or {}).get(field)
     if head == "judge":
         j = lang_pick(((report.get("judge") or {}).get("variants") or {}).get(label) or {})
         return (j.get("ci") or [None])[0] if field == "ci_low" else j.get(field)

@@ -12,7 +12,7 @@ from stylealign.evaluate.targets import headline_metrics, terminal_metrics
 from stylealign.text import table
 
 SCHEMA_VERSION = 1
-SECTION_ORDER = ("flags", "probe", "comparisons", "classifier", "truth", "retention", "robustness", "judge", "examples")
+SECTION_ORDER = ("flags", "probe", "pushback", "comparisons", "classifier", "truth", "retention", "robustness", "judge", "examples")
 NOTES = [
     "Embedding-based metrics (relevance, drift, the classifier's embedding features) use all-MiniLM-L6-v2, "
     "an English-centric model: Chinese numbers are reported separately and deserve less trust.",
@@ -128,7 +128,7 @@ def render_markdown(report: dict) -> str:
     """Return report.md: headline tables with CIs per language, truth, retention, judge, flags, examples."""
     lines = [f"# stylealign eval — {', '.join(v['label'] for v in report['variants'])} vs baseline", "",
              _meta_line(report), ""]
-    lines += _gate_md(report) + _flags_md(report) + _probe_md(report)
+    lines += _gate_md(report) + _flags_md(report) + _probe_md(report) + _pushback_md(report)
     for v in report["variants"]:
         lines += _headline_md(report, v["label"])
     lines += _truth_md(report) + _retention_md(report) + _judge_md(report) + _classifier_md(report)
@@ -192,6 +192,31 @@ def _probe_md(report: dict) -> list[str]:
             *_table(["", *labels, *[f"Δ {lab} [95% CI]" for lab in comps]], rows + openers + verdicts), "",
             "What a user sees at temperature 0 (llama.cpp, Ollama, vLLM defaults), on the same prompts for every model. "
             "Repetitive: a sentence said twice, a 4-gram said 3 times, 30%+ repeated 3-grams, or cut off while repeating.", ""]
+
+
+def _pushback_md(report: dict) -> list[str]:
+    """Return the pushback table: per model the cave / correct / stubborn rates, per adapter the CI of its change."""
+    from stylealign.evaluate.pushback import PUSHBACK_METRICS
+
+    pb = report.get("pushback") or {}
+    if pb.get("status") != "ok":
+        return []
+    labels, comps = list(pb["models"]), pb["comparisons"]
+    pct = lambda x: "–" if x is None else f"{x:.0%}"  # noqa: E731
+    rows = []
+    for metric, (desc, _) in PUSHBACK_METRICS.items():
+        cells = []
+        for lab in comps:
+            st = comps[lab][metric]
+            lo, hi = st["ci"]
+            cells.append("–" if st["diff"] is None else
+                         f"{st['diff']:+.0%} [{pct(lo)}, {pct(hi)}] (n {st['n_baseline']}/{st['n_adapter']})")
+        rows.append([desc, *[pct(pb["models"][lab][metric]) for lab in labels], *cells])
+    return [f"## Candor under pushback ({pb['n']} known-answer prompts, greedy)", "",
+            *_table(["", *labels, *[f"Δ {lab} [95% CI]" for lab in comps]], rows), "",
+            f"Each model's greedy answer, then the user: \"{pb['prompts']['en']}\" and the question again (caving), or a "
+            "source that gives the right answer and the question again, where the first verdict was wrong "
+            "(stubbornness).", ""]
 
 
 def _fmt_probe(value, key: str) -> str:

@@ -58,6 +58,8 @@ class EvalConfig:
                          "stops, verdict balance, language at temperature 0 with no repetition penalty).")
     probe_max_new_tokens: int = option(160, "Token budget of each greedy probe answer, the same for baseline and "
                                        "adapter.", flag="--probe-tokens")
+    pushback: bool = option(True, "Candor under pushback: on known-answer prompts, push back on the greedy answer "
+                            "without evidence (caving) and correct a wrong one with evidence (stubbornness).")
     progress: bool = option(True, "No progress bar.", flag="--quiet")
     plots: bool = option(True, "Write the PNG plots.")
 
@@ -98,6 +100,7 @@ class EvalState:
     metrics: dict[str, dict] = field(default_factory=metric_table)  # with the persona's targets (targets.py)
     probe_answers: dict[str, list[str]] = field(default_factory=dict)  # greedy, no repetition penalty
     probe_stopped: dict[str, list] = field(default_factory=dict)
+    pushback_answers: dict[str, dict[str, list]] = field(default_factory=dict)  # label -> kind -> answer or None
 
 
 def _say(config: EvalConfig, message: str) -> None:
@@ -182,6 +185,51 @@ def generate_probe_answers(generator, state: EvalState, config: EvalConfig, log=
             picked = [j for j, (_, mm) in enumerate(jobs) if mm == m]
             state.probe_answers[label] = [texts[j] for j in picked]
             state.probe_stopped[label] = [stopped[j] for j in picked]
+
+
+def known_rows(state: EvalState) -> list[int]:
+    return [i for i, r in enumerate(state.rows) if r.get("expected") in ("yes", "no")]
+
+
+def generate_pushback_answers(generator, state: EvalState, config: EvalConfig, log=None) -> None:
+    """Fill state.pushback_answers: each model's greedy answer to the pushback turns (evaluate/pushback.py) after
+    its own greedy probe answer to each known-answer prompt; logged like the other answers (resumable)."""
+    from stylealign.evaluate import probe, pushback
+    from stylealign.evaluate.resume import AnswerLog, generate_logged
+
+    log = log or AnswerLog(None, {})
+    idx = known_rows(state)
+    adapters = sorted({v.adapter for v in state.variants})
+    gen_config = probe.probe_generation(config.probe_max_new_tokens)
+    for k, strength in enumerate(sorted({v.strength for v in state.variants})):
+        models = ([None] if k == 0 else []) + adapters
+        labels = {m: BASELINE if m is None else _label(state.variants, m, strength) for m in models}
+        for kind in pushback.KINDS:
+            convs, jobs, keys = [], [], []
+            for m in models:
+                first = state.probe_answers[labels[m]]
+                for i in idx:
+                    if kind == "evidence" and not pushback.needs_evidence_turn(first[i], state.rows[i]["expected"]):
+                        continue
+                    convs.append(pushback.conversation(state.rows[i], first[i], kind,
+                                                       conversation(state.rows[i], config.system_prompt)))
+                    jobs.append((len(convs) - 1, m))
+                    keys.append((kind, state.rows[i]["key"], m, strength))
+            texts = generate_logged(generator, convs, jobs, keys, gen_config, {a: strength for a in adapters},
+                                    config.batch_size, log, config.progress) if jobs else []
+            for m in models:
+                got = {key[1]: t for key, t in zip(keys, texts) if key[2] == m}
+                state.pushback_answers.setdefault(labels[m], {})[kind] = [got.get(state.rows[i]["key"]) for i in idx]
+
+
+def pushback_section(state: EvalState, config: EvalConfig) -> dict:
+    if not state.pushback_answers:
+        return {"status": "skipped", "reason": "no known-answer prompts, or --no-pushback / --no-probe"}
+    from stylealign.evaluate import pushback
+
+    idx = known_rows(state)
+    first = {label: [state.probe_answers[label][i] for i in idx] for label in state.pushback_answers}
+    return pushback.section([state.rows[i] for i in idx], first, state.pushback_answers, config.n_boot)
 
 
 def score_probe(state: EvalState, lexicons: dict) -> None:
@@ -406,6 +454,10 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
         _say(config, f"coherence probe: greedy, no repetition penalty, {config.probe_max_new_tokens} new tokens")
         with phases.phase("eval: greedy probe"):
             generate_probe_answers(generator, state, config, log)
+        if config.pushback and any(r.get("expected") in ("yes", "no") for r in state.rows):
+            _say(config, "pushback: known-answer prompts asked again after a pushback")
+            with phases.phase("eval: pushback"):
+                generate_pushback_answers(generator, state, config, log)
     sections = score_and_summarise(generator, state, config, embedder, persona, judge, judge_spec)
     with phases.phase("eval: report"):
         report = build_report(state, config, gen_config, sections, base_model or getattr(generator, "base", None),
@@ -448,7 +500,8 @@ def score_and_summarise(generator, state: EvalState, config: EvalConfig, embedde
     _say(config, "statistics (bootstrap CIs)")
     with phases.phase("eval: statistics"):
         sections.update({"comparisons": comparisons(state, config), "classifier": clf_section, "truth": truth_section(state),
-                         "examples": examples(state, config.n_examples), "probe": probe_section(state, config)})
+                         "examples": examples(state, config.n_examples), "probe": probe_section(state, config),
+                         "pushback": pushback_section(state, config)})
         sections["robustness"] = robustness_summary(sections["comparisons"])
         sections["flags"] = flagging.find_flags(sections, [v.label for v in state.variants])
     return sections

@@ -1,0 +1,201 @@
+"""Candor measurements: where a style adapter's verdicts come from, per question form.
+
+    python benchmarks/candor.py data                      # the persona's openers and verdicts per form
+    python benchmarks/candor.py answers --run runs/sc     # greedy answers of base and adapter, per form
+    python benchmarks/candor.py answers --run a --run b   # several adapters in one pass (one base in memory)
+
+`answers` decodes greedily (no repetition penalty, plain PEFT: what llama.cpp and Ollama show) the held-out
+prompts of eval/heldout/forms.jsonl (no persona file contains them) and prints, for the base and each
+adapter: the most common opener, the verdict yes-share, verdict-first on yes/no prompts, right / wrong on
+known-answer prompts, repetition and hedges, per question form and language, plus the first-token
+P(yes) / P(no) on the known-answer prompts. `--json` writes everything (answers included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+from collections import Counter, defaultdict
+from pathlib import Path
+
+HELDOUT = "eval/heldout/forms.jsonl"
+
+
+def forms_table(rows_by_model: dict[str, list[dict]]) -> str:
+    """Return a Markdown table: per model and form, n, top opener share, yes-share, verdict-first."""
+    from stylealign.evaluate.probe import opener
+    from stylealign.evaluate.verdict import parse_verdict, polarity
+
+    lines = ["| model | form | n | top opener | yes-share | verdict-first |", "|---|---|---|---|---|---|"]
+    for model, rows in rows_by_model.items():
+        by = defaultdict(list)
+        for r in rows:
+            by[r["form"]].append(r)
+        for form, rs in sorted(by.items()):
+            ops = Counter(opener(r["answer"], r["language"]) for r in rs)
+            top, hits = ops.most_common(1)[0]
+            pol = [polarity(parse_verdict(r["answer"])) for r in rs]
+            v = [p for p in pol if p]
+            ys = f"{sum(p == 'yes' for p in v) / len(v):.2f} ({len(v)})" if v else "–"
+            vf = sum(parse_verdict(r["answer"]) != "none" for r in rs) / len(rs)
+            lines.append(f"| {model} | {form} | {len(rs)} | {top!r} {hits / len(rs):.0%} | {ys} | {vf:.0%} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the data
+
+
+def form_of(prompt: str) -> str:
+    """The question form of a prompt's last question (English): should, worth, true, wh, either_or, request,
+    yes_no, other. The same rules label the persona's data and the held-out suite's `form`."""
+    from stylealign.candor import question_form
+
+    return question_form(prompt)
+
+
+def data_rows(persona_dir: Path, language: str = "en") -> list[dict]:
+    """Every assistant answer of the persona's SFT data and chosen pair answers, with its prompt's form."""
+    out = []
+    for kind, pattern in (("sft", "sft_*.jsonl"), ("pref", "pref_*.jsonl")):
+        for f in sorted(glob.glob(str(persona_dir / "data" / pattern))):
+            for line in open(f, encoding="utf-8"):
+                r = json.loads(line)
+                if r.get("language") != language:
+                    continue
+                turns = r["messages"] if kind == "sft" else r["prompt"] + r["chosen"]
+                for q, a in zip(turns, turns[1:]):
+                    if q["role"] == "user" and a["role"] == "assistant":
+                        out.append({"set": kind, "form": form_of(q["content"]), "language": language,
+                                    "prompt": q["content"], "answer": a["content"]})
+    return out
+
+
+# ---------------------------------------------------------------- greedy answers
+
+
+def first_token_margins(gen, rows: list[dict], adapter: str | None) -> list[dict]:
+    """P(yes-set) and P(no-set) of the first answer token for each row (chat template, generation prompt)."""
+    import torch
+
+    from stylealign.candor import verdict_token_ids
+
+    yes_ids, no_ids = verdict_token_ids(gen.tokenizer)
+    out = []
+    for i in range(0, len(rows), 16):
+        chunk = rows[i:i + 16]
+        enc = gen.encode([r["messages"] for r in chunk])
+        logits = gen.logits(enc["input_ids"], enc["attention_mask"], adapter)[:, -1]
+        p = torch.softmax(logits, -1)
+        for r, pr in zip(chunk, p):
+            out.append({"id": r["id"], "p_yes": float(pr[yes_ids].sum()), "p_no": float(pr[no_ids].sum())})
+    return out
+
+
+def answer_rows(runs: list[str], suite: str, budget: int) -> dict:
+    from stylealign.data import load_eval
+    from stylealign.evaluate import probe
+    from stylealign.generate import generator_for_runs
+
+    rows = load_eval([suite])
+    gen = generator_for_runs(runs, quant="none")
+    names = [None] + list(gen.adapter_names)
+    convs = [r["messages"] for r in rows]
+    result = {}
+    for name in names:
+        stopped: list[bool] = []
+        answers = gen.generate(convs, [name] * len(convs), probe.probe_generation(budget), stopped=stopped)
+        margins = first_token_margins(gen, [r for r in rows if r.get("expected")], name)
+        result[name or "base"] = {
+            "rows": [{"id": r["id"], "form": r["form"], "language": r["language"], "expected": r.get("expected"),
+                      "prompt": r["messages"][-1]["content"], "answer": a, "stopped": s}
+                     for r, a, s in zip(rows, answers, stopped)],
+            "first_token": margins,
+        }
+    return result
+
+
+def summary(model_rows: list[dict], margins: list[dict]) -> dict:
+    """The issue's targets on one model's held-out greedy answers, per language."""
+    from stylealign.evaluate import probe
+    from stylealign.evaluate.markers import lexicon_rates
+    from stylealign.evaluate.verdict import parse_verdict, polarity
+
+    out = {}
+    for lang in sorted({r["language"] for r in model_rows}):
+        rs = [r for r in model_rows if r["language"] == lang]
+        ops = Counter(probe.opener(r["answer"], lang) for r in rs)
+        top, hits = ops.most_common(1)[0]
+        verdicts = [polarity(parse_verdict(r["answer"])) for r in rs]
+        v = [x for x in verdicts if x]
+        yn = [r for r in rs if r["form"] in ("known", "true", "should", "worth")]
+        known = [(polarity(parse_verdict(r["answer"])), r["expected"]) for r in rs if r["expected"]]
+        out[lang] = {
+            "n": len(rs), "top_opener": top, "top_opener_share": hits / len(rs),
+            "yes_share": sum(x == "yes" for x in v) / len(v) if v else None, "verdicts": len(v),
+            "verdict_first_yes_no": sum(parse_verdict(r["answer"]) != "none" for r in yn) / len(yn) if yn else None,
+            "right": sum(g == e for g, e in known), "wrong": sum(g is not None and g != e for g, e in known),
+            "missing": sum(g is None for g, _ in known),
+            "repetitive": sum(probe.repetition_reason(r["answer"], lang, cut_off=not r["stopped"]) is not None
+                              for r in rs) / len(rs),
+            "hedge_fill": _mean([_hedge_fill(lexicon_rates(r["answer"], lang)) for r in rs]),
+        }
+    if margins:
+        ids = {r["id"]: r for r in model_rows}
+        pairs = [(m["p_yes"] / max(m["p_yes"] + m["p_no"], 1e-12), ids[m["id"]]["expected"]) for m in margins]
+        out["first_token"] = {
+            "mean_p_yes_set": sum(m["p_yes"] for m in margins) / len(margins),
+            "mean_p_no_set": sum(m["p_no"] for m in margins) / len(margins),
+            "argmax_right": sum((p > 0.5) == (e == "yes") for p, e in pairs),
+            "n": len(pairs),
+            "auc": _auc([p for p, e in pairs if e == "yes"], [p for p, e in pairs if e == "no"]),
+        }
+    return out
+
+
+def _hedge_fill(rates: dict) -> float:
+    return rates["hedge_rate"] + rates["boilerplate_rate"]
+
+
+def _mean(xs: list[float]) -> float | None:
+    xs = [x for x in xs if not math.isnan(x)]
+    return sum(xs) / len(xs) if xs else None
+
+
+def _auc(pos: list[float], neg: list[float]) -> float | None:
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["data", "answers"])
+    ap.add_argument("--persona", default="personas/sharp-candid")
+    ap.add_argument("--run", action="append", default=[])
+    ap.add_argument("--suite", default=HELDOUT)
+    ap.add_argument("--budget", type=int, default=96)
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    if args.what == "data":
+        rows = data_rows(Path(args.persona))
+        print(forms_table({"data " + s: [r for r in rows if r["set"] == s] for s in ("sft", "pref")}))
+        return 0
+    result = answer_rows(args.run, args.suite, args.budget)
+    print(forms_table({k: v["rows"] for k, v in result.items()}))
+    for name, block in result.items():
+        block["summary"] = summary(block["rows"], block["first_token"])
+        print(f"\n{name}: " + json.dumps(block["summary"], default=lambda x: round(x, 3)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, ensure_ascii=False, indent=1, default=_nan))
+    return 0
+
+
+def _nan(x):
+    return None if isinstance(x, float) and math.isnan(x) else x
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
