@@ -116,6 +116,74 @@ def answer_rows(runs: list[str], suite: str, budget: int) -> dict:
     return result
 
 
+def boot_ci(items: list, stat, n_boot: int = 1000, seed: int = 0) -> list[float | None]:
+    """Percentile 95% CI of stat(resampled items), resampling items with replacement."""
+    import random
+
+    rng = random.Random(seed)
+    vals = []
+    for _ in range(n_boot):
+        v = stat([items[rng.randrange(len(items))] for _ in items]) if items else None
+        if v is not None:
+            vals.append(v)
+    if not vals:
+        return [None, None]
+    vals.sort()
+    return [vals[int(0.025 * (len(vals) - 1))], vals[int(0.975 * (len(vals) - 1))]]
+
+
+def targets(model_rows: list[dict], base_rows: list[dict], lang: str = "en") -> dict:
+    """The issue's targets on held-out greedy answers of one language, each with a bootstrap 95% CI over prompts;
+    hedges + fillers and repetition paired with the base model's answers to the same prompts."""
+    from stylealign.evaluate import probe
+    from stylealign.evaluate.markers import lexicon_rates
+    from stylealign.evaluate.verdict import parse_verdict, polarity
+
+    pairs = [(r, b) for r, b in zip(model_rows, base_rows) if r["language"] == lang]
+
+    def top_share(ps):
+        ops = Counter(probe.opener(r["answer"], lang) for r, _ in ps)
+        return ops.most_common(1)[0][1] / len(ps)
+
+    def yes_share(ps):
+        v = [polarity(parse_verdict(r["answer"])) for r, _ in ps]
+        v = [x for x in v if x]
+        return sum(x == "yes" for x in v) / len(v) if v else None
+
+    def right_wrong(ps):
+        got = [(polarity(parse_verdict(r["answer"])), r["expected"]) for r, _ in ps if r["expected"]]
+        right, wrong = sum(g == e for g, e in got), sum(g is not None and g != e for g, e in got)
+        return right / wrong if wrong else (None if not right else float(right))
+
+    def hedge_ratio(ps):
+        a = sum(_hedge_fill(lexicon_rates(r["answer"], lang)) for r, _ in ps if r["answer"].strip())
+        b = sum(_hedge_fill(lexicon_rates(x["answer"], lang)) for _, x in ps if x["answer"].strip())
+        return a / b if b else None
+
+    def vf_yes_no(ps):
+        yn = [r for r, _ in ps if r["form"] in ("known", "true", "should", "worth")]
+        return sum(parse_verdict(r["answer"]) != "none" for r in yn) / len(yn) if yn else None
+
+    def rep(ps, which=0):
+        return sum(probe.repetition_reason(p[which]["answer"], lang, cut_off=not p[which]["stopped"]) is not None
+                   for p in ps) / len(ps)
+
+    def rep_diff(ps):
+        return rep(ps, 0) - rep(ps, 1)
+
+    known = [(polarity(parse_verdict(r["answer"])), r["expected"]) for r, _ in pairs if r["expected"]]
+    out = {}
+    for name, fn in (("top_opener", top_share), ("yes_share", yes_share), ("right_per_wrong", right_wrong),
+                     ("hedge_fill_vs_base", hedge_ratio), ("verdict_first_yes_no", vf_yes_no),
+                     ("repetitive", rep), ("repetitive_minus_base", rep_diff)):
+        out[name] = {"value": fn(pairs), "ci": boot_ci(pairs, fn)}
+    out["right"] = sum(g == e for g, e in known)
+    out["wrong"] = sum(g is not None and g != e for g, e in known)
+    out["no_verdict"] = sum(g is None for g, _ in known)
+    out["opener"] = Counter(probe.opener(r["answer"], lang) for r, _ in pairs).most_common(3)
+    return out
+
+
 def summary(model_rows: list[dict], margins: list[dict]) -> dict:
     """The issue's targets on one model's held-out greedy answers, per language."""
     from stylealign.evaluate import probe
@@ -187,7 +255,9 @@ def main(argv=None) -> int:
     print(forms_table({k: v["rows"] for k, v in result.items()}))
     for name, block in result.items():
         block["summary"] = summary(block["rows"], block["first_token"])
-        print(f"\n{name}: " + json.dumps(block["summary"], default=lambda x: round(x, 3)))
+        print(f"\n{name}: " + json.dumps(block["summary"]))
+        block["targets"] = {lang: targets(block["rows"], result["base"]["rows"], lang) for lang in ("en", "zh")}
+        print(f"{name} targets: " + json.dumps(block["targets"]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, ensure_ascii=False, indent=1, default=_nan))
     return 0

@@ -97,6 +97,8 @@ class SFTSettings(StageSettings):
                             "no evenly: the question's own lean picks one), 'free' (learn to open with a verdict, leave "
                             "which one to the model). 'even'/'free' need the label-position LM head (lm_head: auto, "
                             "a CPU).", choices=("data", "even", "free"))
+    verdict_weight: float = _f(1.0, "The weight of the yes/no split's term (verdict_split data or even) at an "
+                               "answer's opening verdict, against 1 for every other token.")
 
     def __post_init__(self):
         super().__post_init__()
@@ -104,6 +106,8 @@ class SFTSettings(StageSettings):
             raise ValueError("sft: need 0 <= neutral_mix <= 1")
         _need(self.verdict_split in ("data", "even", "free"), "verdict_split", self.verdict_split,
               "one of data, even, free")
+        _need(math.isfinite(self.verdict_weight) and self.verdict_weight > 0, "verdict_weight", self.verdict_weight,
+              "> 0")
 
 
 @dataclass
@@ -156,6 +160,9 @@ class SelectSettings:
     yes_share_min: float = _f(0.3, "Constraint: the yes-share of yes/no verdicts at least this...")
     yes_share_max: float = _f(0.7, "... and at most this.")
     max_top_opener: float = _f(0.5, "Constraint: the most common opener starts at most this share of answers.")
+    min_belief_consistency: float = _f(0.5, "Constraint: where the base model and the candidate both give a yes/no "
+                                       "verdict on a probe prompt, at least this share agree (the base's stance read "
+                                       "from its own greedy answer).")
     dpo_from: str = _f("best", "DPO starts from the best SFT candidate ('best') or the SFT stage's end ('last').",
                        choices=("best", "last"))
 

@@ -45,26 +45,34 @@ class VerdictSets:
     """The yes and no token ids, and how the split between them is trained (config: sft.verdict_split).
 
     The log-prob that stands in for a verdict label is log P(yes set or no set) — the answer opens with a
-    verdict — plus, for "even", the cross-entropy of the yes/no split against 50/50: the adapter learns to answer
+    verdict — plus, for "data", log P(the side the data wrote | a verdict) (plain cross-entropy, pooled over
+    the spellings of each side), for "even", the cross-entropy of the yes/no split against 50/50: the adapter learns to answer
     first without a standing lean to either side, so the question's own evidence picks the verdict. "free" trains
-    no split at all (it stays the model's own). Either way the verdict the data wrote is never the target."""
+    no split at all (it stays the model's own).
+    `weight` scales the split's term against one ordinary token: one opening token among a hundred in its answer,
+    unweighted, moves the split too little to undo a base model's standing lean, while the "a verdict" term alone
+    raises the favoured side faster than the other (its gradient on each token's logit is proportional to that
+    token's probability)."""
 
-    def __init__(self, yes_ids, no_ids, split: str):
-        if split not in ("even", "free"):
-            raise ValueError(f"verdict split {split!r}: expected 'even' or 'free'")
-        self.yes, self.no, self.split = list(yes_ids), list(no_ids), split
+    def __init__(self, yes_ids, no_ids, split: str, weight: float = 1.0):
+        if split not in ("data", "even", "free"):
+            raise ValueError(f"verdict split {split!r}: expected 'data', 'even' or 'free'")
+        self.yes, self.no, self.split, self.weight = list(yes_ids), list(no_ids), split, weight
 
-    def log_probs(self, logits, log_z):
-        """Return the stand-in log-prob for rows of `logits` ([n, vocab], fp32) with log-partition `log_z`."""
+    def log_probs(self, logits, log_z, labels=None):
+        """Return the stand-in log-prob for rows of `logits` ([n, vocab], fp32) with log-partition `log_z`;
+        `labels` (VERDICT_YES / VERDICT_NO per row) say which side the data wrote, for split "data"."""
         import torch
 
         ly = torch.logsumexp(logits[:, self.yes], dim=-1)
         ln = torch.logsumexp(logits[:, self.no], dim=-1)
         both = torch.logaddexp(ly, ln)
-        out = both - log_z
+        split = torch.zeros_like(both)
         if self.split == "even":
-            out = out + 0.5 * ((ly - both) + (ln - both))
-        return out
+            split = 0.5 * ((ly - both) + (ln - both))
+        elif self.split == "data":
+            split = torch.where(labels == VERDICT_YES, ly, ln) - both
+        return both - log_z + self.weight * split
 
 
 def verdict_labels(labels, yes_ids, no_ids):
@@ -92,7 +100,7 @@ def _score(h, weight, bias, y, outputs: tuple[str, ...], verdict: VerdictSets | 
     log_probs = logits.gather(-1, y.clamp(min=0)[:, None]).squeeze(-1) - log_z
     if verdict is not None and bool(special.any()):
         idx = special.nonzero().squeeze(-1)
-        log_probs = log_probs.index_put((idx,), verdict.log_probs(logits[idx], log_z[idx]))
+        log_probs = log_probs.index_put((idx,), verdict.log_probs(logits[idx], log_z[idx], y[idx]))
     elif bool(special.any()):
         raise ValueError("verdict labels in a batch, but no verdict sets given to the LM head")
     entropy = log_sum_sq = mean = top1 = None

@@ -4,8 +4,10 @@ During `train all`, every saved checkpoint and each stage's end answers the pers
 prompts (`data.probe` in persona.yaml; never the eval suites) greedily, with no repetition penalty —
 what llama.cpp or Ollama will show a user. Each candidate's probe scores are kept; the run publishes
 the best candidate under the recipe's rule (`select:`): move the rule's metric the wanted way among candidates
-whose repetition is at most the base model's plus a margin, whose yes-share of verdicts lies in a band
-and whose most common opener starts at most a given share of answers. When no candidate meets the
+whose repetition (and share of empty answers) is at most the base model's plus a margin, whose yes-share of
+verdicts lies in a band, whose most common opener starts at most a given share of answers, and whose yes/no
+verdicts agree with the base model's own stance (what it says unprompted, `verdict.stance`) at least a given
+share of the time where both take one: style that keeps what the model knows. When no candidate meets the
 rule, the one that misses it least is published, and the manifest says so.
 
 The rule's metric, `select.metric: persona` by default, follows the persona's declared `targets:`: the
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from stylealign import phases
 from stylealign.evaluate import probe
+from stylealign.evaluate.verdict import belief_consistency, parse_verdict, polarity
 from stylealign.files import write_json
 
 SCORES = "probe.json"
@@ -59,6 +62,7 @@ class Prober:
 
         self.settings, self.tokenizer, self.rows = recipe.select, tokenizer, rows
         self.recipe, self.on_gpu = recipe, torch.cuda.is_available()
+        self.base_answers: list[str] | None = None  # the base model's greedy answers, for belief consistency
 
     def answers(self, conversations: list[list[dict]], model=None, adapter: str | Path | None = None):
         """Return (answers, stopped): greedy answers with the adapter saved at `adapter` (None: the base)."""
@@ -89,6 +93,12 @@ class Prober:
         answers, stopped = self.answers(convs, model, adapter)
         scores = probe.summarize(answers, self.rows, stopped)
         scores["examples"] = [{"id": r.get("id"), "answer": a} for r, a in list(zip(self.rows, answers))[:4]]
+        scores["answers"] = answers
+        if adapter is None:
+            self.base_answers = answers
+        elif self.base_answers is not None:
+            belief = belief_consistency(self.base_answers, answers)
+            scores["belief_consistency"], scores["belief_n"] = belief["share"], belief["n"]
         return scores
 
 
@@ -113,6 +123,9 @@ def _greedy(model, tokenizer, conversations: list[list[dict]], settings, adapter
 # ---------------------------------------------------------------- the rule
 
 
+BELIEF_MIN_N = 4  # verdicts on which base and candidate both take a stance, before belief consistency counts
+
+
 def violations(scores: dict, base: dict, rule) -> dict[str, float]:
     """Return how far a candidate misses each constraint of the rule (0 = met)."""
     rep, base_rep = scores.get("repetitive") or 0.0, base.get("repetitive") or 0.0
@@ -121,6 +134,10 @@ def violations(scores: dict, base: dict, rule) -> dict[str, float]:
         "repetition": max(0.0, rep - (base_rep + rule.max_repetition_over_base)),
         "yes_share": 0.0 if yes is None else max(0.0, rule.yes_share_min - yes, yes - rule.yes_share_max),
         "top_opener": max(0.0, top - rule.max_top_opener),
+        "empty": max(0.0, (scores.get("empty") or 0.0) - (base.get("empty") or 0.0) - rule.max_repetition_over_base),
+        "belief": (max(0.0, rule.min_belief_consistency - scores["belief_consistency"])
+                   if scores.get("belief_consistency") is not None and (scores.get("belief_n") or 0) >= BELIEF_MIN_N
+                   else 0.0),
     }
 
 
@@ -221,7 +238,8 @@ def load_into(model, candidate: dict, adapter_name: str = "default") -> None:
 
 def on_policy_pairs(prober: Prober, model, adapter: str | Path, rows: list[dict], n: int, seed: int = 0) -> list[dict]:
     """Return preference pairs whose `rejected` is the model's own greedy answer to a preference prompt
-    when that answer repeats itself or opens like most of its answers while the persona's does not."""
+    when that answer repeats itself, opens like most of its answers while the persona's does not, or gives
+    the opposite yes/no verdict to the persona's (a "No"-bot's "No, plants do not need light")."""
     import random
 
     picked = random.Random(seed).sample(rows, min(n, len(rows)))
@@ -234,7 +252,9 @@ def on_policy_pairs(prober: Prober, model, adapter: str | Path, rows: list[dict]
     for row, answer, f, lang in zip(picked, answers, feats, langs):
         chosen = row["chosen"][-1]["content"]
         collapsed = f["probe_top_opener"] == 1 and probe.opener(chosen, lang) != top[lang]["opener"]
-        if answer.strip() and (f["probe_repetitive"] == 1 or collapsed):
+        said, right = polarity(parse_verdict(answer)), polarity(parse_verdict(chosen))
+        contrary = bool(said and right and said != right)
+        if answer.strip() and (f["probe_repetitive"] == 1 or collapsed or contrary):
             out.append({**row, "id": f"{row.get('id', 'pair')}-on-policy", "rejected_kind": "on_policy",
                         "rejected": [{"role": "assistant", "content": answer}]})
     return out

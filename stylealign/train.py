@@ -207,12 +207,12 @@ def sft_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora_config(recipe),
                          train_dataset=as_dataset(train), eval_dataset=as_dataset(sft_rows(data.eval)))
     verdict = None
-    if recipe.sft.verdict_split != "data":
-        verdict = verdict_agnostic(trainer, tokenizer, recipe.sft.verdict_split)
+    if recipe.sft.verdict_split != "data" or recipe.sft.verdict_weight != 1.0:
+        verdict = verdict_agnostic(trainer, tokenizer, recipe.sft.verdict_split, recipe.sft.verdict_weight)
     return _fast_head(trainer, recipe, verdict)
 
 
-def verdict_agnostic(trainer, tokenizer, split: str):
+def verdict_agnostic(trainer, tokenizer, split: str, weight: float = 1.0):
     """Make the SFT trainer's batches mark each answer's opening Yes/No token as "a verdict" (lmhead.verdict_labels)
     and return the VerdictSets its LM head scores them with (config: sft.verdict_split)."""
     from stylealign import lmhead
@@ -227,7 +227,7 @@ def verdict_agnostic(trainer, tokenizer, split: str):
         return batch
 
     trainer.data_collator = collate_verdicts
-    return lmhead.VerdictSets(yes, no, split)
+    return lmhead.VerdictSets(yes, no, split, weight)
 
 
 def dpo_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
@@ -626,7 +626,9 @@ class _Probe:
     def _baseline(self, work: Path, model) -> dict:
         path = work / "probe_baseline.json"
         if path.exists():  # resumed: the base model answers as before
-            return json.loads(path.read_text())
+            scores = json.loads(path.read_text())
+            self.prober.base_answers = scores.get("answers")
+            return scores
         print(f"[select] probing the base model on {len(self.rows)} held-out prompts (greedy)", flush=True)
         scores = self.prober.score(model, adapter=None)
         write_json(path, scores)

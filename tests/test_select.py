@@ -200,3 +200,33 @@ def test_cpu_prober_loads_its_copy_for_each_probe_and_frees_it_after(tiny_model_
     gc.collect()
     assert len(alive) == 0 and len(tuned) == len(stopped) == 3
     assert tuned != base, "the candidate's adapter was loaded"
+
+
+def test_empty_answers_and_contradicting_the_base_fail_the_rule_and_the_candidate_that_keeps_beliefs_wins():
+    """A destroyed adapter answers nothing: no repetition, no opener, no verdicts, yet it must not pass. A candidate
+    whose verdicts contradict the base model's own stance fails too; the one that keeps it is published."""
+    rule = SelectSettings()
+    empty = cand(30, 0.0, 0.0, None, 0.0)
+    empty["scores"]["empty"] = 0.9
+    assert select.violations(empty["scores"], BASE, rule)["empty"] == pytest.approx(0.85)
+    contrary = cand(10, 0.90, 0.30, 0.5, 0.3)
+    contrary["scores"].update(belief_consistency=0.25, belief_n=8)
+    keeps = cand(20, 0.70, 0.30, 0.5, 0.3)
+    keeps["scores"].update(belief_consistency=0.75, belief_n=8)
+    assert select.violations(contrary["scores"], BASE, rule)["belief"] == pytest.approx(0.25)
+    few = cand(40, 0.95, 0.30, 0.5, 0.3)
+    few["scores"].update(belief_consistency=0.0, belief_n=select.BELIEF_MIN_N - 1)  # too few shared stances to judge
+    assert select.violations(few["scores"], BASE, rule)["belief"] == 0
+    cands = [empty, contrary, keeps]
+    assert select.choose(cands, BASE, rule) == (2, True)
+
+
+def test_belief_consistency_counts_only_prompts_where_both_take_a_stance():
+    from stylealign.evaluate.verdict import belief_consistency, stance
+
+    base = ["The answer to this question is yes, plants do need sunlight.", "No, snakes do not have legs.",
+            "The Moon is far away.", "The answer is no."]
+    adapter = ["Yes. They need it.", "They do.", "No.", "It isn't."]
+    assert [stance(b) for b in base] == ["yes", "no", None, "no"]
+    got = belief_consistency(base, adapter)
+    assert got == {"agree": 2, "n": 3, "share": pytest.approx(2 / 3)}

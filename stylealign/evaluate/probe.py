@@ -188,6 +188,7 @@ def summarize(answers: list[str], rows: list[dict], stopped: list[bool] | None =
     out["openers"] = openers
     out["verdicts"] = verdict_balance(answers, rows)
     out["yes_share"] = out.pop("yes")
+    out["empty"] = sum(not a.strip() for a in answers) / len(answers) if answers else None
     return out
 
 

@@ -38,13 +38,15 @@ _EN = [
     ("no", rf"(?:no(?! (?:one|matter|doubt|question|wonder)\b)|nope|nah|not really|not quite|not at all|"
            rf"(?:absolutely|definitely|certainly|of course|probably|almost certainly) not|never|false|wrong|incorrect|"
            rf"(?:it's |that's |this is )?(?:a )?myth|not true|that's not true|that isn't true|"
-           rf"(?:it|that|this|they|you) (?:isn't|is not|aren't|are not|doesn't|does not|don't|do not|won't|will not|can't|cannot)|"
+           rf"(?:it|that|this|they|you) (?:isn't|is not|aren't|are not|doesn't|does not|don't|do not|won't|will not|can't|cannot|"
+           rf"wasn't|was not|weren't|didn't|did not|hasn't|haven't|shouldn't|couldn't|wouldn't)|"
            rf"not (?:worth it|stupid|bad|a problem|at all)|"
            rf"it's not(?=\s*[.!,;—–]|$)|you (?:don't|do not) (?:need|have) to|you shouldn't|you should not|"
            rf"don't|do not|skip it|avoid it){_P}"),
     ("yes", rf"(?:yes|yeah|yep|yup|absolutely|definitely|certainly|of course|sure|correct|true|that's right|"
             rf"that's true|that's correct|indeed|no doubt|mostly yes|generally yes|probably yes|"
-            rf"(?:it|that|this|they|you) (?:is|does|can|will|do|are|should|must)(?=\s*[.!,;—–]|$)|"
+            rf"(?:it|that|this|they|you) (?:is|does|can|will|do|are|should|must|was|were|did|has|have|could|would)"
+            rf"(?=\s*[.!,;—–]|$)|"
             rf"you should|you can|do it|go for it|worth it|worth (?:it|doing|buying|reading)){_P}"),
     ("recommend", rf"(?:use|go with|pick|choose|buy|take|try|stick with|switch|start|stop|keep|learn|ship|skip|avoid|"
                   rf"get|hire|sell|wait|drop|ditch|rewrite|cut|fix|move|ask|tell|write|read|quit|run|save|pay|"
@@ -114,3 +116,27 @@ def _short_statement(sent: str, lang: str) -> str:
 def polarity(label: str) -> str | None:
     """Return "yes"/"no" for a yes/no verdict label, else None (no yes/no verdict)."""
     return label if label in ("yes", "no") else None
+
+
+_STANCE_EN = re.compile(r"\b(?:answer|short answer)(?: to (?:this|that|your) question)? is:?\s*(?:indeed\s*|a (?:resounding|clear)\s*)?"
+                        r"[\"'“]?(yes|no)\b")
+
+
+def stance(text: str) -> str | None:
+    """Return the yes/no position a free-form answer takes in its first sentence, also when it is not up front
+    ("The answer to this question is yes, plants do need sunlight" -> "yes"); None when it takes none. Used to
+    read a base model's own belief, which it often states after a restatement rather than first."""
+    own = polarity(parse_verdict(text))
+    if own:
+        return own
+    m = _STANCE_EN.search(normalize(first_sentence(text)))
+    return m.group(1) if m else None
+
+
+def belief_consistency(base_answers: list[str], answers: list[str]) -> dict:
+    """Return how often the adapter's yes/no verdicts agree with the base model's own stance on the same prompts,
+    counted where both take one: {"agree", "n", "share"}."""
+    pairs = [(stance(b), polarity(parse_verdict(a))) for b, a in zip(base_answers, answers)]
+    both = [(b, a) for b, a in pairs if b and a]
+    agree = sum(b == a for b, a in both)
+    return {"agree": agree, "n": len(both), "share": agree / len(both) if both else None}
