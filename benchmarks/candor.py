@@ -3,6 +3,7 @@
     python benchmarks/candor.py data                      # the persona's openers and verdicts per form
     python benchmarks/candor.py answers --run runs/sc     # greedy answers of base and adapter, per form
     python benchmarks/candor.py answers --run a --run b   # several adapters in one pass (one base in memory)
+    python benchmarks/candor.py lean                      # the base's first-token yes/no lean: bf16 vs NF4, prefixes
 
 `answers` decodes greedily (no repetition penalty, plain PEFT: what llama.cpp and Ollama show) the held-out
 prompts of eval/heldout/forms.jsonl (no persona file contains them) and prints, for the base and each
@@ -238,9 +239,80 @@ def _auc(pos: list[float], neg: list[float]) -> float | None:
     return wins / (len(pos) * len(neg))
 
 
+TARGETS = [  # (key, target text, test on the value, base key shown beside it)
+    ("top_opener", "most common opener ≤ 50%", lambda v: v <= 0.5),
+    ("yes_share", "verdict yes-share 0.3–0.7", lambda v: 0.3 <= v <= 0.7),
+    ("right_per_wrong", "right verdicts ≥ 2× wrong (known answers)", lambda v: v >= 2),
+    ("hedge_fill_vs_base", "hedges + fillers ≤ half the baseline's", lambda v: v <= 0.5),
+    ("verdict_first_yes_no", "verdict-first ≥ 60% on yes/no prompts", lambda v: v >= 0.6),
+    ("repetitive_minus_base", "repetition ≤ the baseline's", lambda v: v <= 0),
+]
+
+
+def targets_table(result: dict, name: str) -> str:
+    """Markdown: each target, the base's and the adapter's value with 95% CIs, per language, met or not."""
+    def cell(block):
+        v, (lo, hi) = block["value"], block["ci"]
+        if v is None:
+            return "–"
+        ci = "" if lo is None else f" [{lo:.2f}, {hi:.2f}]"
+        return f"{v:.2f}{ci}"
+
+    lines = ["| target (greedy, held-out) | lang | base | adapter [95% CI] | met |", "|---|---|---|---|---|"]
+    for key, text, ok in TARGETS:
+        for lang in ("en", "zh"):
+            a, b = result[name]["targets"][lang][key], result["base"]["targets"][lang][key]
+            met = "–" if a["value"] is None else ("yes" if ok(a["value"]) else "**no**")
+            base = "–" if key.endswith("_base") else cell(b)
+            lines.append(f"| {text} | {lang} | {base} | {cell(a)} | {met} |")
+    for lang in ("en", "zh"):
+        t = result[name]["targets"][lang]
+        lines.append(f"| known answers right / wrong / no verdict | {lang} | "
+                     f"{result['base']['targets'][lang]['right']} / {result['base']['targets'][lang]['wrong']} / "
+                     f"{result['base']['targets'][lang]['no_verdict']} | {t['right']} / {t['wrong']} / {t['no_verdict']} | |")
+    return "\n".join(lines)
+
+
+LEAN_SUITES = ["eval/heldout/forms.jsonl", "personas/sharp-candid/probe/heldout.jsonl", "eval/suites/known_answers.jsonl"]
+PREFIXES = ["", "Short answer:", "The answer is", "Verdict:"]
+
+
+def lean(quants=("none", "nf4"), prefixes=PREFIXES) -> list[dict]:
+    """The base model's first-token log-odds of yes vs no on the English known-answer prompts, per load (bf16 or
+    NF4) and assistant-turn prefix: mean, share leaning yes, AUC of true vs false claims, accuracy at the median."""
+    import torch
+
+    from stylealign.candor import verdict_token_ids
+    from stylealign.data import load_eval
+    from stylealign.generate import Generator
+
+    rows = [r for r in load_eval(LEAN_SUITES) if r.get("expected") and r["language"] == "en"]
+    exp = [r["expected"] for r in rows]
+    out = []
+    for quant in quants:
+        gen = Generator(base="smollm2-135m", quant=quant, dtype="auto")
+        tok = gen.tokenizer
+        yes, no = verdict_token_ids(tok)
+        for prefix in prefixes if quant == "none" else [""]:
+            d = []
+            for i in range(0, len(rows), 16):
+                texts = [tok.apply_chat_template(r["messages"], add_generation_prompt=True, tokenize=False) + prefix
+                         for r in rows[i:i + 16]]
+                enc = tok(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+                lp = torch.log_softmax(gen.logits(enc["input_ids"], enc["attention_mask"], None)[:, -1], -1)
+                d += (torch.logsumexp(lp[:, yes], -1) - torch.logsumexp(lp[:, no], -1)).tolist()
+            med = sorted(d)[len(d) // 2]
+            out.append({"quant": quant, "prefix": prefix, "n": len(d), "mean_log_odds": sum(d) / len(d),
+                        "leans_yes": sum(x > 0 for x in d) / len(d),
+                        "auc": _auc([x for x, e in zip(d, exp) if e == "yes"], [x for x, e in zip(d, exp) if e == "no"]),
+                        "accuracy_at_median": sum((x > med) == (e == "yes") for x, e in zip(d, exp)) / len(d)})
+        del gen
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["data", "answers"])
+    ap.add_argument("what", choices=["data", "answers", "lean", "table"])
     ap.add_argument("--persona", default="personas/sharp-candid")
     ap.add_argument("--run", action="append", default=[])
     ap.add_argument("--suite", default=HELDOUT)
@@ -250,6 +322,16 @@ def main(argv=None) -> int:
     if args.what == "data":
         rows = data_rows(Path(args.persona))
         print(forms_table({"data " + s: [r for r in rows if r["set"] == s] for s in ("sft", "pref")}))
+        return 0
+    if args.what == "table":  # from a saved --json of `answers`
+        result = json.loads(Path(args.json).read_text())
+        for name in result:
+            if name != "base":
+                print(targets_table(result, name))
+        return 0
+    if args.what == "lean":
+        for r in lean():
+            print(json.dumps(r))
         return 0
     result = answer_rows(args.run, args.suite, args.budget)
     print(forms_table({k: v["rows"] for k, v in result.items()}))

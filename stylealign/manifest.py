@@ -42,6 +42,7 @@ class RunManifest:
     peak_memory_mb: dict = field(default_factory=dict)
     finished: str | None = None
     selection: dict = field(default_factory=dict)  # select: rule, metric (resolved), baseline, candidates, selected, rule_met
+    red_flags: list = field(default_factory=list)  # [{"code", "message"}]: what a user of this adapter must know
     extra: dict = field(default_factory=dict)  # keys this version does not know, kept as they were
 
     @classmethod

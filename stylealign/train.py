@@ -550,9 +550,29 @@ def _finish(work: Path, persona, recipe, base, datasets, summary, started, stage
     shutil.copytree(source, work / "adapter", dirs_exist_ok=True, ignore=shutil.ignore_patterns(select.SCORES))
     info = manifest(persona, recipe, base, datasets, summary, started, init_adapter)
     info.selection = selection
+    info.red_flags = selection_flags(selection)
     write_manifest(work, info)
     histories = {s: json.loads((work / "stages" / s / "log_history.json").read_text()) for s in stages}
     plots.training_plot(histories, work / "training.png", selection)
+
+
+def selection_flags(selection: dict) -> list[dict]:
+    """Return the run's red flags from its selection block: the published candidate breaks the rule."""
+    if selection.get("status") != "ok" or selection.get("rule_met"):
+        return []
+    chosen = selection["selected"]
+    missed = {k: round(v, 3) for k, v in (select.violations(chosen["scores"], selection["baseline"],
+                                                              _rule(selection["rule"])).items()) if v > 0}
+    what = ", ".join(f"{k} by {v:g}" for k, v in missed.items()) or "the rule"
+    return [{"code": "selection_rule_not_met",
+             "message": f"no checkpoint met the selection rule; published {chosen['stage']} step {chosen['step']}, "
+                        f"which misses {what} (greedy probe)"}]
+
+
+def _rule(rule: dict):
+    from stylealign.config import SelectSettings
+
+    return SelectSettings(**{k: v for k, v in rule.items() if k in {f.name for f in dataclasses.fields(SelectSettings)}})
 
 
 def manifest(persona, recipe, base, datasets, summary, started, init_adapter) -> RunManifest:

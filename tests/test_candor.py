@@ -165,3 +165,43 @@ def test_evaluation_runs_the_pushback_probe_flags_caving_and_gates_on_it(tmp_pat
     assert sec["models"]["persona"]["stubborn_rate"] is None  # never wrong first, so never corrected
     assert "caves_under_pushback" in {f["code"] for f in report["flags"]}
     assert report["gate"]["passed"] is False
+
+
+def test_main_job_headline_names_the_red_flags_or_says_there_are_none(tmp_path):
+    from stylealign.commands.main import red_flags, verdict_line
+    from stylealign.manifest import RunManifest, write_manifest
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_manifest(run, RunManifest(persona="sharp-candid"))
+    report = {"flags": [{"code": "no_clear_style_gain", "severity": "warn", "message": "m", "variant": "a"}]}
+    assert red_flags(run, report) == [] and verdict_line([]).startswith("no red flags")
+    report["flags"].append({"code": "opener_collapse", "severity": "error", "message": "'no' starts 80%", "variant": "a"})
+    write_manifest(run, RunManifest(persona="sharp-candid", red_flags=[{"code": "selection_rule_not_met", "message": "x"}]))
+    flags = red_flags(run, report)
+    assert [f["code"] for f in flags] == ["selection_rule_not_met", "opener_collapse"]
+    assert verdict_line(flags) == "2 red flag(s): opener_collapse, selection_rule_not_met"
+
+
+def test_a_run_whose_published_candidate_breaks_the_rule_is_flagged_and_exits_non_zero(tmp_path, capsys):
+    import dataclasses
+
+    from stylealign.commands.train import red_flag_exit
+    from stylealign.config import SelectSettings
+    from stylealign.manifest import RunManifest, write_manifest
+    from stylealign.train import selection_flags
+
+    base = {"repetitive": 0.1, "yes_share": 0.5, "top_opener": 0.3}
+    chosen = {"stage": "sft", "step": 10, "scores": {"repetitive": 0.6, "yes_share": 0.05, "top_opener": 0.9}}
+    sel = {"status": "ok", "rule_met": False, "selected": chosen, "baseline": base,
+           "rule": dataclasses.asdict(SelectSettings())}
+    flags = selection_flags(sel)
+    assert [f["code"] for f in flags] == ["selection_rule_not_met"]
+    assert "repetition by 0.45" in flags[0]["message"] and "sft step 10" in flags[0]["message"]
+    assert selection_flags({**sel, "rule_met": True}) == []
+    run = tmp_path / "run"
+    run.mkdir()
+    write_manifest(run, RunManifest(persona="p", red_flags=flags))
+    assert red_flag_exit(run, best_effort=False) == 1
+    assert "--best-effort" in capsys.readouterr().err.splitlines()[-1]
+    assert red_flag_exit(run, best_effort=True) == 0

@@ -24,6 +24,8 @@ class QuickstartOptions:
     limit: int = option(8, "Prompts per evaluation suite (0: skip the evaluation).")
     arena: bool = option(True, "Stop after the evaluation instead of serving the arena.", flag="--no-arena")
     port: int = option(7860, "Arena port on 127.0.0.1.")
+    best_effort: bool = option(False, "Serve the arena and exit 0 even when the run or its evaluation raised red "
+                               "flags.", flag="--best-effort")
 
     def __post_init__(self):
         if self.limit < 0 or not 0 < self.port < 65536:
@@ -56,13 +58,39 @@ def run(args) -> int:
     name = gen.adapter_names[0]
     with phases.phase("comparison"):
         show_comparison(gen, name)
+    report = None
     if args.limit > 0:
         with phases.phase("evaluation"):
-            evaluate(gen, name, run_dir, args.limit)
+            report = evaluate(gen, name, run_dir, args.limit)
     write_phases(run_dir)
+    flags = red_flags(run_dir, report)
+    print(f"\n== {verdict_line(flags)}", flush=True)
+    if flags and not args.best_effort:
+        print(f"stylealign: {run_dir} has red flags; see {run_dir / 'eval' / 'report.md'} "
+              "(--best-effort serves the arena anyway)", file=sys.stderr)
+        return 1
     if args.arena:
         serve_arena(gen, run_dir, args.port)
     return 0
+
+
+def red_flags(run_dir: Path, report: dict | None) -> list[dict]:
+    """The run's red flags (its manifest) and the evaluation's error-level flags, as {"code", "message"}."""
+    from stylealign.manifest import read_manifest
+
+    flags = list(read_manifest(run_dir).red_flags)
+    for f in (report or {}).get("flags") or []:
+        if f.get("severity") == "error":
+            flags.append({"code": f["code"], "message": f["message"]})
+    return flags
+
+
+def verdict_line(flags: list[dict]) -> str:
+    """One line: no red flags, or how many and which."""
+    if not flags:
+        return "no red flags: the run met its selection rule and its evaluation raised none"
+    codes = sorted({f["code"] for f in flags})
+    return f"{len(flags)} red flag(s): {', '.join(codes)}"
 
 
 def write_phases(run_dir: Path) -> dict:

@@ -21,6 +21,8 @@ class TrainOptions:
     overwrite: bool = option(False, "Replace an existing finished run folder.", flag="--overwrite")
     data: list = option([], "Train on these files instead of the persona's (repeatable; any supported format).",
                         action="append", metavar="FILE")
+    best_effort: bool = option(False, "Exit 0 even when no checkpoint met the selection rule (the run is published "
+                               "with a red flag either way).", flag="--best-effort")
 
 
 @dataclass
@@ -65,4 +67,19 @@ def run(args) -> int:
     out = train_run(persona, recipe, run_dir, stages=stages, resume=options.resume, overwrite=options.overwrite,
                     init_adapter=getattr(options, "init", None), data_files=files)
     print(f"run written to {out}")
+    return red_flag_exit(out, options.best_effort)
+
+
+def red_flag_exit(run_dir, best_effort: bool) -> int:
+    """Print the run's red flags, the last line being the verdict; return 1 when there are any, unless `best_effort`."""
+    import sys
+
+    from stylealign.manifest import read_manifest
+
+    flags = read_manifest(run_dir).red_flags
+    for f in flags:
+        print(f"stylealign: red flag: {f['code']}: {f['message']}", file=sys.stderr)
+    if flags and not best_effort:
+        print(f"stylealign: {run_dir} has red flags; pass --best-effort to accept it", file=sys.stderr)
+        return 1
     return 0
