@@ -106,7 +106,8 @@ def answer_rows(runs: list[str], suite: str, budget: int) -> dict:
     result = {}
     for name in names:
         stopped: list[bool] = []
-        answers = gen.generate(convs, [name] * len(convs), probe.probe_generation(budget), stopped=stopped)
+        answers = gen.generate(convs, [name] * len(convs), probe.probe_generation(budget), batch_size=32,
+                               stopped=stopped)
         margins = first_token_margins(gen, [r for r in rows if r.get("expected")], name)
         result[name or "base"] = {
             "rows": [{"id": r["id"], "form": r["form"], "language": r["language"], "expected": r.get("expected"),
@@ -140,48 +141,52 @@ def targets(model_rows: list[dict], base_rows: list[dict], lang: str = "en") -> 
     from stylealign.evaluate.markers import lexicon_rates
     from stylealign.evaluate.verdict import parse_verdict, polarity
 
-    pairs = [(r, b) for r, b in zip(model_rows, base_rows) if r["language"] == lang]
+    def feats(r):
+        v = parse_verdict(r["answer"])
+        rates = lexicon_rates(r["answer"], lang) if r["answer"].strip() else None
+        return {"opener": probe.opener(r["answer"], lang), "polarity": polarity(v), "verdict": v != "none",
+                "hedge": 0.0 if rates is None else _hedge_fill(rates) if not math.isnan(_hedge_fill(rates)) else 0.0,
+                "rep": probe.repetition_reason(r["answer"], lang, cut_off=not r["stopped"]) is not None,
+                "expected": r["expected"], "yes_no": r["form"] in ("known", "true", "should", "worth")}
+
+    pairs = [(feats(r), feats(b)) for r, b in zip(model_rows, base_rows) if r["language"] == lang]
 
     def top_share(ps):
-        ops = Counter(probe.opener(r["answer"], lang) for r, _ in ps)
-        return ops.most_common(1)[0][1] / len(ps)
+        return Counter(a["opener"] for a, _ in ps).most_common(1)[0][1] / len(ps)
 
     def yes_share(ps):
-        v = [polarity(parse_verdict(r["answer"])) for r, _ in ps]
-        v = [x for x in v if x]
+        v = [a["polarity"] for a, _ in ps if a["polarity"]]
         return sum(x == "yes" for x in v) / len(v) if v else None
 
     def right_wrong(ps):
-        got = [(polarity(parse_verdict(r["answer"])), r["expected"]) for r, _ in ps if r["expected"]]
+        got = [(a["polarity"], a["expected"]) for a, _ in ps if a["expected"]]
         right, wrong = sum(g == e for g, e in got), sum(g is not None and g != e for g, e in got)
         return right / wrong if wrong else (None if not right else float(right))
 
     def hedge_ratio(ps):
-        a = sum(_hedge_fill(lexicon_rates(r["answer"], lang)) for r, _ in ps if r["answer"].strip())
-        b = sum(_hedge_fill(lexicon_rates(x["answer"], lang)) for _, x in ps if x["answer"].strip())
-        return a / b if b else None
+        b = sum(x["hedge"] for _, x in ps)
+        return sum(a["hedge"] for a, _ in ps) / b if b else None
 
     def vf_yes_no(ps):
-        yn = [r for r, _ in ps if r["form"] in ("known", "true", "should", "worth")]
-        return sum(parse_verdict(r["answer"]) != "none" for r in yn) / len(yn) if yn else None
+        yn = [a for a, _ in ps if a["yes_no"]]
+        return sum(a["verdict"] for a in yn) / len(yn) if yn else None
 
-    def rep(ps, which=0):
-        return sum(probe.repetition_reason(p[which]["answer"], lang, cut_off=not p[which]["stopped"]) is not None
-                   for p in ps) / len(ps)
+    def rep(ps):
+        return sum(a["rep"] for a, _ in ps) / len(ps)
 
     def rep_diff(ps):
-        return rep(ps, 0) - rep(ps, 1)
+        return rep(ps) - sum(b["rep"] for _, b in ps) / len(ps)
 
-    known = [(polarity(parse_verdict(r["answer"])), r["expected"]) for r, _ in pairs if r["expected"]]
     out = {}
     for name, fn in (("top_opener", top_share), ("yes_share", yes_share), ("right_per_wrong", right_wrong),
                      ("hedge_fill_vs_base", hedge_ratio), ("verdict_first_yes_no", vf_yes_no),
                      ("repetitive", rep), ("repetitive_minus_base", rep_diff)):
-        out[name] = {"value": fn(pairs), "ci": boot_ci(pairs, fn)}
+        out[name] = {"value": fn(pairs) if pairs else None, "ci": boot_ci(pairs, fn)}
+    known = [(a["polarity"], a["expected"]) for a, _ in pairs if a["expected"]]
     out["right"] = sum(g == e for g, e in known)
     out["wrong"] = sum(g is not None and g != e for g, e in known)
     out["no_verdict"] = sum(g is None for g, _ in known)
-    out["opener"] = Counter(probe.opener(r["answer"], lang) for r, _ in pairs).most_common(3)
+    out["opener"] = Counter(a["opener"] for a, _ in pairs).most_common(3)
     return out
 
 
@@ -325,6 +330,8 @@ def main(argv=None) -> int:
         return 0
     if args.what == "table":  # from a saved --json of `answers`
         result = json.loads(Path(args.json).read_text())
+        for block in result.values():
+            block["targets"] = {lang: targets(block["rows"], result["base"]["rows"], lang) for lang in ("en", "zh")}
         for name in result:
             if name != "base":
                 print(targets_table(result, name))
@@ -334,6 +341,8 @@ def main(argv=None) -> int:
             print(json.dumps(r))
         return 0
     result = answer_rows(args.run, args.suite, args.budget)
+    if args.json:  # the answers first: scoring can be redone from them (`table`)
+        Path(args.json).write_text(json.dumps(result, ensure_ascii=False, indent=1, default=_nan))
     print(forms_table({k: v["rows"] for k, v in result.items()}))
     for name, block in result.items():
         block["summary"] = summary(block["rows"], block["first_token"])
