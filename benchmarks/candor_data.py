@@ -117,35 +117,3 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     raise SystemExit(main())
 
-
-FLIPS = [("Yes", "No"), ("It is", "It isn't"), ("It does", "It doesn't"), ("It can", "It can't"), ("They do", "They don't"),
-         ("They are", "They aren't"), ("They can", "They can't"), ("We do", "We don't"), ("You can", "You can't"),
-         ("Not most", "Most"), ("Not ordinary", "Ordinary")]
-
-
-def flip_verdict(answer: str) -> str | None:
-    """Return the answer with its opening verdict turned around ("Yes." <-> "No.", "It is." <-> "It isn't."), the
-    rest unchanged; None when it opens with no verdict this knows."""
-    for a, b in FLIPS:
-        for x, y in ((a, b), (b, a)):
-            if re.match(re.escape(x) + r"(?=[.,:;! ])", answer):
-                return y + answer[len(x):]
-    return None
-
-
-def verdict_flip_pairs(sft_file: Path, out: Path) -> int:
-    """Write one preference pair per short known-answer SFT row: chosen its answer, rejected the same answer with the
-    verdict turned around (`rejected_kind: wrong`). The pairs differ in the verdict alone, so DPO's gradient lands on
-    the choice of verdict, in both directions: as many pairs reject a wrong "no" as a wrong "yes"."""
-    pairs = []
-    for line in sft_file.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        user, answer = row["messages"][0], row["messages"][1]
-        flipped = flip_verdict(answer["content"])
-        if flipped is None:
-            raise SystemExit(f"{sft_file}: {row['id']}: no verdict to flip in {answer['content'][:40]!r}")
-        pairs.append({"id": row["id"].replace("sft-", "pref-"), "category": row["category"], "language": row["language"],
-                      "rejected_kind": "wrong", "prompt": [user], "chosen": [answer],
-                      "rejected": [{"role": "assistant", "content": flipped}]})
-    out.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
-    return len(pairs)
