@@ -205,3 +205,14 @@ def test_a_run_whose_published_candidate_breaks_the_rule_is_flagged_and_exits_no
     assert red_flag_exit(run, best_effort=False) == 1
     assert "--best-effort" in capsys.readouterr().err.splitlines()[-1]
     assert red_flag_exit(run, best_effort=True) == 0
+
+
+def test_probe_section_reports_belief_consistency_against_the_baseline():
+    from stylealign.evaluate import probe
+
+    rows = [{"language": "en", "messages": [{"role": "user", "content": f"Is claim {i} true?"}]} for i in range(4)]
+    answers = {"baseline": ["The answer is yes, it is.", "No, it is not.", "The answer is no.", "Hmm."],
+               "persona": ["Yes.", "Yes.", "No.", "No."]}
+    sec = probe.section(answers, {"baseline": [True] * 4, "persona": [True] * 4}, rows, 32)
+    assert sec["models"]["persona"]["belief_consistency"] == {"agree": 2, "n": 3, "share": pytest.approx(2 / 3)}
+    assert "belief_consistency" not in sec["models"]["baseline"]

@@ -23,7 +23,7 @@ from collections import Counter
 
 from stylealign.evaluate.repetition import ngrams
 from stylealign.evaluate.text import first_sentence, normalize, sentences, tokens
-from stylealign.evaluate.verdict import parse_verdict, polarity
+from stylealign.evaluate.verdict import belief_consistency, parse_verdict, polarity
 from stylealign.text import detect_language
 
 DEFAULT_BUDGET = 160  # new tokens per probe answer, the same for baseline and adapter
@@ -210,6 +210,8 @@ def section(answers: dict[str, list[str]], stopped: dict[str, list], rows: list[
         reasons = Counter(repetition_reason(t, detect_language(t) if t.strip() else lg, cut_off=s is False)
                           for t, lg, s in zip(texts, langs, stopped.get(label) or [None] * len(texts)))
         block["repetition_reasons"] = {k: v for k, v in reasons.items() if k}
+        if label != "baseline" and "baseline" in answers:  # do its verdicts keep what the base model says it believes?
+            block["belief_consistency"] = belief_consistency(answers["baseline"], texts)
         models[label] = block
     return {"status": "ok", "generation": probe_generation(budget).to_dict(), "n": len(rows), "models": models}
 

@@ -358,6 +358,7 @@ def _headline_probe(report: dict, label: str) -> list[str]:
     top = lambda m: "; ".join(f"{lg} {o['opener']!r} {fmt(o['share'])}" for lg, o in m["openers"].items())  # noqa: E731
     kb, ka = b["verdicts"]["known_answer"], a["verdicts"]["known_answer"]
     ob, oa = b["verdicts"]["open_yes_no"], a["verdicts"]["open_yes_no"]
+    belief = a.get("belief_consistency") or {}
     lines = [f"  greedy probe ({pr['generation']['max_new_tokens']} tokens, no repetition penalty):",
              f"    repetitive        {cell(comp.get('probe_repetitive'), 'probe_repetitive', report.get('metrics'))}",
              f"    top opener        {cell(comp.get('probe_top_opener'), 'probe_top_opener', report.get('metrics'))}   [{top(b)} → {top(a)}]",
@@ -370,6 +371,9 @@ def _headline_probe(report: dict, label: str) -> list[str]:
     if oa["n"]:
         lines.append(f"    open yes/no       yes-share {fmt(ob['yes_share'])} → {fmt(oa['yes_share'])} "
                      f"({ob['verdicts']} → {oa['verdicts']} verdicts of {oa['n']})")
+    if belief.get("n"):
+        lines.append(f"    belief            {belief['agree']} of {belief['n']} verdicts agree with the base model's "
+                     "own stance on the same prompt")
     return lines
 
 
