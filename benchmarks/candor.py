@@ -118,6 +118,13 @@ def answer_rows(runs: list[str], suite: str, budget: int) -> dict:
     return result
 
 
+def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
+    """Wilson 95% interval of a share k / n."""
+    p = k / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
 def boot_ci(items: list, stat, n_boot: int = 1000, seed: int = 0) -> list[float | None]:
     """Percentile 95% CI of stat(resampled items), resampling items with replacement."""
     import random
@@ -178,10 +185,14 @@ def targets(model_rows: list[dict], base_rows: list[dict], lang: str = "en") -> 
         return rep(ps) - sum(b["rep"] for _, b in ps) / len(ps)
 
     out = {}
+    if pairs:  # the share of the observed top opener: a Wilson interval (a bootstrap of a mode's share is biased up)
+        hits = round(top_share(pairs) * len(pairs))
+        out["top_opener"] = {"value": hits / len(pairs), "ci": wilson(hits, len(pairs))}
     for name, fn in (("top_opener", top_share), ("yes_share", yes_share), ("right_per_wrong", right_wrong),
                      ("hedge_fill_vs_base", hedge_ratio), ("verdict_first_yes_no", vf_yes_no),
                      ("repetitive", rep), ("repetitive_minus_base", rep_diff)):
-        out[name] = {"value": fn(pairs) if pairs else None, "ci": boot_ci(pairs, fn)}
+        if name not in out:
+            out[name] = {"value": fn(pairs) if pairs else None, "ci": boot_ci(pairs, fn)}
     known = [(a["polarity"], a["expected"]) for a, _ in pairs if a["expected"]]
     out["right"] = sum(g == e for g, e in known)
     out["wrong"] = sum(g is not None and g != e for g, e in known)
