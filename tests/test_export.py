@@ -265,3 +265,10 @@ def test_a_bf16_adapter_exports_to_gguf(tiny_run, tiny_model_dir, tmp_path):
     tensors = read_gguf_tensors(write_lora_gguf(bf16, config, tmp_path / "a.gguf", "f32"))
     a = weights["base_model.model.model.layers.0.mlp.down_proj.lora_A.weight"]
     np.testing.assert_array_equal(tensors["blk.0.ffn_down.weight.lora_a"], a.to(torch.bfloat16).float().numpy())
+
+
+def test_plain_llama_cpp_buffers_only_on_a_cpu_with_amx():
+    from stylealign.export.llamacpp import cpu_has_amx
+
+    assert cpu_has_amx("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile amx_int8\n")
+    assert not cpu_has_amx("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")

@@ -176,6 +176,7 @@ def test_eval_through_stylealign_serve_matches_llama_cpp_in_process(gguf_run, ex
     from openai import OpenAI
 
     from stylealign.cli import main
+    from stylealign.export.llamacpp import plain_buffers_on_amx
 
     out, _ = exported
     port = _free_port()
@@ -200,6 +201,7 @@ def test_eval_through_stylealign_serve_matches_llama_cpp_in_process(gguf_run, ex
     assert len(rows) == 2
     for lora, label, served in ((None, "baseline", base), (out / "gguf" / f"{gguf_run.name}.f16.gguf", gguf_run.name,
                                                            gguf_run.name)):
+        plain_buffers_on_amx()
         llm = Llama(model_path=str(out / "gguf" / "base.gguf"), n_ctx=1024, verbose=False, seed=0,
                     **({"lora_path": str(lora)} if lora else {}))
         assert chat[served] == _ask(llm, PROMPTS[0]["messages"])

@@ -76,7 +76,7 @@ def server(tmp_path_factory):
     config = tmp_path_factory.mktemp("server") / "config.json"
     config.write_text(json.dumps({"host": "127.0.0.1", "port": port, "models": [
         {"model": str(embedded_gguf("smollm2-135m")), "model_alias": MODEL, "n_ctx": 2048, "verbose": False}]}))
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)],
+    proc = subprocess.Popen([sys.executable, "-m", "stylealign.export.llama_server", "--config_file", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/v1"
     try:

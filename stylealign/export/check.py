@@ -85,6 +85,9 @@ class LlamaCpp:
                  threads: int = 0):
         from llama_cpp import Llama
 
+        from stylealign.export.llamacpp import plain_buffers_on_amx
+
+        plain_buffers_on_amx()
         kwargs = dict(lora_path=str(lora_gguf), lora_scale=scale) if lora_gguf else {}
         self.llm = Llama(model_path=str(base_gguf), n_ctx=n_ctx, logits_all=True, verbose=False, seed=0,
                          n_threads=threads or None, **kwargs)

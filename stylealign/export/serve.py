@@ -64,7 +64,7 @@ def server_config(base: Path, lora: Path, base_name: str, run_name: str, host: s
 
 
 def server_command(config_file: Path) -> list[str]:
-    return [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config_file)]
+    return [sys.executable, "-m", "stylealign.export.llama_server", "--config_file", str(config_file)]
 
 
 def serve(run: str, export: str | None = None, host: str = "127.0.0.1", port: int = 8000, scale: float = 1.0,
