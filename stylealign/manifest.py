@@ -54,6 +54,8 @@ class RunManifest:
     def to_dict(self) -> dict:
         """Return the manifest as written to manifest.json (unknown keys last)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        if not self.red_flags:  # written only when there are some, so a manifest without any reads back as it was
+            del out["red_flags"]
         return {**out, **self.extra}
 
     @property
