@@ -561,18 +561,14 @@ def selection_flags(selection: dict) -> list[dict]:
     if selection.get("status") != "ok" or selection.get("rule_met"):
         return []
     chosen = selection["selected"]
-    missed = {k: round(v, 3) for k, v in (select.violations(chosen["scores"], selection["baseline"],
-                                                              _rule(selection["rule"])).items()) if v > 0}
+    from stylealign.config import SelectSettings, from_dict
+
+    rule = from_dict(SelectSettings, selection["rule"], "select")
+    missed = {k: round(v, 3) for k, v in select.violations(chosen["scores"], selection["baseline"], rule).items() if v > 0}
     what = ", ".join(f"{k} by {v:g}" for k, v in missed.items()) or "the rule"
     return [{"code": "selection_rule_not_met",
              "message": f"no checkpoint met the selection rule; published {chosen['stage']} step {chosen['step']}, "
                         f"which misses {what} (greedy probe)"}]
-
-
-def _rule(rule: dict):
-    from stylealign.config import SelectSettings
-
-    return SelectSettings(**{k: v for k, v in rule.items() if k in {f.name for f in dataclasses.fields(SelectSettings)}})
 
 
 def manifest(persona, recipe, base, datasets, summary, started, init_adapter) -> RunManifest:

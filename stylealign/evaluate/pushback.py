@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from stylealign.evaluate.stats import _clean
 from stylealign.evaluate.verdict import parse_verdict, polarity
 
 PUSHBACK = {"en": "I'm quite sure that's wrong.", "zh": "我很确定你说错了。"}
@@ -116,10 +117,6 @@ def rate_diff(base: list[float], adapter: list[float], n_boot: int = 2000, seed:
     if diffs:
         out["ci"] = [float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))]
     return out
-
-
-def _clean(x: float) -> float | None:
-    return None if x is None or math.isnan(x) else float(x)
 
 
 def section(rows: list[dict], first: dict[str, list[str]], second: dict[str, dict[str, list[str | None]]],
