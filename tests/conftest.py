@@ -6,7 +6,10 @@ tests marked `slow` use the embedded SmolLM2-135M (converted once into the cache
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,61 @@ def small_persona(tmp_path) -> Path:
     (folder / "data" / "sft.jsonl").write_text("\n".join(_rows("data/sft_en_*.jsonl", 12)) + "\n", encoding="utf-8")
     (folder / "data" / "pref.jsonl").write_text("\n".join(_rows("data/pref_en_*.jsonl", 8)) + "\n", encoding="utf-8")
     return folder
+
+
+# ---- no test leaves a process running --------------------------------------------------------------------------
+# Children inherit the environment, so this mark finds a process started from this session even after its parent
+# died and it was re-parented (the orphaned server a killed `stylealign serve` used to leave).
+_MARK_NAME = "STYLEALIGN_TEST_SESSION"
+os.environ[_MARK_NAME] = f"{os.getpid()}-{os.urandom(4).hex()}"
+_MARK = f"{_MARK_NAME}={os.environ[_MARK_NAME]}".encode()
+
+
+def _processes() -> dict[int, tuple[int, bool]]:
+    """Return {pid: (parent pid, started from this session)} of the live processes (not zombies) other than
+    this one, from /proc (empty where there is none)."""
+    found = {}
+    for entry in Path("/proc").iterdir() if Path("/proc/self/stat").exists() else ():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            ours = int(ppid) == os.getpid() or _MARK in (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):  # gone meanwhile, or another user's
+            continue
+        if state != "Z":
+            found[int(entry.name)] = (int(ppid), ours)
+    return found
+
+
+def _new_processes(before: set[int]) -> dict[int, str]:
+    """Return {pid: command line} of the session's processes not in `before` (the session's at the test's
+    start), leaving out those started by one that is (a module fixture's browser opening a renderer)."""
+    procs, leaked = _processes(), {}
+    for pid, (ppid, ours) in procs.items():
+        ancestor = ppid
+        while ancestor in procs and ancestor not in before:
+            ancestor = procs[ancestor][0]
+        if ours and pid not in before and ancestor not in before:
+            try:
+                leaked[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+    return leaked
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_running():
+    """Fail a test that leaves a process it started running (after a grace for ones on their way out), and kill
+    what it left so the leak stops there."""
+    before = {pid for pid, (_, ours) in _processes().items() if ours}
+    yield
+    deadline = time.monotonic() + 15
+    while (leaked := _new_processes(before)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in leaked:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    if leaked:
+        pytest.fail("the test left processes running (killed now): "
+                    + "; ".join(f"{pid}: {cmd[:200]}" for pid, cmd in leaked.items()), pytrace=False)
