@@ -90,3 +90,31 @@ def test_page_side_by_side_vote_and_leaderboard(browser, arena):
     assert len(service.store) == 1 and service.store.all()[0].winner == "A"
     page.screenshot(path=str(ARTIFACTS / "arena-leaderboard.png"), full_page=True)
     page.close()
+
+
+def test_login_page_works_behind_the_login_on_every_route(browser, tmp_path):
+    """With --auth every route but the login page and its static files is refused: the page must still
+    render its form from those alone, and after the login the app must work."""
+    from playwright.sync_api import expect
+
+    demo = build_app(fake_service(tmp_path / "votes.sqlite", delay=0.01))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch_app(demo, port=port, auth="alice:s3cret", block=False)
+    page = browser.new_page()
+    refused = []
+    page.on("response", lambda r: r.status == 401 and refused.append(r.url))
+    try:
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.locator("input[type=password]").fill("s3cret")
+        page.locator("input[type=text]").first.fill("alice")
+        assert refused == []  # the login page loaded nothing the login guards
+        page.get_by_role("button", name="Login").click()
+        page.locator("#sbs-input textarea").fill("hello?")
+        page.click("#sbs-send")
+        expect(page.locator("#status")).to_contain_text("Done.", timeout=20_000)
+        assert refused == []
+    finally:
+        page.close()
+        demo.close()

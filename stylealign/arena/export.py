@@ -71,6 +71,6 @@ def export_preferences(votes_path: str | Path, out: str | Path, **options) -> in
     """Export the decisive votes in a vote database to a preference JSONL file; return the row count."""
     from stylealign.arena.votes import VoteStore
 
-    rows = votes_to_preferences(VoteStore(votes_path), **options)
+    rows = votes_to_preferences(VoteStore(votes_path, create=False), **options)
     validate(rows)  # never write a file that `stylealign train dpo` would refuse
     return write_jsonl(out, rows)

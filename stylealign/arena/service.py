@@ -40,6 +40,7 @@ class ArenaService:
     def from_runs(cls, runs: list[str | Path], votes: str | Path, base: str = "smollm2-135m",
                   generator=None, **kwargs) -> "ArenaService":
         """Build the service for run folders: one Generator(base) with each run's adapter added."""
+        store = VoteStore(votes)  # an unusable vote file fails now, not after minutes of model loading
         contestants = from_runs(runs)
         if generator is None:
             from stylealign.generate import Generator
@@ -48,7 +49,7 @@ class ArenaService:
         for c in contestants[1:]:
             if c.adapter not in generator.adapter_names:  # a generator handed over may already hold it
                 generator.add_adapter(c.adapter, c.run)
-        return cls(generator, contestants, VoteStore(votes), **kwargs)
+        return cls(generator, contestants, store, **kwargs)
 
     @property
     def names(self) -> list[str]:

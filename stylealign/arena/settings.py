@@ -6,9 +6,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from stylealign.config import option
+from stylealign.errors import ConfigError
 from stylealign.generate import READING
 
 DEFAULT_VOTES = ".stylealign/arena/votes.sqlite"
+
+
+def _need(ok: bool, name: str, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"--{name.replace('_', '-')}: must be {rule}")
+
+
+def parse_auth(auth: str | None) -> tuple[str, str] | None:
+    """Return (user, password) from "user:password", or None."""
+    if not auth:
+        return None
+    user, sep, password = auth.partition(":")
+    if not sep or not user or not password:  # the value is not echoed: it may hold the password
+        raise ConfigError("--auth: must look like USER:PASSWORD, both non-empty (the password may contain ':')")
+    return user, password
 
 
 @dataclass(frozen=True)
@@ -22,10 +38,10 @@ class Limits:
     max_strength: float = option(3.0, "Highest style strength (LoRA scale) a user may pick.")
 
     def __post_init__(self):
-        if min(self.max_message_chars, self.max_turns, self.max_new_tokens) < 1:
-            raise ValueError("arena limits: max_message_chars, max_turns and max_new_tokens must be at least 1")
-        if self.max_temperature < 0 or self.max_strength < 0:
-            raise ValueError("arena limits: max_temperature and max_strength cannot be negative")
+        for name in ("max_message_chars", "max_turns", "max_new_tokens"):
+            _need(getattr(self, name) >= 1, name, "at least 1")
+        for name in ("max_temperature", "max_strength"):
+            _need(getattr(self, name) >= 0, name, "0 or more")
 
 
 @dataclass
@@ -46,8 +62,9 @@ class ArenaConfig:
                                  "its folder name)", metavar="openai:URL#BASE_MODEL")
 
     def __post_init__(self):
-        if not 0 < self.port < 65536 or self.concurrency < 1:
-            raise ValueError("arena: need 0 < port < 65536 and concurrency >= 1")
+        _need(0 < self.port < 65536, "port", "between 1 and 65535")
+        _need(self.concurrency >= 1, "concurrency", "at least 1")
+        parse_auth(self.auth)  # a malformed login fails here, before any model loads
 
 
 @dataclass

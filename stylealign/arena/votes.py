@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from stylealign.errors import UserError, os_message
+
 WINNERS = ("A", "B", "tie", "both_bad")
 BUSY_TIMEOUT_MS = 30_000
 
@@ -63,14 +65,42 @@ class Vote:
 
 
 class VoteStore:
-    """Append-only vote table in one SQLite file; safe for concurrent writers (threads or processes)."""
+    """Append-only vote table in one SQLite file; safe for concurrent writers (threads or processes).
 
-    def __init__(self, path: str | Path):
+    `VoteStore(path)` creates the file if needed and checks it can be written; `create=False` only
+    reads an existing one (export). Either raises a UserError saying why the file cannot be used.
+    """
+
+    def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as conn, conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(SCHEMA)
+        try:
+            self._open(create)
+        except OSError as e:  # creating its folder
+            raise UserError(f"vote file {self.path}: {os_message(e)}") from e
+        except sqlite3.Error as e:
+            why = _SQLITE_HINTS.get(getattr(e, "sqlite_errorname", None), f"cannot be used ({e})")
+            raise UserError(f"vote file {self.path}: {why}") from e
+
+    def _open(self, create: bool) -> None:
+        if not create and not self.path.is_file():
+            raise UserError(f"vote file {self.path}: no such file; pass the --votes file the arena wrote")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as conn:
+            tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "votes" not in tables and (tables or not create):  # never add our table to someone else's database
+                raise UserError(f"vote file {self.path}: an SQLite file without arena votes; pass the --votes file "
+                                "the arena wrote" + (", or a new path to start one" if create else ""))
+            if create:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(SCHEMA)
+                # A read-only file opens and reads fine and would fail only at the first vote: write now
+                # (a no-op, rolled back) so the arena refuses to start instead.
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute("DELETE FROM votes WHERE 0")
+                finally:
+                    conn.execute("ROLLBACK")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
@@ -114,6 +144,16 @@ class VoteStore:
     def __len__(self) -> int:
         with closing(self._connect()) as conn:
             return conn.execute("SELECT COUNT(*) FROM votes").fetchone()[0]
+
+
+_SQLITE_HINTS = {
+    "SQLITE_CANTOPEN": "cannot open or create it: SQLite needs to write the file and its folder (it keeps a log "
+                       "next to the file); choose a folder you can write to, or fix the permissions",
+    "SQLITE_READONLY": "read-only; make it writable (chmod u+w) or pass another --votes file",
+    "SQLITE_NOTADB": "not an SQLite file; pass the --votes file the arena wrote",
+    "SQLITE_CORRUPT": "damaged (malformed SQLite); restore it from a copy, or pass a new --votes path",
+    "SQLITE_BUSY": f"locked by another program for over {BUSY_TIMEOUT_MS // 1000} s; close it and try again",
+}
 
 
 def _dump(obj) -> str:

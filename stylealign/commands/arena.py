@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 import sys
 from pathlib import Path
+
+from stylealign.errors import PROG, UserError
 
 
 def register(subparsers) -> None:
@@ -25,17 +29,14 @@ def run_arena(args) -> int:
     from stylealign.arena.service import ArenaService
     from stylealign.arena.settings import ArenaConfig, Limits
     from stylealign.config import config_from_args
-    from stylealign.ui.app import build_app, launch_app
 
-    try:
-        args, limits = config_from_args(args, ArenaConfig), config_from_args(args, Limits)
-    except ValueError as e:
-        print(f"arena: {e}", file=sys.stderr)
-        return 2
-    for run in args.adapter:
-        if not Path(run).is_dir():
-            print(f"arena: {run}: not a run folder", file=sys.stderr)
-            return 2
+    # Every check on the arguments comes before any model loads: a mistake fails in a second, not minutes.
+    args, limits = config_from_args(args, ArenaConfig), config_from_args(args, Limits)
+    _check_runs(args.adapter, need_adapter=not (args.fake or args.backend))  # a server holds its own adapters
+    _check_address(args.host, args.port)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.auth:
+        print(f"{PROG}: warning: serving on {args.host} without --auth: anyone who can reach it can use it",
+              file=sys.stderr)
     generator = None
     if args.fake:
         from stylealign.arena.fake import FakeGenerator
@@ -44,17 +45,43 @@ def run_arena(args) -> int:
     elif args.backend:
         from stylealign.backend import open_backend
 
-        try:
-            generator = open_backend(args.backend)
-        except ValueError as e:
-            print(f"arena: {e}", file=sys.stderr)
-            return 2
+        generator = open_backend(args.backend)
     service = ArenaService.from_runs(args.adapter, args.votes, base=args.base, generator=generator, limits=limits)
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.auth:
-        print(f"arena: warning: serving on {args.host} without --auth", file=sys.stderr)
+    from stylealign.ui.app import build_app, launch_app  # gradio takes seconds to import: after the checks
+
     demo = build_app(service, concurrency=args.concurrency)
     launch_app(demo, host=args.host, port=args.port, share=args.share, auth=args.auth)
     return 0
+
+
+def _check_runs(runs: list[str], need_adapter: bool) -> None:
+    """Raise a UserError for an --adapter that is not a run folder (with an adapter, when one will be loaded)."""
+    from stylealign.generate import adapter_dir
+
+    for run in runs:
+        try:
+            if not Path(run).is_dir():
+                raise FileNotFoundError("no such folder")
+            if need_adapter:
+                adapter_dir(run)
+        except FileNotFoundError as e:
+            raise UserError(f"--adapter {run}: not a run folder ({e}); pass a folder that `stylealign train` "
+                            "wrote") from None
+
+
+def _check_address(host: str, port: int) -> None:
+    """Raise a UserError if the app cannot listen on host:port; asked before a model loads."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a closing port is free
+            s.bind(address)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise UserError(f"--port {port}: already in use on {host}; pass another --port, or stop the program "
+                            "using it") from e
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); pass an address "
+                        "of this machine as --host (default 127.0.0.1) and a --port it may use") from e
 
 
 def run_export(args) -> int:
@@ -63,9 +90,6 @@ def run_export(args) -> int:
     from stylealign.config import config_from_args
 
     args = config_from_args(args, ExportConfig)
-    if not Path(args.export_votes).is_file():
-        print(f"arena export-prefs: {args.export_votes}: no such vote file", file=sys.stderr)
-        return 2
     n = export_preferences(args.export_votes, args.out, keep_system=args.keep_system,
                            multi_turn="skip" if args.skip_multi_turn else "last")
     print(f"wrote {n} preference rows to {args.out}")

@@ -7,10 +7,12 @@ returns onto components (by name, never by position).
 from __future__ import annotations
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from stylealign.arena.service import ArenaService
-from stylealign.arena.settings import Settings
+from stylealign.arena.settings import Settings, parse_auth
 from stylealign.ui import views
+from stylealign.ui.auth import RequireLogin
 
 TITLE = "stylealign arena"
 CSS = """
@@ -176,19 +178,16 @@ def _leaderboard(service: ArenaService) -> dict:
     return {**event, "api_visibility": "private"}
 
 
-def parse_auth(auth: str | None) -> tuple[str, str] | None:
-    """Return (user, password) from "user:password", or None."""
-    if not auth:
-        return None
-    user, sep, password = auth.partition(":")
-    if not sep or not user or not password:
-        raise ValueError("--auth must look like user:password")
-    return user, password
-
-
 def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
                auth: str | None = None, block: bool = True):
-    """Serve the app on host:port (localhost by default, no share link unless asked)."""
-    return demo.launch(server_name=host, server_port=port, share=share, auth=parse_auth(auth),
+    """Serve the app on host:port (localhost by default, no share link unless asked).
+
+    With `auth`, every route needs the login (RequireLogin), not only those Gradio guards itself.
+    """
+    login = parse_auth(auth)
+    # launch() builds the FastAPI app and starts serving in one call: passing the middleware to the app's
+    # constructor is how it is in place before the first request.
+    app_kwargs = {"middleware": [Middleware(RequireLogin)]} if login else None
+    return demo.launch(server_name=host, server_port=port, share=share, auth=login, app_kwargs=app_kwargs,
                        prevent_thread_lock=not block, theme=THEME, css=CSS, ssr_mode=False, quiet=not block,
                        footer_links=["api"])
