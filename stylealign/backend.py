@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Iterator, Protocol, runtime_checkable
 
+from stylealign.errors import ConfigError, UserError
+
 KEY_ENVS = ("STYLEALIGN_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 # Repetition penalty has no name in the OpenAI API: vLLM reads `repetition_penalty`, llama.cpp's
@@ -43,7 +45,7 @@ class Backend(Protocol):
         list receives, per conversation, whether its answer ended before the token budget."""
 
 
-class BackendError(RuntimeError):
+class BackendError(UserError, RuntimeError):
     """The server refused or failed a request after every retry (the message says what and where)."""
 
 
@@ -140,7 +142,7 @@ class OpenAIBackend:
                  api_key: str | None = None, concurrency: int = 4, timeout: float = 120.0, retries: int = 4,
                  backoff: float = 1.0, penalty_keys: tuple[str, ...] = PENALTY_KEYS):
         if concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
+            raise ConfigError("concurrency must be >= 1")
         self.endpoint = Endpoint(url, api_key or api_key_from_env(), timeout, retries, backoff)
         self.base, self.concurrency, self.penalty_keys = model, concurrency, tuple(penalty_keys)
         self.adapter_models = dict(adapter_models or {})
@@ -211,7 +213,7 @@ def check_strengths(strengths: dict[str, float] | None) -> None:
     """Raise ValueError for a LoRA strength other than 1: a server applies adapters as served."""
     odd = {k: v for k, v in (strengths or {}).items() if float(v) != 1.0}
     if odd:
-        raise ValueError(f"LoRA strengths {odd} need the in-process backend: a server applies its adapters as "
+        raise ConfigError(f"LoRA strengths {odd} need the in-process backend: a server applies its adapters as "
                          "served (llama.cpp: serve with --lora-scaled FILE:SCALE instead)")
 
 
@@ -221,12 +223,12 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     url, _, model_part = rest.rpartition("#")
     model, _, query = model_part.partition("?")
     if kind != "openai" or not url or not model or not url.startswith(("http://", "https://")):
-        raise ValueError(f"bad backend spec {spec!r}: use openai:http://HOST:PORT/v1#MODEL "
+        raise ConfigError(f"bad backend spec {spec!r}: use openai:http://HOST:PORT/v1#MODEL "
                          "(MODEL = the base model's name on the server)")
     options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
     unknown = set(options) - {"concurrency", "timeout", "retries", "backoff", "penalty"}
     if unknown:
-        raise ValueError(f"backend spec {spec!r}: unknown option(s) {sorted(unknown)}; "
+        raise ConfigError(f"backend spec {spec!r}: unknown option(s) {sorted(unknown)}; "
                          "known: concurrency, timeout, retries, backoff, penalty")
     return url, model, options
 
@@ -241,7 +243,7 @@ def open_backend(spec: str, adapter_models: dict[str, str] | None = None, api_ke
                              timeout=float(opts.get("timeout", 120)), retries=int(opts.get("retries", 4)),
                              backoff=float(opts.get("backoff", 1.0)), penalty_keys=keys)
     except ValueError as e:
-        raise ValueError(f"backend spec {spec!r}: {e}") from None
+        raise ConfigError(f"backend spec {spec!r}: {e}") from None
 
 
 def backend_for_runs(spec: str, runs: list[str]) -> OpenAIBackend:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from stylealign.errors import ConfigError
+
 FORMS = ("should", "worth", "true", "yes_no", "wh", "either_or", "request", "other")
 YES_NO_FORMS = ("should", "worth", "true", "yes_no")
 
@@ -75,5 +77,5 @@ def verdict_token_ids(tokenizer) -> tuple[list[int], list[int]]:
 
     yes, no = ids(YES_WORDS), ids(NO_WORDS)
     if not yes or not no:
-        raise ValueError("the tokenizer has no single-token 'Yes' / 'No'; the verdict-agnostic loss needs them")
+        raise ConfigError("the tokenizer has no single-token 'Yes' / 'No'; the verdict-agnostic loss needs them")
     return yes, no

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        _refuse_undecodable(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -56,13 +57,33 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(e, debug)
 
 
-def _fail(exc: Exception, debug: bool) -> int:
-    """Print a user error as `stylealign: error: <message>` and return its exit code; re-raise bugs and --debug."""
-    from stylealign.errors import PROG, describe
+def _refuse_undecodable(args: argparse.Namespace) -> None:
+    """Refuse a path or value that is not valid UTF-8 before any work: manifests, records and reports are
+    UTF-8 JSON, so such a path would train for minutes and then fail while writing them."""
+    from stylealign.errors import UserError
 
-    known = None if debug else describe(exc)
-    if known is None:
+    for name, value in vars(args).items():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    shown = item.encode("utf-8", "backslashreplace").decode()
+                    raise UserError(f"{name.split(':', 1)[-1]} {shown}: not valid UTF-8; rename the file or "
+                                    f"folder (or pass another) to a UTF-8 name") from None
+
+
+def _fail(exc: Exception, debug: bool) -> int:
+    """Print a user error as `stylealign: error: <message>` and return its exit code; a bug prints one line
+    with the path of its saved traceback and returns 1; --debug re-raises either."""
+    from stylealign.errors import PROG, describe, report_bug
+
+    if debug:
         raise exc
+    known = describe(exc)
+    if known is None:
+        print(f"{PROG}: {report_bug(exc)}", file=sys.stderr)
+        return 1
     message, code = known
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return code

@@ -9,8 +9,10 @@ so the CLI never lists options by hand and cannot drift from the dataclass.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import difflib
+import importlib.util
 import math
 import types
 import typing
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from stylealign.errors import ConfigError
+from stylealign.errors import ConfigError, NotFound
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
@@ -103,11 +105,16 @@ class SFTSettings(StageSettings):
     def __post_init__(self):
         super().__post_init__()
         if not 0 <= self.neutral_mix <= 1:
-            raise ValueError("sft: need 0 <= neutral_mix <= 1")
+            raise ConfigError("sft: need 0 <= neutral_mix <= 1")
         _need(self.verdict_split in ("data", "even", "free"), "verdict_split", self.verdict_split,
               "one of data, even, free")
         _need(math.isfinite(self.verdict_weight) and self.verdict_weight > 0, "verdict_weight", self.verdict_weight,
               "> 0")
+
+
+# The loss types TRL's DPOTrainer implements (tests check this list against TRL's own DPOConfig help).
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
 
 
 @dataclass
@@ -130,10 +137,14 @@ class DPOSettings(StageSettings):
     def __post_init__(self):
         super().__post_init__()
         _need(self.beta > 0, "beta", self.beta, "> 0")
+        unknown = [x for x in self.loss_type_list if x not in DPO_LOSSES]
+        if unknown or not self.loss_type_list:
+            raise ConfigError(f"dpo.loss_type {self.loss_type!r}: unknown loss type(s) {unknown}; choose from "
+                              f"{', '.join(DPO_LOSSES)} (comma-separated to combine them)")
         if self.loss_weights and len(self.loss_weight_list) != len(self.loss_type_list):
-            raise ValueError(f"dpo: {len(self.loss_weight_list)} loss_weights for {len(self.loss_type_list)} loss types")
+            raise ConfigError(f"dpo: {len(self.loss_weight_list)} loss_weights for {len(self.loss_type_list)} loss types")
         if self.on_policy_negatives < 0 or not 0 <= self.on_policy_share < 1:
-            raise ValueError("dpo: need on_policy_negatives >= 0 and 0 <= on_policy_share < 1")
+            raise ConfigError("dpo: need on_policy_negatives >= 0 and 0 <= on_policy_share < 1")
 
     @property
     def loss_type_list(self) -> list[str]:
@@ -168,9 +179,9 @@ class SelectSettings:
 
     def __post_init__(self):
         if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ValueError("select: need max_new_tokens >= 1 and batch_size >= 1")
+            raise ConfigError("select: need max_new_tokens >= 1 and batch_size >= 1")
         if not 0 <= self.yes_share_min <= self.yes_share_max <= 1:
-            raise ValueError("select: need 0 <= yes_share_min <= yes_share_max <= 1")
+            raise ConfigError("select: need 0 <= yes_share_min <= yes_share_max <= 1")
 
 
 @dataclass
@@ -180,7 +191,8 @@ class Recipe:
     base: str = _f("smollm2-135m", "Base model: embedded alias, local HF folder or hub id.")
     quant: str = _f("nf4", "Base weights: 'nf4' (4-bit QLoRA via bitsandbytes) or 'none'.", choices=("nf4", "none"))
     dtype: str = _f("auto", "Compute dtype: auto (bf16 where supported), bf16, fp16, fp32.")
-    max_length: int = _f(512, "Max tokens per example; longer examples fail validation.")
+    max_length: int = _f(1024, "Max tokens per example; longer examples fail validation (the shipped "
+                         "persona's longest Chinese row is ~560 tokens).")
     eval_fraction: float = _f(0.05, "Share of each dataset held out for evaluation loss.")
     seed: int = _f(0, "Seed for the split, LoRA init and data order.")
     threads: int = _f(0, "CPU threads for torch (0: all cores).")
@@ -206,15 +218,19 @@ class Recipe:
 
     def __post_init__(self):
         if self.quant not in ("nf4", "none"):
-            raise ValueError(f"quant must be 'nf4' or 'none', got {self.quant!r}")
+            raise ConfigError(f"quant must be 'nf4' or 'none', got {self.quant!r}")
         if not 0 <= self.eval_fraction < 0.5:
-            raise ValueError("eval_fraction must be in [0, 0.5)")
+            raise ConfigError("eval_fraction must be in [0, 0.5)")
         _need(self.max_length >= 1, "max_length", self.max_length, ">= 1")
         _need(self.threads >= 0, "threads", self.threads, ">= 0 (0: all cores)")
         if self.lora_compute not in ("auto", "fp32"):
-            raise ValueError(f"lora_compute must be 'auto' or 'fp32', got {self.lora_compute!r}")
+            raise ConfigError(f"lora_compute must be 'auto' or 'fp32', got {self.lora_compute!r}")
         if self.lm_head not in ("auto", "trl"):
-            raise ValueError(f"lm_head must be 'auto' or 'trl', got {self.lm_head!r}")
+            raise ConfigError(f"lm_head must be 'auto' or 'trl', got {self.lm_head!r}")
+        reports = [] if self.report_to_list == "none" else self.report_to_list
+        _need_packages("report_to", {name: _REPORT_PACKAGES.get(name, name) for name in reports})
+        attn = _ATTN_PACKAGES.get(self.attn_implementation)
+        _need_packages("attn_implementation", {self.attn_implementation: attn} if attn else {})
 
     @property
     def report_to_list(self) -> list[str] | str:
@@ -230,32 +246,50 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
+# The packages behind transformers' reporting integrations and attention kernels, checked when the recipe
+# is read: without them the trainer fails minutes later, deep inside a traceback.
+_REPORT_PACKAGES = {"tensorboard": "tensorboard", "azure_ml": "azureml", "comet_ml": "comet_ml", "neptune": "neptune",
+                    "kubeflow": "kubeflow"}
+_ATTN_PACKAGES = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface",
+                  "flex_attention": "torch"}
+
+
+def _need_packages(name: str, packages: dict[str, str]) -> None:
+    """Raise a ConfigError for the first value of field `name` whose package is not installed."""
+    for value, package in packages.items():
+        if importlib.util.find_spec(package) is None:
+            raise ConfigError(f"{name} {value!r} needs the {package} package, which is not installed; "
+                              f"pip install {package.replace('_', '-')}, or choose another {name}")
+
+
 def _need(ok: bool, name: str, value, need: str) -> None:
     """Raise a ValueError naming the field, the rule and the value unless `ok` (from_dict adds where)."""
     if not ok:
-        raise ValueError(f"{name} must be {need}, got {value!r}")
+        raise ConfigError(f"{name} must be {need}, got {value!r}")
 
 
 def _hints(cls) -> dict:
     return typing.get_type_hints(cls)
 
 
-def from_dict(cls, data: dict, where: str = "recipe"):
-    """Build a (nested) dataclass from a dict, naming the unknown key and its place on error."""
+def from_dict(cls, data: dict, where: str = "recipe", prefix: str = ""):
+    """Build a (nested) dataclass from a dict, naming the place (`where`: a file, flags) and the dotted field
+    (`prefix`) of an unknown key or a bad value on error."""
     hints, known = _hints(cls), {f.name for f in dataclasses.fields(cls)}
+    here = f"{where}: {prefix.rstrip('.')}" if prefix else where
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of fields, got {data!r}")
+        raise ConfigError(f"{here}: expected a mapping of fields, got {data!r}")
     unknown = set(data) - known
     if unknown:
         close = {k: difflib.get_close_matches(str(k), known, n=1) for k in unknown}
         guess = "".join(f"; did you mean {c[0]!r} for {k!r}?" for k, c in sorted(close.items(), key=str) if c)
-        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown, key=str)}{guess}; known: {sorted(known)}")
+        raise ConfigError(f"{here}: unknown field(s) {sorted(unknown, key=str)}{guess}; known: {sorted(known)}")
     kwargs = {}
     for key, value in data.items():
         if dataclasses.is_dataclass(hints[key]):
-            value = from_dict(hints[key], value or {}, f"{where}.{key}")
+            value = from_dict(hints[key], value or {}, where, f"{prefix}{key}.")
         else:
-            value = coerce(value, hints[key], f"{where}.{key}")
+            value = coerce(value, hints[key], f"{where}: {prefix}{key}")
         kwargs[key] = value
     try:
         return cls(**kwargs)
@@ -315,7 +349,7 @@ def recipe_path(name_or_path: str) -> Path:
     names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
     close = difflib.get_close_matches(str(name_or_path), names, n=1)
     guess = f"; did you mean {close[0]!r}?" if close else ""
-    raise FileNotFoundError(f"recipe {name_or_path!r}: no such file, and no shipped recipe of that name{guess} "
+    raise NotFound(f"recipe {name_or_path!r}: no such file, and no shipped recipe of that name{guess} "
                             f"(shipped: {', '.join(names)})")
 
 
@@ -332,13 +366,17 @@ def load_recipe(name_or_path: str | None = None, overrides: dict | None = None) 
             raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a recipe is a YAML mapping")
-    for dotted, value in (overrides or {}).items():
+    if not overrides:
+        return from_dict(Recipe, data, where)
+    from_dict(Recipe, copy.deepcopy(data), where)  # the file alone first, so its own errors name the file
+    for dotted, value in overrides.items():
         node = data
         *parents, leaf = dotted.split(".")
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    return from_dict(Recipe, data, where)
+    flags = " ".join(f"--{k} {v}" for k, v in overrides.items())
+    return from_dict(Recipe, data, f"{flags} (over {where})" if name_or_path else flags)
 
 
 def _flags(cls, prefix: str = ""):

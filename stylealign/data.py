@@ -15,6 +15,7 @@ Every problem in every file is reported at once in one DataError, one line per p
 from __future__ import annotations
 
 import csv
+import errno
 import glob
 import io
 import json
@@ -23,6 +24,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+
+from stylealign.errors import ConfigError, UserError
 
 ROLES = ("system", "user", "assistant")
 METADATA_KEYS = ("id", "category", "language", "verdict", "rejected_kind", "adversarial", "kind", "expected")
@@ -59,12 +62,15 @@ class Problem:
         return f"{self.file}:{self.line}: {self.field}: {self.message}"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Data failed validation; `.problems` holds every Problem, the message has one line per problem."""
 
     def __init__(self, problems: Sequence[Problem]):
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+    def message(self) -> str:
+        return f"data problems ({len(self.problems)}), found before the step that reads them wrote anything:\n{self}"
 
 
 @dataclass(frozen=True)
@@ -202,7 +208,17 @@ def read_file(path: str | os.PathLike) -> tuple[list[Record], list[Problem]]:
     if path.is_dir():
         return _read_saved_dataset(path, name)
     if not path.exists():
-        return [], [Problem(name, 0, "file", "does not exist")]
+        # exists() is False for a dangling link and for a loop of links too: name which one it is
+        why = "does not exist"
+        if path.is_symlink():
+            try:
+                path.resolve(strict=True)
+            except RuntimeError:  # pathlib's "Symlink loop" (an OSError ELOOP on newer Pythons)
+                why = "is a loop of symbolic links; point it at a real file"
+            except OSError as e:
+                why = ("is a loop of symbolic links; point it at a real file" if e.errno == errno.ELOOP
+                       else f"is a symbolic link to {os.readlink(path)}, which does not exist")
+        return [], [Problem(name, 0, "file", why)]
     suffix = path.suffix.lower()
     if suffix in _PICKLE_SUFFIXES:
         return [], [Problem(name, 0, "file", f"{suffix} files are not loaded (pickles can run code); use JSONL")]
@@ -548,7 +564,7 @@ def split(rows: Sequence[dict], eval_fraction: float, seed: int = 0) -> tuple[li
     """Return (train, eval): a deterministic shuffle-split for `seed`. Rows sharing a first user turn
     stay on one side, so the eval set never sees a prompt the model trained on."""
     if not 0 <= eval_fraction < 1:
-        raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+        raise ConfigError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
     groups: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
         groups.setdefault(first_user_turn(row) or f"#{i}", []).append(i)

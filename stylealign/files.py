@@ -7,25 +7,51 @@ import json
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Callable, Iterable
+
+
+@contextmanager
+def naming(path: str | Path):
+    """Give an OS error raised while writing `path` that path: a write or fsync that fails on a full disk
+    reports "[Errno 28] No space left on device" without saying where."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
+        raise
 
 
 def _atomic(path: str | Path, write: Callable[[IO[bytes]], object]):
     """Call `write(f)` on a temp file next to `path`, fsync it and rename it onto `path`; return write's result."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            result = write(f)
+    with naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                result = write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return result
+
+
+def append_durable(path: str | Path, data: str | bytes) -> None:
+    """Append `data` to `path` with one write, then fsync: a crash-safe log's record lands whole or, torn by a
+    crash, as an unfinished last line its reader drops."""
+    path = Path(path)
+    with naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return result
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> Path:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+from stylealign.errors import ConfigError, NotFound
 from stylealign.phases import trim_heap
 
 BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
@@ -34,11 +35,11 @@ class GenerationConfig:
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be >= 1")
+            raise ConfigError("max_new_tokens must be >= 1")
         if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
-            raise ValueError("sampling needs temperature > 0 and 0 < top_p <= 1")
+            raise ConfigError("sampling needs temperature > 0 and 0 < top_p <= 1")
         if self.repetition_penalty <= 0:
-            raise ValueError("repetition_penalty must be > 0")
+            raise ConfigError("repetition_penalty must be > 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,7 +64,7 @@ def adapter_dir(path: str | Path) -> Path:
         return path / "adapter"
     if (path / "adapter_config.json").exists():
         return path
-    raise FileNotFoundError(f"{path}: no adapter_config.json here or in {path / 'adapter'}")
+    raise NotFound(f"{path}: no adapter_config.json here or in {path / 'adapter'}")
 
 
 class Generator:
@@ -395,7 +396,7 @@ def generator_for_runs(runs: list[str], base: str | None = None, quant: str | No
     bases = {m.base_name for m in manifests} - {None}
     if base is None:
         if len(bases) > 1:
-            raise ValueError(f"runs were trained on different bases {sorted(bases)}; pass --base")
+            raise ConfigError(f"runs were trained on different bases {sorted(bases)}; pass --base")
         base = bases.pop() if bases else "smollm2-135m"
     gen = Generator(base=base, quant=quant or generation_quant([m.base_quant for m in manifests]), dtype=dtype)
     for run in runs:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import types
 
+from stylealign.errors import ConfigError
+
 CHUNK_TOKENS = 4096  # label positions scored at once: 4096 x 49,152 fp32 logits = 0.8 GB
 STATS_ROWS = 512  # rows of the no-grad statistics (entropy, ...) computed at once
 _SCALED = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
@@ -56,7 +58,7 @@ class VerdictSets:
 
     def __init__(self, yes_ids, no_ids, split: str, weight: float = 1.0):
         if split not in ("data", "even", "free"):
-            raise ValueError(f"verdict split {split!r}: expected 'data', 'even' or 'free'")
+            raise ConfigError(f"verdict split {split!r}: expected 'data', 'even' or 'free'")
         self.yes, self.no, self.split, self.weight = list(yes_ids), list(no_ids), split, weight
 
     def log_probs(self, logits, log_z, labels=None):

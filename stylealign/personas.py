@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from stylealign.errors import UserError
+
 PERSONA_FILE = "persona.yaml"
 SUPPORTED_LANGUAGES = ("en", "zh")
 DATA_KINDS = ("sft", "preference", "baseline", "eval", "probe", "corpus")
@@ -31,7 +33,7 @@ REQUIREMENT_KEYS = {
 }
 
 
-class PersonaError(ValueError):
+class PersonaError(UserError, ValueError):
     """A persona could not be found or its persona.yaml is invalid; `.problems` lists every problem."""
 
     def __init__(self, problems: list[str]):

@@ -24,6 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from stylealign.config import REQUIRED, option
+from stylealign.errors import UserError
+from stylealign.files import append_durable
 
 FILTERS = ("near_duplicate", "empty", "truncated", "unfinished", "wrong_language", "repetition",
            "chosen_like_rejected", "misses_targets")
@@ -31,7 +33,7 @@ SAME_ANSWER = 0.9  # char n-gram cosine at which chosen and rejected say the sam
 _END = re.compile(r"[.!?。！？…)\]\"'”’」』`*:：~]\s*$|```\s*$")
 
 
-class SynthError(ValueError):
+class SynthError(UserError, ValueError):
     """Bad synth input (teacher spec, prompt file, persona): the message says what, where and how to fix it."""
 
 
@@ -147,14 +149,8 @@ def repair_tail(path: Path) -> int:
 
 def append_rows(path: Path, rows: list[dict]) -> None:
     """Append `rows` as JSONL with one write, then fsync: a batch lands whole or (after repair_tail) not at all."""
-    if not rows:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-    with open(path, "ab") as f:
-        f.write(blob)
-        f.flush()
-        os.fsync(f.fileno())
+    if rows:
+        append_durable(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def read_jsonl(path: Path) -> list[dict]:

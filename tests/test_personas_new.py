@@ -54,10 +54,11 @@ def test_new_asks_on_a_terminal(tmp_path, monkeypatch):
 def test_new_refuses_bad_input_in_one_line_each(tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     assert main(["personas", "--root", str(tmp_path), "new", "taken", "--title", "T", "--description", "D",
-                 "--system-prompt", "S", "--target", "vibes=up", "--target", "asks_back=sideways"]) == 1
+                 "--system-prompt", "S", "--target", "vibes=up", "--target", "asks_back=sideways"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err == [f"personas new: {tmp_path / 'taken'}: already exists (pick another name or edit its persona.yaml)",
+    assert err == [f"stylealign: error: personas new: {tmp_path / 'taken'}: already exists (pick another name or edit "
+                   "its persona.yaml)",
                    "personas new: --target vibes: unknown metric (see stylealign/evaluate/metrics.py)",
                    "personas new: --target asks_back=sideways: direction must be up or down"]
-    assert main(["personas", "--root", str(tmp_path), "new", "x", "--language", "zh"]) == 1
+    assert main(["personas", "--root", str(tmp_path), "new", "x", "--language", "zh"]) == 2
     assert "personas new: --system-prompt-zh: missing" in capsys.readouterr().err

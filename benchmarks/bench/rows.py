@@ -8,6 +8,8 @@ With `seq_len`, rows are stitched from the persona's answers to about that many 
 
 from __future__ import annotations
 
+from stylealign.errors import ConfigError
+
 
 def usable(records_and_problems, kind: str, count, max_tokens: int) -> tuple[list[dict], int]:
     """Return (rows without problems, number skipped) for `kind` rows up to `max_tokens` tokens."""
@@ -32,7 +34,7 @@ def select(persona, tokenizer, *, sft_rows: int, pref_rows: int, prompts: int, m
     pref, skipped_pref = usable(data.read_records(persona.preference_files()), "preference", count,
                                 10**9 if seq_len else max_tokens)
     if not sft or not pref:
-        raise ValueError(f"persona {persona.name!r}: no usable SFT or preference rows within {max_tokens} tokens")
+        raise ConfigError(f"persona {persona.name!r}: no usable SFT or preference rows within {max_tokens} tokens")
     questions = [[t for t in row["messages"][:1] if t["role"] == "user"] or row["messages"][:2] for row in sft]
     questions = [q for q in questions if q and q[-1]["role"] == "user"]
     questions.sort(key=lambda q: len(q[0]["content"]))  # short prompts: decode cost dominates, as in eval

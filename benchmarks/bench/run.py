@@ -18,6 +18,7 @@ from pathlib import Path
 
 from stylealign import omp
 from stylealign.config import option
+from stylealign.errors import ConfigError
 from stylealign.files import write_atomic, write_json
 from stylealign.text import table
 
@@ -42,7 +43,7 @@ def _kit_set(items) -> dict:
     if isinstance(items, str):
         key, sep, value = items.partition("=")
         if not sep:
-            raise ValueError(f"--kit-set takes KEY=VALUE, got {items!r}")
+            raise ConfigError(f"--kit-set takes KEY=VALUE, got {items!r}")
         return {key.strip(): yaml.safe_load(value)}
     out: dict = {}
     for item in items:
@@ -98,9 +99,9 @@ class Settings:
         self.areas, self.kit_set = _areas(self.areas), _kit_set(self.kit_set)
         unknown = set(self.areas) - set(AREAS)
         if unknown:
-            raise ValueError(f"unknown area(s) {sorted(unknown)}; choose from {', '.join(AREAS)}")
+            raise ConfigError(f"unknown area(s) {sorted(unknown)}; choose from {', '.join(AREAS)}")
         if min(self.threads, self.reps, self.steps, self.warmup, self.seq_len, self.max_new_tokens, self.gen_pairs) < 0:
-            raise ValueError("threads, reps, steps, warmup, seq_len, max_new_tokens and gen_pairs cannot be negative")
+            raise ConfigError("threads, reps, steps, warmup, seq_len, max_new_tokens and gen_pairs cannot be negative")
 
     def for_mode(self, recipe) -> Settings:
         """Fill every 0 / None with the quick or full default; return self."""
@@ -202,7 +203,7 @@ def shape_model(shape: str, root: Path | None = None) -> Path:
     from stylealign.models import home, resolve_base
 
     if shape not in arith.SHAPES:
-        raise ValueError(f"unknown shape {shape!r}; known: {sorted(arith.SHAPES)}")
+        raise ConfigError(f"unknown shape {shape!r}; known: {sorted(arith.SHAPES)}")
     folder = (root or home() / "bench-shapes") / shape
     if (folder / "config.json").exists():
         return folder

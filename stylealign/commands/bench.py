@@ -10,13 +10,15 @@ import importlib
 import sys
 from pathlib import Path
 
+from stylealign.errors import NotFound
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def harness():
     """Return the `bench` package from benchmarks/ (raises FileNotFoundError outside a source checkout)."""
     if not (BENCHMARKS / "bench" / "__init__.py").is_file():
-        raise FileNotFoundError(f"stylealign bench runs from a source checkout: {BENCHMARKS}/bench not found")
+        raise NotFound(f"stylealign bench runs from a source checkout: {BENCHMARKS}/bench not found")
     if str(BENCHMARKS) not in sys.path:
         sys.path.insert(0, str(BENCHMARKS))
     return importlib.import_module("bench")
@@ -31,25 +33,21 @@ def register(sub) -> None:
     try:
         add_config_arguments(p, harness().Settings)
     except FileNotFoundError as e:
-        message = str(e)
-        p.set_defaults(func=lambda args: _fail(message))
+        p.set_defaults(func=lambda args, error=e: _raise(error))
         return
     p.set_defaults(func=run)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+def _raise(error: Exception) -> int:
+    """Report, when the command runs (not while `--help` is built), that the harness is missing."""
+    raise error
 
 
 def run(args) -> int:
     from stylealign.config import config_from_args
 
     bench = harness()
-    try:
-        report = bench.run_bench(config_from_args(args, bench.Settings))
-    except (FileNotFoundError, ValueError) as e:
-        return _fail(str(e))
+    report = bench.run_bench(config_from_args(args, bench.Settings))
     print()
     print(bench.markdown(report))
     out = report["settings"]["out"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from stylealign.commands.generate import QUANT_HELP
 from stylealign.config import REQUIRED, option
+from stylealign.errors import NotFound
 
 DESCRIPTION = """Generate answers from the base model and each adapter (optionally at several LoRA strengths)
 for every prompt in the suites, score them (L0 style markers, L1 classifier/content/retention/robustness/
@@ -69,7 +70,7 @@ def resolve_run(name: str) -> str:
     for candidate in (Path(name), Path("runs") / name):
         if candidate.is_dir():
             return str(candidate)
-    raise FileNotFoundError(f"{name}: no such run folder (looked at {name} and runs/{name})")
+    raise NotFound(f"{name}: no such run folder (looked at {name} and runs/{name})")
 
 
 def system_prompts(mode: str, manifest, persona) -> dict | None:

@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass
 
 from stylealign.config import add_config_arguments, config_from_args, option
+from stylealign.errors import ConfigError
 from stylealign.generate import GenerationConfig
 
 _D = GenerationConfig()
@@ -46,7 +47,7 @@ class ChatOptions:
 
     def __post_init__(self):
         if not math.isfinite(self.strength):
-            raise ValueError(f"--strength must be a finite number, got {self.strength}")
+            raise ConfigError(f"--strength must be a finite number, got {self.strength}")
 
 
 def register(sub) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stylealign.config import add_config_arguments, config_from_args, option
+from stylealign.errors import ConfigError
 
 DEFAULT_RUN = "runs/sharp-candid-quickstart"
 SUITES = ("eval/suites/style_en.jsonl", "eval/suites/style_zh.jsonl", "eval/suites/known_answers.jsonl")
@@ -29,7 +30,7 @@ class QuickstartOptions:
 
     def __post_init__(self):
         if self.limit < 0 or not 0 < self.port < 65536:
-            raise ValueError(f"quickstart: need --limit >= 0 and 0 < --port < 65536, got {self.limit} and {self.port}")
+            raise ConfigError(f"quickstart: need --limit >= 0 and 0 < --port < 65536, got {self.limit} and {self.port}")
 
 
 def register(sub) -> None:

@@ -80,19 +80,10 @@ def _personas(options: Selection) -> list:
     return list_personas(options.root)
 
 
-def _fail(error: Exception) -> int:
-    print(error, file=sys.stderr)
-    return 1
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     """Print one line per persona: name, adapter or not, languages, file counts, title."""
-    from stylealign.personas import PersonaError
 
-    try:
-        personas = _personas(Selection(root=args.root))
-    except PersonaError as e:
-        return _fail(e)
+    personas = _personas(Selection(root=args.root))
     for p in personas:
         files = f"sft {len(p.sft_files())} / pref {len(p.preference_files())} files"
         kind = "adapter" if p.adapter else "base   "
@@ -103,12 +94,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     """Print a persona's fields, system prompts and the files each data glob matches."""
     from stylealign.data import show_path
-    from stylealign.personas import PersonaError
 
-    try:
-        (p,) = _personas(selection(args, OneSelection))
-    except PersonaError as e:
-        return _fail(e)
+    (p,) = _personas(selection(args, OneSelection))
     print(f"{p.name}: {p.title}   ({p.file})")
     print(f"adapter: {p.adapter}   languages: {', '.join(p.languages)}   bake_system_prompt: {p.bake_system_prompt}")
     print(f"\n{p.description}\n\ntraits: {', '.join(p.traits)}")
@@ -130,12 +117,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check each persona and its data; print the report; return 1 when anything is wrong."""
     from stylealign.checker import check_persona
-    from stylealign.personas import PersonaError
 
-    try:
-        personas = _personas(selection(args))
-    except PersonaError as e:
-        return _fail(e)
+    personas = _personas(selection(args))
     failed = 0
     for persona in personas:
         report = check_persona(persona)
@@ -152,6 +135,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     """Scaffold a persona folder from flags, asking on a terminal for whatever they leave out."""
     from pathlib import Path
 
+    from stylealign.errors import UserError
     from stylealign.personas import PersonaError, personas_root
     from stylealign.scaffold import PersonaDraft, check_draft, write_persona
 
@@ -164,7 +148,7 @@ def cmd_new(args: argparse.Namespace) -> int:
         _ask(draft)
     problems = check_draft(draft, root)
     if problems:
-        return _fail("\n".join(f"personas new: {p}" for p in problems))
+        raise UserError("\n".join(f"personas new: {p}" for p in problems))
     folder = write_persona(draft, root)
     print(f"created {folder}/ (persona.yaml, data/, eval/, README.md)\nnext: write data/sft_*.jsonl, then "
           f"`stylealign synth {draft.name} --teacher ...`, `stylealign personas validate {draft.name}`")
@@ -184,13 +168,9 @@ def _ask(draft) -> None:
 def cmd_stats(args: argparse.Namespace) -> int:
     """Print each persona's data statistics (text, Markdown or JSON); --card updates its README.md."""
     from stylealign.datacard import format_stats, persona_stats, update_card
-    from stylealign.personas import PersonaError
 
     args = selection(args, StatsOptions)
-    try:
-        personas = _personas(args)
-    except PersonaError as e:
-        return _fail(e)
+    personas = _personas(args)
     for persona in personas:
         # paths in the tables are shown relative to the repo (the personas folder's parent), wherever we run
         with contextlib.chdir(persona.path.resolve().parent.parent):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 
@@ -34,21 +33,12 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from stylealign.config import config_from_args
-    from stylealign.personas import PersonaError, load_persona
-    from stylealign.synth import SynthConfig, SynthError, run_synth
+    from stylealign.personas import load_persona
+    from stylealign.synth import SynthConfig, run_synth
 
     started = time.monotonic()
-    try:
-        persona = load_persona(args.persona)
-        summary = run_synth(persona, config_from_args(args, SynthConfig))
-    except (PersonaError, SynthError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:  # the backend's one-line failures (server down after every retry)
-        if type(e).__name__ != "BackendError":
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    persona = load_persona(args.persona)
+    summary = run_synth(persona, config_from_args(args, SynthConfig))
     print(summary.format())
     print(f"wall time {time.monotonic() - started:.0f} s; check the data with `stylealign personas validate {persona.name}`")
     return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stylealign.errors import ConfigError
 from stylealign.evaluate.content import embed
 from stylealign.evaluate.markers import style_markers
 from stylealign.text import detect_language
@@ -116,7 +117,7 @@ def train_style_classifier(rows: list[dict], embedder, kind: str | tuple[str, ..
     texts, y, langs, groups = pair_texts(rows, kind)
     n_pairs = len(set(groups.tolist()))
     if n_pairs < min_pairs:
-        raise ValueError(f"only {n_pairs} preference pairs of kind {kind!r}; need {min_pairs}")
+        raise ConfigError(f"only {n_pairs} preference pairs of kind {kind!r}; need {min_pairs}")
     present = [k for k in ((kind,) if isinstance(kind, str) else kind) if any(r.get("rejected_kind") == k for r in rows)]
     X = features(texts, langs, embedder)
     oof = np.zeros(len(y))

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import re
 
+from stylealign.errors import ConfigError
+
 _SPEC = re.compile(r"^\s*([\w.]+?)(?:@(\w+))?\s*=\s*(-?[\d.]+(?:e-?\d+)?)\s*$")
 FIELDS = {"adapter": "adapter", "baseline": "baseline", "diff": "diff"}
 
 
-class GateError(ValueError):
+class GateError(ConfigError):
     """A gate spec could not be parsed."""
 
 

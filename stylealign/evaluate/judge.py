@@ -15,6 +15,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from stylealign.errors import UserError
 from stylealign.evaluate.stats import bootstrap_ci
 
 RUBRIC_PATH = Path(__file__).resolve().parents[2] / "eval" / "rubrics" / "style_judge.md"
@@ -24,7 +25,7 @@ DEFAULT_PERSONA = ("Sharp, candid, human, never rude: leads with a verdict, take
 WEAK_JUDGES = re.compile(r"smollm2[-_ ]?135m", re.I)
 
 
-class JudgeError(ValueError):
+class JudgeError(UserError, ValueError):
     """The judge spec is invalid or names a model that must not be used as a judge."""
 
 

@@ -10,10 +10,10 @@ and every other score (its report section says "failed" and why).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from stylealign.errors import UserError, one_line
+from stylealign.files import append_durable, write_atomic
 from stylealign.generate import batch_order
 
 PROGRESS = "answers.progress.jsonl"
@@ -32,8 +32,8 @@ class AnswerLog:
             saved, self.done, self.stopped = read_log(self.path)
             _same_settings(saved, json.loads(json.dumps(settings, default=str)), self.path)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)  # fails now, not after the generation, if read-only
-            self._write(json.dumps({"settings": settings}, ensure_ascii=False, default=str) + "\n", "w")
+            # written now, so a read-only or full disk fails before the generation, not after it
+            write_atomic(self.path, json.dumps({"settings": settings}, ensure_ascii=False, default=str) + "\n")
 
     def append(self, answers: list[tuple[tuple, str]], stopped: list | None = None) -> None:
         """Record a batch of (job key, text), and for probe answers whether each stopped, with one write."""
@@ -44,13 +44,7 @@ class AnswerLog:
             lines.append(json.dumps({"job": list(key), "text": text, **({} if end is None else {"stopped": end})},
                                     ensure_ascii=False) + "\n")
         if self.path is not None and answers:
-            self._write("".join(lines))
-
-    def _write(self, text: str, mode: str = "a") -> None:
-        with open(self.path, mode, encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+            append_durable(self.path, "".join(lines))
 
     def finish(self) -> None:
         """Drop the progress file once answers.jsonl holds everything."""

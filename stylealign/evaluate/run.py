@@ -13,6 +13,7 @@ from typing import Any
 
 from stylealign import phases
 from stylealign.config import option
+from stylealign.errors import ConfigError
 from stylealign.evaluate import flags as flagging
 from stylealign.evaluate.io import DEFAULT_CORPUS, load_corpus, load_suites
 from stylealign.evaluate.markers import style_markers
@@ -66,11 +67,11 @@ class EvalConfig:
     def __post_init__(self):
         self.strengths = tuple(self.strengths) or (1.0,)
         if any(s < 0 for s in self.strengths):
-            raise ValueError(f"strengths must be >= 0, got {list(self.strengths)}")
+            raise ConfigError(f"strengths must be >= 0, got {list(self.strengths)}")
         if self.batch_size < 1 or self.n_boot < 1 or self.n_examples < 0 or self.probe_max_new_tokens < 1:
-            raise ValueError("need batch_size >= 1, n_boot >= 1, examples >= 0 and probe tokens >= 1")
+            raise ConfigError("need batch_size >= 1, n_boot >= 1, examples >= 0 and probe tokens >= 1")
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be a positive number of prompts, got {self.limit}")
+            raise ConfigError(f"limit must be a positive number of prompts, got {self.limit}")
 
     def to_dict(self) -> dict:
         """Return a JSON-ready copy (the generation config as a dict)."""
@@ -443,7 +444,7 @@ def run_eval(generator, adapters: list[str], suites, config: EvalConfig | None =
     state = EvalState(load_suites(suites, config.limit), make_variants(adapters, config.strengths, runs),
                       metrics=targets.persona_metric_table(persona))
     if not state.rows:
-        raise ValueError("no prompts: the suites are empty")
+        raise ConfigError("no prompts: the suites are empty")
     log = AnswerLog(out, answer_settings(state, config, gen_config, base_model or getattr(generator, "base", None)),
                     resume)
     check_judge(judge, judge_spec)  # a dead endpoint fails now, not after the generation
