@@ -105,7 +105,7 @@ class SFTSettings(StageSettings):
     def __post_init__(self):
         super().__post_init__()
         if not 0 <= self.neutral_mix <= 1:
-            raise ConfigError("sft: need 0 <= neutral_mix <= 1")
+            raise ConfigError("need 0 <= neutral_mix <= 1")
         _need(self.verdict_split in ("data", "even", "free"), "verdict_split", self.verdict_split,
               "one of data, even, free")
         _need(math.isfinite(self.verdict_weight) and self.verdict_weight > 0, "verdict_weight", self.verdict_weight,
@@ -139,12 +139,12 @@ class DPOSettings(StageSettings):
         _need(self.beta > 0, "beta", self.beta, "> 0")
         unknown = [x for x in self.loss_type_list if x not in DPO_LOSSES]
         if unknown or not self.loss_type_list:
-            raise ConfigError(f"dpo.loss_type {self.loss_type!r}: unknown loss type(s) {unknown}; choose from "
+            raise ConfigError(f"loss_type {self.loss_type!r}: unknown loss type(s) {unknown}; choose from "
                               f"{', '.join(DPO_LOSSES)} (comma-separated to combine them)")
         if self.loss_weights and len(self.loss_weight_list) != len(self.loss_type_list):
-            raise ConfigError(f"dpo: {len(self.loss_weight_list)} loss_weights for {len(self.loss_type_list)} loss types")
+            raise ConfigError(f"{len(self.loss_weight_list)} loss_weights for {len(self.loss_type_list)} loss types")
         if self.on_policy_negatives < 0 or not 0 <= self.on_policy_share < 1:
-            raise ConfigError("dpo: need on_policy_negatives >= 0 and 0 <= on_policy_share < 1")
+            raise ConfigError("need on_policy_negatives >= 0 and 0 <= on_policy_share < 1")
 
     @property
     def loss_type_list(self) -> list[str]:
@@ -179,9 +179,9 @@ class SelectSettings:
 
     def __post_init__(self):
         if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ConfigError("select: need max_new_tokens >= 1 and batch_size >= 1")
+            raise ConfigError("need max_new_tokens >= 1 and batch_size >= 1")
         if not 0 <= self.yes_share_min <= self.yes_share_max <= 1:
-            raise ConfigError("select: need 0 <= yes_share_min <= yes_share_max <= 1")
+            raise ConfigError("need 0 <= yes_share_min <= yes_share_max <= 1")
 
 
 @dataclass
@@ -294,7 +294,7 @@ def from_dict(cls, data: dict, where: str = "recipe", prefix: str = ""):
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where}: {e}") from None
+        raise ConfigError(f"{here}: {e}") from None
 
 
 def coerce(value, kind, where: str = "recipe"):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import shutil
 import sys
 import tempfile
 import traceback
@@ -69,8 +71,19 @@ def describe(exc: BaseException) -> tuple[str, int] | None:
     """Return (message, exit code) for an error the user can fix, or None for a bug."""
     if isinstance(exc, UserError):
         return exc.message(), exc.exit_code
+    if isinstance(exc, shutil.Error):  # copytree gathers its OS errors as (source, destination, "[Errno N] ...")
+        exc = _first_copy_error(exc) or exc
     if isinstance(exc, OSError) and exc.errno is not None and (exc.errno in _ENVIRONMENT or _users_path(exc)):
         return os_message(exc), 2
+    return None
+
+
+def _first_copy_error(exc: shutil.Error) -> OSError | None:
+    """Return the first failed copy of a shutil.Error as an OSError naming its destination, if it has an errno."""
+    for item in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
+        found = re.match(r"\[Errno (\d+)\] ([^:]*)", str(item[-1])) if len(item) == 3 else None
+        if found:
+            return OSError(int(found[1]), found[2], item[1])
     return None
 
 

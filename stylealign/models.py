@@ -253,11 +253,14 @@ def loading(base: BaseModel, what: str):
     """Turn a failure to load a local base folder (truncated weights, a broken config.json, a missing
     tokenizer file, a kernel whose package is absent) into one line naming the folder: the folder is the
     user's input, and transformers reports these as assorted ValueErrors, OSErrors and RuntimeErrors."""
+    from huggingface_hub.errors import StrictDataclassError  # a config.json whose values contradict each other
+    from safetensors import SafetensorError  # truncated or garbled weights
+
     try:
         yield
     except UserError:
         raise
-    except (OSError, ValueError, KeyError, ImportError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, ImportError, RuntimeError, SafetensorError, StrictDataclassError) as e:
         if not base.is_local:
             raise
         detail = " ".join(f"{type(e).__name__}: {e}".split())[:300]
