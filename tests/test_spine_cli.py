@@ -48,7 +48,7 @@ def test_every_shipped_recipe_parses(path):
 def test_recipe_errors_name_the_file_and_field(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("sft:\n  learning_rat: 1.0e-4\n")
-    with pytest.raises(ValueError, match=r"bad\.yaml\.sft: unknown field\(s\) \['learning_rat'\]"):
+    with pytest.raises(ValueError, match=r"bad\.yaml: sft: unknown field\(s\) \['learning_rat'\]"):
         load_recipe(str(bad))
     bad.write_text("quant: int3\n")
     with pytest.raises(ValueError, match="quant must be"):
