@@ -3,11 +3,11 @@ OpenAI-compatible server on 127.0.0.1 with the exported base and adapter)."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from stylealign.config import REQUIRED, add_config_arguments, config_from_args, option
+from stylealign.errors import ConfigError, RunFailed, UserError
 
 EXPORT_HELP = """Write the run's adapter as merged safetensors (base dequantized, never merged into 4-bit), a base GGUF
 plus a LoRA GGUF in llama.cpp's format, and an Ollama Modelfile, into --out (atomically), then check on held-out
@@ -37,8 +37,8 @@ class ExportOptions:
 
     def __post_init__(self):
         if self.horizon < 1 or not 0 <= self.min_agreement <= 1:
-            raise ValueError(f"export: need --horizon >= 1 and 0 <= --min-agreement <= 1, "
-                             f"got {self.horizon} and {self.min_agreement}")
+            raise ConfigError(f"export: need --horizon >= 1 and 0 <= --min-agreement <= 1, "
+                              f"got {self.horizon} and {self.min_agreement}")
 
 
 @dataclass
@@ -54,7 +54,7 @@ class ServeOptions:
 
     def __post_init__(self):
         if not 0 < self.port < 65536 or self.n_ctx < 1:
-            raise ValueError(f"serve: need 0 < --port < 65536 and --n-ctx >= 1, got {self.port} and {self.n_ctx}")
+            raise ConfigError(f"serve: need 0 < --port < 65536 and --n-ctx >= 1, got {self.port} and {self.n_ctx}")
 
 
 def register(sub) -> None:
@@ -80,35 +80,37 @@ def _check_config(args, system_prompt):
     return config
 
 
-def run_export(args) -> int:
+def _run_folder(name: str) -> str:
+    """Return the run folder `name` names (resolve_run), a missing one as a UserError."""
     from stylealign.commands.evaluate import resolve_run
-    from stylealign.export.run import ExportError, export_run, run_info
 
     try:
-        args = config_from_args(args, ExportOptions)
-        run = resolve_run(args.run)
-        config = _check_config(args, run_info(run, args.base)["system_prompt"]) if args.check else None
-        report = export_run(run, args.out or Path(run) / "export", args.to, args.base, args.adapter_type,
-                            args.merged_dtype, check=args.check, check_config=config, overwrite=args.overwrite)
-    except (ExportError, FileNotFoundError, ValueError) as e:
-        print(f"export: {e}", file=sys.stderr)
-        return 2
+        return resolve_run(name)
+    except FileNotFoundError as e:
+        if isinstance(e, UserError):
+            raise
+        raise UserError(f"{e}; pass a run folder or the name of one under runs/") from None
+
+
+def run_export(args) -> int:
+    from stylealign.export.run import export_run, run_info
+
+    args = config_from_args(args, ExportOptions)
+    run = _run_folder(args.run)
+    config = _check_config(args, run_info(run, args.base)["system_prompt"]) if args.check else None
     out = Path(args.out or Path(run) / "export")
+    report = export_run(run, out, args.to, args.base, args.adapter_type, args.merged_dtype, check=args.check,
+                        check_config=config, overwrite=args.overwrite)
     print((out / "report.md").read_text(encoding="utf-8"))
     print((out / "COMMANDS.md").read_text(encoding="utf-8"))
     if not report["passed"]:
-        print(f"export: the check failed (see {out / 'report.md'})", file=sys.stderr)
-        return 1
+        raise RunFailed(f"{out}: the export does not answer like the adapter (its check failed): see "
+                        f"{out / 'report.md'}; the files stay there to inspect")
     return 0
 
 
 def run_serve(args) -> int:
-    from stylealign.commands.evaluate import resolve_run
-    from stylealign.export.serve import ServeError, serve
+    from stylealign.export.serve import serve
 
-    try:
-        args = config_from_args(args, ServeOptions)
-        return serve(resolve_run(args.run), args.export, args.host, args.port, args.strength, args.n_ctx)
-    except (ServeError, FileNotFoundError, ValueError) as e:
-        print(f"serve: {e}", file=sys.stderr)
-        return 2
+    args = config_from_args(args, ServeOptions)
+    return serve(_run_folder(args.run), args.export, args.host, args.port, args.strength, args.n_ctx)

@@ -14,12 +14,14 @@ import json
 import math
 from pathlib import Path
 
+from stylealign.errors import UserError
+
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 PERMUTED_ARCHS = {"llama"}  # llama.cpp's converter permutes q/k for these (LlamaModel and its kin)
 HF_TO_GGUF_ARCH = {"mistral": "llama"}  # HF model types converted under another llama.cpp arch
 
 
-class LoraExportError(ValueError):
+class LoraExportError(UserError, ValueError):
     """The adapter uses something llama.cpp's LoRA format cannot express."""
 
 
@@ -35,7 +37,7 @@ def gguf_arch(model_type: str) -> str:
     name = HF_TO_GGUF_ARCH.get(model_type, model_type)
     if name not in MODEL_ARCH_NAMES.values():
         raise LoraExportError(f"model type {model_type!r} has no llama.cpp architecture; GGUF export needs one of "
-                              f"theirs (e.g. llama, qwen2, gemma2)")
+                              f"theirs (e.g. llama, qwen2, gemma2); export --to merged instead")
     return name
 
 
@@ -55,13 +57,13 @@ def lora_pairs(adapter: Path) -> tuple[dict, dict[str, tuple]]:
     cfg = json.loads((adapter / "adapter_config.json").read_text())
     if cfg.get("peft_type", "LORA") != "LORA" or cfg.get("use_dora"):
         raise LoraExportError(f"{adapter}: only plain LoRA exports to GGUF (not {cfg.get('peft_type')}"
-                              f"{', DoRA' if cfg.get('use_dora') else ''})")
+                              f"{', DoRA' if cfg.get('use_dora') else ''}); export --to merged instead")
     tensors = {k: v.float().numpy() for k, v in load_file(str(adapter / "adapter_model.safetensors")).items()}
     pairs: dict[str, list] = {}
     for key, value in tensors.items():
         if ".lora_A." not in key and ".lora_B." not in key:
             raise LoraExportError(f"{adapter}: tensor {key} is not a LoRA A/B matrix (modules_to_save or "
-                                  "embedding LoRA cannot go into a llama.cpp adapter)")
+                                  "embedding LoRA cannot go into a llama.cpp adapter); export --to merged instead")
         module = key.replace("base_model.model.", "", 1).split(".lora_")[0]
         pairs.setdefault(module, [None, None])[0 if ".lora_A." in key else 1] = value
     return cfg, {m: tuple(ab) for m, ab in pairs.items()}

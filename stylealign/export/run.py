@@ -13,17 +13,52 @@ export's name is always a finished export. Layout:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
 from pathlib import Path
 
+from stylealign.errors import UserError, one_line, os_message
+
 TARGETS = ("merged", "gguf", "ollama")
 SUGGESTED = {"temperature": 0.7, "top_p": 0.9, "repeat_penalty": 1.1, "num_ctx": 2048}
 
 
-class ExportError(ValueError):
+# Only a write fails with these, so they are about the file being written whatever path the OSError names
+# (shutil.copyfile's names the file it copies from; a failed write() names none).
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class ExportError(UserError, ValueError):
     """The run cannot be exported as asked (the message says what and how to fix it)."""
+
+
+@contextlib.contextmanager
+def writing(dest: Path):
+    """Name `dest` when the disk fills up while the block writes it."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        raise ExportError(os_message(OSError(e.errno, e.strerror, str(dest)))) from e
+
+
+def check_adapter(folder: Path) -> None:
+    """Raise ExportError naming the file when the adapter's config or weights are unreadable (what chat says),
+    before PEFT, safetensors or the GGUF writer fail with a parse error of their own."""
+    from stylealign.adapters import read_shapes
+
+    config = Path(folder) / "adapter_config.json"
+    try:
+        if not isinstance(json.loads(config.read_text(encoding="utf-8")), dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:  # a UnicodeDecodeError is a ValueError too
+        raise ExportError(f"{config}: not a readable adapter config ({one_line(e)}); the file is corrupted or "
+                          "truncated: retrain or restore the run") from None
+    read_shapes(folder)  # UserError naming adapter_model.safetensors
 
 
 def targets(to: str) -> tuple[str, ...]:
@@ -52,7 +87,11 @@ def run_info(run: str | Path, base: str | None) -> dict:
 
     manifest = read_manifest(run)
     base_name = base or manifest.base_name or "smollm2-135m"
-    return {"name": Path(run).resolve().name, "adapter": adapter_dir(run), "base": base_name,
+    try:
+        adapter = adapter_dir(run)
+    except FileNotFoundError as e:
+        raise ExportError(f"{e}; pass a run folder that holds a trained adapter") from None
+    return {"name": Path(run).resolve().name, "adapter": adapter, "base": base_name,
             "system_prompt": manifest.system_prompt, "persona": manifest.persona}
 
 
@@ -67,26 +106,34 @@ def write_gguf(info: dict, work: Path, adapter_type: str) -> dict:
                           "was converted from), or export --to merged and convert with llama.cpp's convert_hf_to_gguf.py")
     folder = work / "gguf"
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, folder / "base.gguf")
+    with writing(folder / "base.gguf"):
+        shutil.copyfile(source, folder / "base.gguf")
     hf_config = json.loads((Path(models.resolve_base(info["base"]).path) / "config.json").read_text())
     arch = read_gguf_fields(source).get("general.architecture")
-    lora = write_lora_gguf(info["adapter"], hf_config, folder / f"{info['name']}.{adapter_type}.gguf", adapter_type, arch)
+    lora = folder / f"{info['name']}.{adapter_type}.gguf"
+    with writing(lora):
+        write_lora_gguf(info["adapter"], hf_config, lora, adapter_type, arch)
     return {"base_gguf": folder / "base.gguf", "lora_gguf": lora, "source_gguf": source}
 
 
 def write_ollama(info: dict, work: Path, files: dict) -> Path:
     """Write work/ollama/Modelfile (paths relative to it) and return its path."""
     from stylealign import models
-    from stylealign.export.modelfile import chat_format, go_template, modelfile, stop_tokens
+    from stylealign.export.modelfile import TemplateError, chat_format, go_template, modelfile, stop_tokens
 
     tokenizer = models.load_tokenizer(info["base"])
-    fmt = chat_format(tokenizer)
+    try:
+        fmt = chat_format(tokenizer)
+    except TemplateError as e:
+        raise ExportError(f"base {info['base']!r}: {e}; no Ollama Modelfile can be derived: export --to gguf "
+                          "and write its TEMPLATE by hand") from None
     folder = work / "ollama"
     folder.mkdir(parents=True, exist_ok=True)
     rel = lambda p: os.path.relpath(work / Path(p).relative_to(work), folder)  # noqa: E731
     text = modelfile(rel(files["base_gguf"]), rel(files["lora_gguf"]), go_template(fmt), info["system_prompt"],
                      stop_tokens(tokenizer, fmt), SUGGESTED)
-    (folder / "Modelfile").write_text(text, encoding="utf-8")
+    with writing(folder / "Modelfile"):
+        (folder / "Modelfile").write_text(text, encoding="utf-8")
     return folder / "Modelfile"
 
 
@@ -119,31 +166,46 @@ def vllm_command(info: dict) -> str:
 def export_run(run: str | Path, out: str | Path, to: str = "all", base: str | None = None, adapter_type: str = "f16",
                merged_dtype: str = "fp32", check: bool = True, check_config=None, overwrite: bool = False) -> dict:
     """Export the run's adapter into `out` (atomically) and return the report (report["passed"] gates)."""
-    from stylealign.export.check_run import run_check, write_report
-
     info, wanted = run_info(run, base), targets(to)
     out = Path(out)
     work = out.with_name(out.name + ".partial")
     if out.exists() and not overwrite:
         raise ExportError(f"{out} already exists; pass --overwrite or another --out")
+    check_adapter(info["adapter"])
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    try:
+        report = _write_export(run, info, wanted, out, work, adapter_type, merged_dtype, check, check_config)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # nothing half-written stays behind
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(work, out)
+    return report
+
+
+def _write_export(run, info: dict, wanted: tuple, out: Path, work: Path, adapter_type: str, merged_dtype: str,
+                  check: bool, check_config) -> dict:
+    """Write the export's files and report into `work` (to be renamed `out`); return the report."""
+    from stylealign.export.check_run import run_check, write_report
+
     files: dict = {}
     if "merged" in wanted:
         from stylealign.export.merged import merge_adapter
 
-        merge_adapter(info["base"], info["adapter"], work / "merged", merged_dtype)
+        with writing(work / "merged"):
+            merge_adapter(info["base"], info["adapter"], work / "merged", merged_dtype)
         files["merged"] = work / "merged"
     if "gguf" in wanted:
         files.update(write_gguf(info, work, adapter_type))
     if "ollama" in wanted:
         files["modelfile"] = write_ollama(info, work, files)
-    (work / "COMMANDS.md").write_text(commands(info, out.resolve(), files), encoding="utf-8")
+    with writing(work / "COMMANDS.md"):
+        (work / "COMMANDS.md").write_text(commands(info, out.resolve(), files), encoding="utf-8")
     report = run_check(info, files, check_config) if check else {"passed": True, "check": "skipped (--no-check)"}
     report.update(run=str(run), targets=list(wanted), adapter_type=adapter_type,
                   files={k: str(out / Path(v).relative_to(work)) for k, v in files.items() if str(v).startswith(str(work))})
-    write_report(report, work)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(work, out)
+    with writing(work / "report.json"):
+        write_report(report, work)
     return report
