@@ -4,6 +4,7 @@ adapter, key from the environment, concurrency limit, retries with backoff, time
 import json
 import threading
 import time
+import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -104,13 +105,17 @@ def test_concurrency_is_limited():
     assert len(srv.requests) == 9 and 2 <= srv.max_in_flight <= 3
 
 
-def test_transient_failures_are_retried_with_backoff():
+def test_transient_failures_are_retried_with_backoff(monkeypatch):
+    import stylealign.backend
+
+    waits = []  # the backend's own waits (the fake server sleeps through the real time.sleep)
+    monkeypatch.setattr(stylealign.backend, "time", types.SimpleNamespace(sleep=waits.append))
     statuses = {1: 503, 2: 429}
     with FakeServer(lambda n, body: (statuses.get(n, 200), _reply("fine") if n > 2 else {"error": "busy"}, 0)) as srv:
-        start = time.time()
         out = OpenAIBackend(srv.url, "m", retries=3, backoff=0.2).generate(_convs(1), [None], GREEDY)
     assert out == ["fine"] and len(srv.requests) == 3
-    assert time.time() - start >= 0.1  # waited between the 503 and the retry (jittered 0.1-0.2 s); 429 said 0 s
+    assert len(waits) == 2 and 0.1 <= waits[0] <= 0.2  # a jittered backoff after the 503 ...
+    assert waits[1] == 0  # ... and the 429's Retry-After of 0 s
 
 
 def test_a_client_error_fails_at_once_with_the_servers_message():
@@ -122,10 +127,9 @@ def test_a_client_error_fails_at_once_with_the_servers_message():
 
 def test_a_slow_server_times_out_after_the_retries():
     with FakeServer(lambda n, body: (200, _reply("late"), 5.0)) as srv:
-        start = time.time()
-        with pytest.raises(BackendError, match="after 2 attempts"):
+        with pytest.raises(BackendError, match="after 2 attempts"):  # the 5 s reply never arrives: two 0.2 s timeouts
             OpenAIBackend(srv.url, "m", timeout=0.2, retries=1, backoff=0.01).generate(_convs(1), [None], GREEDY)
-        assert time.time() - start < 4.0 and len(srv.requests) == 2  # two 0.2 s timeouts, not a 5 s wait
+        assert len(srv.requests) == 2
 
 
 def test_no_server_is_one_clear_error():
