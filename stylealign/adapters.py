@@ -29,8 +29,23 @@ def read_shapes(folder: Path) -> dict[str, list[int]]:
                         f"the file is corrupted or truncated: retrain or restore the run") from None
 
 
+def read_config(folder: Path) -> dict:
+    """Return an adapter's adapter_config.json; UserError naming the file if it is missing or not a JSON object."""
+    config = Path(folder) / "adapter_config.json"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:  # a UnicodeDecodeError is a ValueError too
+        raise UserError(f"{config}: not a readable adapter config ({' '.join(str(e).split())}); the file is "
+                        "corrupted or truncated: retrain or restore the run") from None
+    return data
+
+
 def check_for_base(folder: Path, model, base_name: str) -> None:
-    """Raise UserError unless every LoRA tensor in `folder` fits a module of `model` (the base `base_name`)."""
+    """Raise UserError unless the adapter in `folder` is readable and every LoRA tensor fits a module of
+    `model` (the base `base_name`)."""
+    read_config(folder)
     shapes = read_shapes(folder)
     core = model.get_base_model() if hasattr(model, "get_base_model") else model
     for key, shape in shapes.items():

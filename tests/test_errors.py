@@ -122,6 +122,14 @@ def test_corrupted_adapter(capsys, adapters, tiny_model_dir, tmp_path):
                f"{weights}: not a readable safetensors file", "corrupted or truncated")
 
 
+def test_an_adapter_config_that_is_not_json_is_one_line(capsys, adapters, tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(adapters[0], broken)
+    (broken / "adapter_config.json").write_text("{ truncated")
+    fails_with(capsys, ["chat", "--adapter", str(broken), "--base", str(tiny_model_dir), "--prompt", "hi"],
+               f"{broken / 'adapter_config.json'}: not a readable adapter config", "retrain or restore")
+
+
 def test_adapter_trained_on_another_base_names_both(capsys, adapters, tiny_model_dir):
     adapter, narrow = adapters
     line = fails_with(capsys, ["chat", "--adapter", str(adapter), "--base", str(narrow), "--prompt", "hi"],

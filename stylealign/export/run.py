@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from stylealign.errors import UserError, one_line, os_message
+from stylealign.errors import UserError, os_message
 
 TARGETS = ("merged", "gguf", "ollama")
 SUGGESTED = {"temperature": 0.7, "top_p": 0.9, "repeat_penalty": 1.1, "num_ctx": 2048}
@@ -47,18 +47,12 @@ def writing(dest: Path):
 
 
 def check_adapter(folder: Path) -> None:
-    """Raise ExportError naming the file when the adapter's config or weights are unreadable (what chat says),
+    """Raise a UserError naming the file when the adapter's config or weights are unreadable (what chat says),
     before PEFT, safetensors or the GGUF writer fail with a parse error of their own."""
-    from stylealign.adapters import read_shapes
+    from stylealign.adapters import read_config, read_shapes
 
-    config = Path(folder) / "adapter_config.json"
-    try:
-        if not isinstance(json.loads(config.read_text(encoding="utf-8")), dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:  # a UnicodeDecodeError is a ValueError too
-        raise ExportError(f"{config}: not a readable adapter config ({one_line(e)}); the file is corrupted or "
-                          "truncated: retrain or restore the run") from None
-    read_shapes(folder)  # UserError naming adapter_model.safetensors
+    read_config(folder)
+    read_shapes(folder)
 
 
 def targets(to: str) -> tuple[str, ...]:
