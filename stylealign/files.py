@@ -42,6 +42,18 @@ def _atomic(path: str | Path, write: Callable[[IO[bytes]], object]):
     return result
 
 
+def check_writable(folder: str | Path) -> None:
+    """Create `folder` and a temp file in it (removed at once), so a read-only or full disk fails before
+    minutes of work rather than at their first write; the OSError names the folder."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:  # named after the folder, not the temp file nobody asked for
+        raise OSError(e.errno, e.strerror or str(e), str(folder)) from e
+
+
 def append_durable(path: str | Path, data: str | bytes) -> None:
     """Append `data` to `path` with one write, then fsync: a crash-safe log's record lands whole or, torn by a
     crash, as an unfinished last line its reader drops."""

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from stylealign.config import REQUIRED, option
 from stylealign.errors import UserError
-from stylealign.files import append_durable
+from stylealign.files import append_durable, check_writable
 
 FILTERS = ("near_duplicate", "empty", "truncated", "unfinished", "wrong_language", "repetition",
            "chosen_like_rejected", "misses_targets")
@@ -554,6 +554,8 @@ class Outputs:
         """Repair partial last lines, then read what is done: logged decisions, and pairs written before
         their log line (a kill between the two appends), whose "kept" line is appended to the log now."""
         out = cls(pref, log_path(pref), sft)
+        for folder in {p.parent for p in (pref, out.log, sft) if p is not None}:
+            check_writable(folder)
         for path in (pref, out.log, sft):
             if path is not None:
                 repair_tail(path)

@@ -325,3 +325,19 @@ def test_a_full_disk_during_training_is_one_line(capsys, train_args, small_disk)
     line = fails_with(capsys, train_args + ["--run", str(small_disk / "run")], "no space left on the device",
                       str(small_disk))
     assert "internal error" not in line
+
+
+def test_synth_into_a_read_only_folder_fails_before_any_work(capsys, small_persona, tmp_path, monkeypatch):
+    import stylealign.synth
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        folder.chmod(0o555)
+    monkeypatch.setattr(stylealign.synth, "build_jobs", lambda *a: pytest.fail("synth started work"))
+    try:
+        fails_with(capsys, ["synth", str(small_persona), "--teacher", f"file:{small_persona}/data/sft.jsonl",
+                            "--out", str(folder / "o.jsonl")], f"{folder}: ", "choose a folder you can write to")
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+        folder.chmod(0o755)
