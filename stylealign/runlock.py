@@ -3,7 +3,8 @@
 `run_lock(run)` holds `<run>.lock` (owner PID, host, start time) while a trainer works on `<run>` or
 `<run>.partial`; a second trainer, `--resume` included, is refused while the owner lives. A lock whose
 owner died (kill -9, a crash) on this host is stale and taken over. `publish(work, final)` swaps the
-finished work folder in: a run it replaces stays on disk until the new one is in place.
+finished work folder in: a run it replaces stays on disk until the new one is in place, and a publish cut
+short anywhere is finished or rolled back by the next trainer on the run (`finish_interrupted_publish`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ import time
 from pathlib import Path
 
 from stylealign.errors import UserError
+from stylealign.files import write_atomic
 
 
 def lock_path(run: Path) -> Path:
     return run.with_name(run.name + ".lock")
+
+
+# In a new run while it replaces a finished one; gone once the replaced run is.
+PUBLISHING = ".publishing"
 
 
 def replaced_path(run: Path) -> Path:
@@ -94,28 +100,40 @@ def _not_zombie(pid: int) -> bool:
         return True
 
 
-def restore_interrupted_swap(final: Path) -> None:
-    """Undo a publish cut short between its two renames: the replaced finished run comes back."""
+def finish_interrupted_publish(final: Path, work: Path) -> bool:
+    """Finish or roll back a publish that a kill cut short (`publish` leaves every state it passes through
+    recognisable): return True when it finished one, the new run now being `final`."""
     old = replaced_path(final)
+    if (final / PUBLISHING).exists():  # the new run is in place: the replaced one goes
+        if work.exists() and not (work / PUBLISHING).exists():
+            os.replace(work, old)  # cut short between the exchange and moving the old run aside
+        shutil.rmtree(old, ignore_errors=True)
+        (final / PUBLISHING).unlink()
+        return True
     if old.exists():
-        if final.exists():
+        if final.exists():  # both renames done (a run published before the marker existed)
             shutil.rmtree(old)
-        else:
+        else:  # cut short between the two renames: the replaced run comes back; `work` publishes again
             os.replace(old, final)
+    return False
 
 
 def publish(work: Path, final: Path) -> None:
-    """Move the finished `work` folder to `final`; a finished run already there is replaced only now, and
-    atomically where the filesystem can exchange two names (renameat2), else by two renames."""
+    """Move the finished `work` folder to `final`. A finished run already there is replaced only now, atomically
+    where the filesystem can exchange two names (renameat2), else by two renames; until the old run is gone the
+    new one carries a PUBLISHING marker, so a kill at any point is finished or rolled back by the next trainer
+    on this run (`finish_interrupted_publish`)."""
     if not final.exists():
+        (work / PUBLISHING).unlink(missing_ok=True)  # left by a publish rolled back earlier
         os.replace(work, final)
         return
-    if not _exchange(work, final):
-        old = replaced_path(final)
-        os.replace(final, old)
+    write_atomic(work / PUBLISHING, "")
+    if _exchange(work, final):
+        os.replace(work, replaced_path(final))  # after the exchange `work` holds the old run
+    else:
+        os.replace(final, replaced_path(final))
         os.replace(work, final)
-        work = old
-    shutil.rmtree(work)  # after an exchange, `work` holds the old run
+    finish_interrupted_publish(final, work)
 
 
 def _exchange(a: Path, b: Path) -> bool:

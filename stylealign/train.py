@@ -3,7 +3,9 @@
 Lifecycle of `train_run`: validate all data (nothing loads before the data is clean) -> load the
 base once -> SFT -> DPO (the SFT adapter continues training; TRL keeps a frozen copy of it as the
 DPO reference, so there is no second model) -> save adapter, manifest, logs, plot -> publish the
-run folder by an atomic rename. Work happens in `<run>.partial/`, which `--resume` continues.
+run folder by an atomic rename. Work happens in `<run>.partial/`, which `--resume` continues: a stage's `DONE`
+is written last, after all its records, so a stage without it trains again from its last complete checkpoint
+(torn ones are skipped); `health` stops a diverging stage and refuses to publish it.
 """
 
 from __future__ import annotations
@@ -11,20 +13,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stylealign import phases, select
+from stylealign import health, phases, select
 from stylealign.adapters import check_finite
 from stylealign.config import Recipe
 from stylealign.errors import ConfigError, RunFailed
-from stylealign.files import write_json, write_jsonl
+from stylealign.files import write_atomic, write_json, write_jsonl
 from stylealign.manifest import RunManifest, write_manifest
-from stylealign.runlock import publish, restore_interrupted_swap, run_lock
+from stylealign.runlock import finish_interrupted_publish, publish, run_lock
 
 STAGES = ("sft", "dpo")
 DONE = "DONE"
@@ -299,77 +301,73 @@ def _fast_head(trainer, recipe: Recipe, verdict=None):
     return trainer
 
 
-def non_finite_guard():
-    """Return a TrainerCallback that stops the stage at the first step whose gradients (so loss or grad norm)
-    are NaN/inf, before that step is checkpointed (transformers' logging_nan_inf_filter would hide a NaN loss)."""
-    from transformers import TrainerCallback
-
-    class Guard(NonFiniteGuard, TrainerCallback):
-        pass
-
-    return Guard()
+# What transformers' Trainer._save_checkpoint writes: the adapter (save_model), optimizer.pt, scheduler.pt,
+# rng_state.pth, and trainer_state.json last. A kill part-way leaves a folder that lacks some of them (or holds a
+# torn trainer_state.json); Trainer would resume from it and fail, or resume with a fresh optimizer.
+CHECKPOINT_FILES = ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json")
 
 
-class NonFiniteGuard:
-    """The guard's logic; `non_finite_guard()` mixes it into a TrainerCallback (transformers loads lazily)."""
-
-    def __init__(self):
-        self.tripped: tuple[int, str, float] | None = None
-        self.lr: float | None = None
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
-        import torch
-
-        grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
-        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))\
-            if grads else 0.0
-        if not math.isfinite(norm):
-            self._trip(state.global_step + 1, "gradient norm (so the loss)", norm, args, control)
-
-    def on_log(self, args, state, control, logs=None, **kw):
-        for key in ("loss", "grad_norm"):
-            value = (logs or {}).get(key)
-            if isinstance(value, float) and not math.isfinite(value):
-                self._trip(state.global_step, key, value, args, control)
-
-    def on_step_end(self, args, state, control, **kw):
-        if self.tripped:
-            control.should_save = control.should_evaluate = False  # never checkpoint the diverged weights
-            control.should_training_stop = True
-        return control
-
-    def _trip(self, step: int, what: str, value: float, args, control) -> None:
-        if not self.tripped:
-            self.tripped, self.lr = (step, what, value), args.learning_rate
-        control.should_save = False
-        control.should_training_stop = True
-
-    def message(self, stage_dir: Path, checkpoint: str | None) -> str:
-        step, what, value = self.tripped
-        stage = stage_dir.name
-        kept = f"the last good checkpoint is kept in {checkpoint}" if checkpoint else "no checkpoint was reached yet"
-        return (f"{stage}: non-finite {what} ({value}) at step {step}; training stopped, nothing was published, "
-                f"{kept}. Lower the learning rate (--{stage}.learning_rate, now {self.lr:g}) and train again")
+def checkpoint_complete(folder: Path) -> bool:
+    """Return True if `folder` holds every file of a checkpoint and a trainer_state.json that parses."""
+    if not all((folder / name).is_file() and (folder / name).stat().st_size > 0 for name in CHECKPOINT_FILES):
+        return False
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def latest_checkpoint(folder: Path) -> str | None:
-    """Return the newest checkpoint-N folder under `folder`, if any (for --resume)."""
-    points = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(points[-1]) if points else None
+    """Return the newest complete checkpoint-N folder under `folder`, if any (for --resume). Incomplete ones
+    (a kill while one was written) are removed, and the user is told in one line on stderr."""
+    points = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                    key=lambda p: int(p.name.split("-")[-1]))
+    torn = [p for p in points if not checkpoint_complete(p)]
+    good = [p for p in points if p not in torn]
+    if torn:
+        then = f"resuming from {good[-1].name}" if good else "starting the stage over"
+        print(f"stylealign: {folder.name}: {', '.join(p.name for p in torn)} incomplete (cut short while being "
+              f"written), skipped and removed; {then}", file=sys.stderr, flush=True)
+        for p in torn:
+            shutil.rmtree(p, ignore_errors=True)
+    return str(good[-1]) if good else None
+
+
+def drop_checkpoints(stage_dir: Path) -> None:
+    """Remove a finished stage's checkpoints: its adapter supersedes them (also after a kill mid-removal)."""
+    for ckpt in stage_dir.glob("checkpoint-*"):
+        shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def no_final_checkpoint():
+    """Return a TrainerCallback that skips Trainer's checkpoint at the stage's last step: resumed from it, Trainer
+    trains one step too many (it runs a step before it checks max_steps), and the stage's adapter, saved right
+    after, is the record of that step. A kill before the adapter is saved retrains from the checkpoint before."""
+    from transformers import TrainerCallback
+
+    class NoFinalCheckpoint(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step >= state.max_steps:
+                control.should_save = False
+
+    return NoFinalCheckpoint()
 
 
 def run_trainer(trainer, stage_dir: Path, resume: bool, main_process: bool = True) -> dict:
-    """Train (resuming from the last checkpoint when asked), save the adapter, return the stage summary."""
+    """Train (resuming from the last complete checkpoint when asked), save the adapter and the log history,
+    return the stage summary. The stage's DONE marker is the caller's to write, after its last record."""
     start = time.time()
-    guard = non_finite_guard()
+    guard = health.guard(stage_dir.name)
     trainer.add_callback(guard)
+    trainer.add_callback(no_final_checkpoint())
     import torch
 
     if not torch.cuda.is_available():
         trainer.add_callback(phases.trim_callback())  # RSS stays at what a step needs, not what all steps left
     result = trainer.train(resume_from_checkpoint=latest_checkpoint(stage_dir) if resume else None)
     if guard.tripped:
-        raise RunFailed(guard.message(stage_dir, latest_checkpoint(stage_dir)))
+        raise RunFailed(guard.message(latest_checkpoint(stage_dir)))
     summary = {"wall_s": round(time.time() - start, 1), "steps": trainer.state.global_step,
                "lm_head": getattr(trainer, "stylealign_lm_head", "trl"),
                "lora_compute": getattr(trainer, "stylealign_lora_compute", "fp32"),
@@ -381,11 +379,7 @@ def run_trainer(trainer, stage_dir: Path, resume: bool, main_process: bool = Tru
     # Save only the trained adapter: TRL's frozen "ref" copy is an implementation detail.
     model.save_pretrained(stage_dir / "adapter", selected_adapters=["default"], safe_serialization=True)
     check_finite(stage_dir / "adapter")
-    history = trainer.state.log_history
-    (stage_dir / "log_history.json").write_text(json.dumps(history, indent=1))
-    (stage_dir / DONE).write_text("ok")
-    for ckpt in stage_dir.glob("checkpoint-*"):  # the finished adapter supersedes them
-        shutil.rmtree(ckpt, ignore_errors=True)
+    write_atomic(stage_dir / "log_history.json", json.dumps(trainer.state.log_history, indent=1))
     return summary
 
 
@@ -418,13 +412,20 @@ def train_run(persona, recipe: Recipe, run_dir: str | Path, stages=STAGES, resum
     tokenizer = models.load_tokenizer(base)
     datasets = {s: load_stage_data(persona, s, recipe, tokenizer, (data_files or {}).get(s)) for s in stages}
     state = _dist_state()
-    with run_lock(run_paths(run_dir)[0], state.is_main_process):  # one writer per run folder
-        if state.is_main_process:
-            _claim(run_dir, resume, overwrite)  # only after the data is known to be clean
+    final, work = run_paths(run_dir)
+    with run_lock(final, state.is_main_process):  # one writer per run folder
+        created = state.is_main_process and _claim(run_dir, resume, overwrite)  # only once the data is clean
         state.wait_for_everyone()
-        _train_stages(persona, recipe, run_dir, stages, base, tokenizer, datasets, state, init_adapter, resume)
+        if not work.exists():  # --resume found its publish cut short and finished it: nothing left to do
+            return final
+        try:
+            _train_stages(persona, recipe, run_dir, stages, base, tokenizer, datasets, state, init_adapter, resume)
+        except Exception:
+            if created:
+                _drop_if_unstarted(work)
+            raise
     state.wait_for_everyone()
-    return run_paths(run_dir)[0]
+    return final
 
 
 def _train_stages(persona, recipe, run_dir, stages, base, tokenizer, datasets, state, init_adapter, resume) -> None:
@@ -444,6 +445,8 @@ def _train_stages(persona, recipe, run_dir, stages, base, tokenizer, datasets, s
         if (stage_dir / DONE).exists():  # finished before an interruption: reload its adapter
             model = _attach_trainable(_unwrap(model), stage_dir / "adapter")
             summary[stage] = json.loads((stage_dir / "summary.json").read_text())
+            if state.is_main_process:
+                drop_checkpoints(stage_dir)
             continue
         if probe and stage == "dpo":
             with phases.phase("dpo: start point, on-policy negatives"):
@@ -458,12 +461,15 @@ def _train_stages(persona, recipe, run_dir, stages, base, tokenizer, datasets, s
             if probe and probe.rows and state.is_main_process:  # the stage's end is a candidate too
                 select.save_candidate(model, probe.prober, stage_dir, stage, trainer.state.global_step)
             if state.is_main_process:
-                (stage_dir / "summary.json").write_text(json.dumps(summary[stage], indent=1))
+                write_json(stage_dir / "summary.json", summary[stage])
+                write_atomic(stage_dir / DONE, "ok")  # last: a stage with DONE has every record
+                drop_checkpoints(stage_dir)
             del trainer  # its optimizer state and TRL's frozen copy go before the next stage
             phases.release_memory()
     if state.is_main_process:
         with phases.phase("select, write manifest and plot, publish"):
             selection = probe.selection(work, stages) if probe and probe.rows else {"status": "off"}
+            health.check_selection(selection, work)  # never publish a candidate that mostly answers nothing
             _finish(work, persona, recipe, base, datasets, summary, started, stages, init_adapter, selection)
             check_finite(work / "adapter")  # never publish a diverged adapter
             publish(work, final)  # atomic: a folder named like a run is always complete; a replaced one lives until now
@@ -492,17 +498,28 @@ def _dist_state():
     return PartialState()
 
 
-def _claim(run_dir, resume: bool, overwrite: bool) -> tuple[Path, Path]:
+def _claim(run_dir, resume: bool, overwrite: bool) -> bool:
     """Check the run may be written (a finished one only with --overwrite, replaced at publish time) and make
-    its work folder."""
+    its work folder; return whether it made it. A publish cut short is finished or rolled back first; when
+    that finished the run being resumed, no work folder is made."""
     final, work = run_paths(run_dir)
-    restore_interrupted_swap(final)
+    if finish_interrupted_publish(final, work) and resume:
+        print(f"stylealign: {final}: finished its interrupted publish; nothing left to resume", file=sys.stderr)
+        return False
     if final.exists() and not overwrite:
         raise FileExistsError(f"{final} already exists (a finished run); pass --overwrite or another --run")
     if work.exists() and not resume:
         raise FileExistsError(f"{work} holds an interrupted run; pass --resume to continue it, or delete it")
+    created = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
-    return final, work
+    return created
+
+
+def _drop_if_unstarted(work: Path) -> None:
+    """Remove a work folder this call made when the run failed before anything --resume could use (a complete
+    checkpoint or a finished stage): an empty one left by a config error would block the corrected rerun."""
+    if not any(work.glob("stages/*/checkpoint-*")) and not any(work.glob(f"stages/*/{DONE}")):
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _set_threads(recipe: Recipe) -> None:
