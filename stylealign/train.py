@@ -23,7 +23,7 @@ from pathlib import Path
 from stylealign import health, phases, select
 from stylealign.adapters import check_finite
 from stylealign.config import Recipe
-from stylealign.errors import ConfigError, RunFailed
+from stylealign.errors import ConfigError, NotFound, RunFailed
 from stylealign.files import write_atomic, write_json, write_jsonl
 from stylealign.manifest import RunManifest, write_manifest
 from stylealign.runlock import finish_interrupted_publish, publish, run_lock
@@ -71,13 +71,13 @@ def load_stage_data(persona, stage: str, recipe: Recipe, tokenizer, files=None) 
 
     files = [Path(f) for f in (files or (persona.sft_files() if stage == "sft" else persona.preference_files()))]
     if not files:
-        raise FileNotFoundError(f"persona {persona.name!r} declares no {stage} data files")
+        raise NotFound(f"persona {persona.name!r} declares no {stage} data files")
     loader = data.load_sft if stage == "sft" else data.load_preference
     rows = loader(files, count_tokens=count_tokens_fn(tokenizer), max_length=recipe.max_length)
     if recipe.language_list:
         rows = [r for r in rows if r.get("language") in recipe.language_list]
         if not rows:
-            raise ValueError(f"{stage}: no rows in languages {recipe.language_list} (recipe field 'languages') "
+            raise ConfigError(f"{stage}: no rows in languages {recipe.language_list} (recipe field 'languages') "
                              f"in {', '.join(map(str, files))}")
     if persona.bake_system_prompt:
         rows = data.with_system_prompt(rows, lambda r: persona.system_prompt_for(r.get("language")))
@@ -98,7 +98,7 @@ def neutral_rows(persona, recipe: Recipe, tokenizer, n: int) -> tuple[list[dict]
 
     files = persona.baseline_files()
     if not files:
-        raise FileNotFoundError(f"sft.neutral_mix needs data.baseline files in persona {persona.name!r}")
+        raise NotFound(f"sft.neutral_mix needs data.baseline files in persona {persona.name!r}")
     rows = data.load_sft(files, count_tokens=count_tokens_fn(tokenizer), max_length=recipe.max_length)
     if recipe.language_list:
         rows = [r for r in rows if r.get("language") in recipe.language_list]
