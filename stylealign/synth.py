@@ -319,10 +319,8 @@ def open_backend_for(spec: str, cache: dict):
     """Return the Backend for a model spec: `openai:URL#MODEL` (stylealign.backend), else an in-process
     Generator (`hf:` prefix optional); `cache` shares one Generator between teacher and student."""
     if spec.startswith("openai:"):
-        try:
-            from stylealign.backend import open_backend
-        except ImportError:
-            raise SynthError("openai: teachers need stylealign.backend, which this install lacks") from None
+        from stylealign.backend import open_backend
+
         return open_backend(spec)
     name = spec.removeprefix("hf:")
     if name not in cache:

@@ -23,7 +23,7 @@ from pathlib import Path
 from stylealign import health, phases, select
 from stylealign.adapters import check_finite
 from stylealign.config import Recipe
-from stylealign.errors import ConfigError, NotFound, RunFailed
+from stylealign.errors import ConfigError, NotFound, RunFailed, UserError
 from stylealign.files import write_atomic, write_json, write_jsonl
 from stylealign.manifest import RunManifest, write_manifest
 from stylealign.runlock import finish_interrupted_publish, publish, run_lock
@@ -157,6 +157,21 @@ def lora_config(recipe: Recipe):
         r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout, task_type="CAUSAL_LM",
         target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
     )
+
+
+def check_targets(model, recipe: Recipe) -> None:
+    """Refuse `lora.target_modules` naming a module this base lacks, in one line listing its linear layers,
+    rather than PEFT's error from inside the trainer."""
+    import torch
+
+    targets = recipe.lora.target_modules
+    if targets == "all-linear":
+        return
+    linear = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    missing = [t.strip() for t in targets.split(",") if t.strip() not in linear]
+    if missing:
+        raise ConfigError(f"lora.target_modules {targets!r}: {', '.join(missing)} not in this base; its linear "
+                          f"layers: {', '.join(linear)} (or all-linear)")
 
 
 def _common_args(stage_cfg, recipe: Recipe, out: Path, has_eval: bool) -> dict:
@@ -436,6 +451,7 @@ def _train_stages(persona, recipe, run_dir, stages, base, tokenizer, datasets, s
     started, summary = time.time(), {}
     with phases.phase("load base model"):
         model = models.load_model(base, quant=recipe.quant, dtype=recipe.dtype, attn=training_attention(recipe))
+    check_targets(model, recipe)
     if init_adapter:
         model = _attach_trainable(model, init_adapter)
     with phases.phase("probe: load copy, score base"):
@@ -503,13 +519,17 @@ def _claim(run_dir, resume: bool, overwrite: bool) -> bool:
     its work folder; return whether it made it. A publish cut short is finished or rolled back first; when
     that finished the run being resumed, no work folder is made."""
     final, work = run_paths(run_dir)
+    for path in (final, work):
+        if path.is_symlink() and not path.exists():
+            raise UserError(f"--run {path}: a symbolic link to nothing (dangling, or a loop of links); remove it "
+                            "or choose another --run")
     if finish_interrupted_publish(final, work) and resume:
         print(f"stylealign: {final}: finished its interrupted publish; nothing left to resume", file=sys.stderr)
         return False
     if final.exists() and not overwrite:
-        raise FileExistsError(f"{final} already exists (a finished run); pass --overwrite or another --run")
+        raise UserError(f"{final} already exists (a finished run); pass --overwrite or another --run")
     if work.exists() and not resume:
-        raise FileExistsError(f"{work} holds an interrupted run; pass --resume to continue it, or delete it")
+        raise UserError(f"{work} holds an interrupted run; pass --resume to continue it, or delete it")
     created = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
     return created

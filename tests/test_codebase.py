@@ -33,3 +33,65 @@ def test_the_check_finds_a_long_function_and_accepts_a_reason(tmp_path):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "a.py").write_text(f"def long():\n{body}\n\n# long: one table of steps\ndef why():\n{body}")
     assert long_functions(tmp_path / "pkg", MAX_LINES) == ["pkg/a.py:1 long (71 lines)"]
+
+
+# ---- layers without circles -------------------------------------------------------------------------------------
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Return {module: the package's modules it imports}, function-level imports included: a circle dodged by
+    an import inside a function is still a circle. `from pkg import sub` is an edge to pkg.sub, not to pkg."""
+    modules = {}
+    for path in root.rglob("*.py"):
+        name = ".".join(path.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    graph = {m: set() for m in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == root.name:
+                subs = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+                graph[name] |= subs | ({node.module} if len(subs) < len(node.names) else set())
+            elif isinstance(node, ast.Import):
+                graph[name] |= {a.name for a in node.names} & modules.keys()
+        graph[name] &= modules.keys() - {name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Return the strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, found = {}, {}, [], []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while not component or component[-1] != v:
+                component.append(stack.pop())
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_import_graph_has_no_cycle_and_errors_is_the_bottom_layer():
+    graph = import_graph(PACKAGE)
+    assert cycles(graph) == []
+    assert graph["stylealign.errors"] == set()
+
+
+def test_the_cycle_check_finds_a_circle_hidden_in_a_function(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg import b\n")
+    (pkg / "b.py").write_text("def f():\n    from pkg.a import x\n")
+    (pkg / "c.py").write_text("from pkg import a\n")
+    assert cycles(import_graph(pkg)) == [["pkg.a", "pkg.b"]]

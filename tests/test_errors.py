@@ -341,3 +341,15 @@ def test_synth_into_a_read_only_folder_fails_before_any_work(capsys, small_perso
     finally:
         subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
         folder.chmod(0o755)
+
+
+def test_lora_targets_the_base_lacks_are_one_line(capsys, train_args):
+    fails_with(capsys, train_args + ["--lora.target_modules", "q_proj,qkv_fused"],
+               "lora.target_modules 'q_proj,qkv_fused': qkv_fused not in this base", "q_proj", "v_proj")
+
+
+def test_a_run_path_that_is_a_link_loop_is_one_line(capsys, train_args, tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    fails_with(capsys, train_args + ["--run", str(tmp_path / "a")], "a symbolic link to nothing")
+    assert not (tmp_path / "a.partial").exists()

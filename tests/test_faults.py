@@ -112,7 +112,7 @@ def test_publish_swap_cut_short_is_restored(tmp_path, small_persona, tiny_recipe
     # A swap killed between its two renames (no renameat2): the finished run waits in run.replaced ...
     os.replace(final, replaced_path(final))
     # ... and the next trainer on this run puts it back before anything else.
-    with pytest.raises(FileExistsError, match="already exists"):
+    with pytest.raises(UserError, match="already exists"):
         _train(small_persona, tiny_recipe_overrides, final)
     assert (final / "a").read_text() == "new" and not replaced_path(final).exists()
 

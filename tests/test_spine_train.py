@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from stylealign.config import load_recipe
 from stylealign.data import DataError
+from stylealign.errors import UserError
 from stylealign.personas import load_persona
 from stylealign.train import train_run
 
@@ -98,7 +99,7 @@ def test_interrupted_run_leaves_no_complete_folder_and_resumes(small_persona, ti
         train_run(load_persona(small_persona), load_recipe(None, overrides), tmp_path / "run", stages=("sft",))
     assert not (tmp_path / "run").exists()
     assert list((tmp_path / "run.partial" / "stages" / "sft").glob("checkpoint-2"))
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(UserError, match="--resume"):
         train_run(load_persona(small_persona), load_recipe(None, overrides), tmp_path / "run", stages=("sft",))
     steps_after_resume = []
 

@@ -11,10 +11,8 @@ straddle train and test), and the final model is refit on every pair to score ev
 from __future__ import annotations
 
 import glob
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -131,21 +129,11 @@ def train_style_classifier(rows: list[dict], embedder, kind: str | tuple[str, ..
 
 
 def load_preference_rows(persona: str = "sharp-candid", paths: list[str] | None = None) -> list[dict]:
-    """Return the persona's preference rows: via stylealign.personas/data when they load, else raw JSONL.
+    """Return the persona's validated preference rows; `paths` (files or globs) overrides its declared files.
+    A bad row is a DataError naming it: a classifier trained on rows that failed validation measures nothing."""
+    from stylealign.data import load_preference
+    from stylealign.personas import load_persona
 
-    `paths` (files or globs) overrides the persona's declared preference files.
-    """
     if paths is None:
-        try:
-            from stylealign.personas import load_persona
-
-            paths = [str(p) for p in load_persona(persona).preference_files()]
-        except Exception:  # persona code missing/invalid: fall back to the documented layout
-            paths = sorted(glob.glob(str(Path("personas") / persona / "data" / "pref_*.jsonl")))
-    files = [f for p in paths for f in (sorted(glob.glob(p)) or [p])]
-    try:
-        from stylealign.data import load_preference
-
-        return load_preference(files)
-    except Exception:  # loader absent or strict about a row: read what parses
-        return [json.loads(line) for f in files for line in Path(f).read_text(encoding="utf-8").splitlines() if line.strip()]
+        paths = [str(p) for p in load_persona(persona).preference_files()]
+    return load_preference([f for p in paths for f in (sorted(glob.glob(p)) or [p])])

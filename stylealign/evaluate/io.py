@@ -19,19 +19,16 @@ def read_jsonl(path: str | Path) -> list[dict]:
 def load_suite(path: str | Path, limit: int | None = None) -> list[dict]:
     """Return the rows of one eval suite (first `limit` rows), each with "suite" and a unique "key" added.
 
-    Uses stylealign.data.load_eval (full validation) when available, else plain JSONL.
+    Validated by stylealign.data.load_eval; metadata outside the shared schema only warns.
     """
+    from stylealign.data import DataError, load_eval
+
     try:
-        from stylealign.data import DataError, load_eval
-    except ImportError:
-        rows = read_jsonl(path)
-    else:
-        try:
-            rows = load_eval([str(path)])
-        except DataError as e:  # metadata outside the shared schema (e.g. a new "kind"): warn, keep going
-            rows = load_eval([str(path)], schema=False)  # structural problems still raise
-            shown = "\n  ".join(str(p) for p in e.problems[:3])
-            warnings.warn(f"{path}: {len(e.problems)} schema problem(s), scoring anyway:\n  {shown}", stacklevel=2)
+        rows = load_eval([str(path)])
+    except DataError as e:  # metadata outside the shared schema (e.g. a new "kind"): warn, keep going
+        rows = load_eval([str(path)], schema=False)  # structural problems still raise
+        shown = "\n  ".join(str(p) for p in e.problems[:3])
+        warnings.warn(f"{path}: {len(e.problems)} schema problem(s), scoring anyway:\n  {shown}", stacklevel=2)
     name = Path(path).stem
     rows = rows[:limit] if limit else rows
     return [{**r, "suite": name, "key": f"{name}/{r.get('id', i)}"} for i, r in enumerate(rows)]
