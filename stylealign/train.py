@@ -456,39 +456,60 @@ def _train_stages(persona, recipe, run_dir, stages, base, tokenizer, datasets, s
         model = _attach_trainable(model, init_adapter)
     with phases.phase("probe: load copy, score base"):
         probe = _Probe(persona, recipe, tokenizer, work, model) if recipe.select.enabled else None
-    for stage in stages:
-        stage_dir = work / "stages" / stage
+    # one stage (or its retry) into work/stages/<name>: resumed, probed, recorded with DONE last
+    def run_stage(name: str, kind: str, stage_recipe: Recipe, model):
+        stage_dir = work / "stages" / name
         if (stage_dir / DONE).exists():  # finished before an interruption: reload its adapter
-            model = _attach_trainable(_unwrap(model), stage_dir / "adapter")
-            summary[stage] = json.loads((stage_dir / "summary.json").read_text())
+            summary[name] = json.loads((stage_dir / "summary.json").read_text())
             if state.is_main_process:
                 drop_checkpoints(stage_dir)
-            continue
-        if probe and stage == "dpo":
+            return _attach_trainable(_unwrap(model), stage_dir / "adapter")
+        if probe and kind == "dpo":
             with phases.phase("dpo: start point, on-policy negatives"):
                 model = probe.before_dpo(model, datasets["dpo"], work / "stages")
-        with phases.phase(stage):
-            make = sft_trainer if stage == "sft" else dpo_trainer
-            trainer = make(model, tokenizer, datasets[stage], recipe, stage_dir)
+        with phases.phase(name):
+            make = sft_trainer if kind == "sft" else dpo_trainer
+            trainer = make(model, tokenizer, datasets[kind], stage_recipe, stage_dir)
             if probe and probe.rows:
-                trainer.add_callback(select.probe_callback(stage, stage_dir, probe.prober))
-            summary[stage] = run_trainer(trainer, stage_dir, resume, state.is_main_process)
+                trainer.add_callback(select.probe_callback(name, stage_dir, probe.prober))
+            summary[name] = run_trainer(trainer, stage_dir, resume, state.is_main_process)
+            summary[name]["learning_rate"] = getattr(stage_recipe, kind).learning_rate
             model = _only_default(trainer.model)
             if probe and probe.rows and state.is_main_process:  # the stage's end is a candidate too
-                select.save_candidate(model, probe.prober, stage_dir, stage, trainer.state.global_step)
+                select.save_candidate(model, probe.prober, stage_dir, name, trainer.state.global_step)
             if state.is_main_process:
-                write_json(stage_dir / "summary.json", summary[stage])
+                write_json(stage_dir / "summary.json", summary[name])
                 write_atomic(stage_dir / DONE, "ok")  # last: a stage with DONE has every record
                 drop_checkpoints(stage_dir)
             del trainer  # its optimizer state and TRL's frozen copy go before the next stage
             phases.release_memory()
+        return model
+
+    ran = []
+    for stage in stages:
+        model = run_stage(stage, stage, recipe, model)
+        ran.append(stage)
+        if probe and stage == "sft" and probe.rows and recipe.select.sft_retry_lr and not probe.met(work, ran):
+            slower = lower_lr(recipe, recipe.select.sft_retry_lr)
+            print(f"[select] no SFT candidate met the rule; SFT again from the start at learning rate "
+                  f"{slower.sft.learning_rate:.3g} (select.sft_retry_lr {recipe.select.sft_retry_lr:g})", flush=True)
+            model = run_stage(RETRY, "sft", slower, _unwrap(model))
+            ran.append(RETRY)
     if state.is_main_process:
         with phases.phase("select, write manifest and plot, publish"):
-            selection = probe.selection(work, stages) if probe and probe.rows else {"status": "off"}
+            selection = probe.selection(work, ran) if probe and probe.rows else {"status": "off"}
             health.check_selection(selection, work)  # never publish a candidate that mostly answers nothing
-            _finish(work, persona, recipe, base, datasets, summary, started, stages, init_adapter, selection)
+            _finish(work, persona, recipe, base, datasets, summary, started, ran, init_adapter, selection)
             check_finite(work / "adapter")  # never publish a diverged adapter
             publish(work, final)  # atomic: a folder named like a run is always complete; a replaced one lives until now
+
+
+RETRY = "sft-retry"
+
+
+def lower_lr(recipe: Recipe, scale: float) -> Recipe:
+    """Return the recipe with its SFT learning rate scaled (the retry of a stage that broke the rule)."""
+    return dataclasses.replace(recipe, sft=dataclasses.replace(recipe.sft, learning_rate=recipe.sft.learning_rate * scale))
 
 
 def training_attention(recipe: Recipe) -> str | None:
@@ -689,7 +710,7 @@ class _Probe:
 
     def before_dpo(self, model, dpo_data: StageData, stages_dir: Path):
         """Start DPO from the best SFT candidate (recipe select.dpo_from) and add on-policy negatives."""
-        sft = select.stage_candidates(stages_dir / "sft")
+        sft = select.stage_candidates(stages_dir / "sft") + select.stage_candidates(stages_dir / RETRY)
         start = sft[-1] if sft else None
         if self.rows and sft and self.recipe.select.dpo_from == "best":
             start = sft[select.choose(sft, self.base, self.recipe.select, self.persona)[0]]
@@ -710,6 +731,11 @@ class _Probe:
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         dpo_data.files.append(file_record(path, len(rows)))
         return rows
+
+    def met(self, work: Path, stages) -> bool:
+        """Whether a candidate of these stages meets the selection rule."""
+        cands = [c for s in stages for c in select.stage_candidates(work / "stages" / s)]
+        return bool(cands) and select.choose(cands, self.base, self.recipe.select, self.persona)[1]
 
     def selection(self, work: Path, stages) -> dict:
         """Return the manifest's selection block: rule, base scores, every candidate, the selected one."""

@@ -61,7 +61,7 @@ def test_command_options_come_from_typed_config():
     bench = config_from_args(build_parser().parse_args(["bench", "--only", "sft,gen", "--kit-set", "sft.batch_size=2"]),
                              harness().Settings)
     assert bench.areas == ("sft", "gen") and bench.kit_set == {"sft.batch_size": 2} and bench.profile is True
-    with pytest.raises(ValueError, match="max_turns"):
+    with pytest.raises(ValueError, match="--max-turns: must be at least 1"):
         Limits(max_turns=0)
     with pytest.raises(ValueError, match="unknown area"):
         harness().Settings(areas="sft,nope")
