@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from stylealign.errors import ConfigError, UserError
+from stylealign.errors import ConfigError, UserError, one_line
 
 ROLES = ("system", "user", "assistant")
 METADATA_KEYS = ("id", "category", "language", "verdict", "rejected_kind", "adversarial", "kind", "expected")
@@ -337,7 +337,7 @@ def _read_parquet(path: Path, name: str) -> tuple[list[Record], list[Problem]]:
     try:
         rows = pq.read_table(path).to_pylist()
     except Exception as e:  # pyarrow raises several types for a corrupt or non-parquet file
-        return [], [Problem(name, 0, "parquet", f"cannot read: {_one_line(e)}")]
+        return [], [Problem(name, 0, "parquet", f"cannot read: {one_line(e)[:200]}")]
     return [Record(name, i, _drop_nulls(row)) for i, row in enumerate(rows, 1)], []
 
 
@@ -350,7 +350,7 @@ def _read_saved_dataset(path: Path, name: str) -> tuple[list[Record], list[Probl
     try:
         rows = load_from_disk(str(path)).to_list()
     except Exception as e:  # corrupt folders fail in many ways inside datasets/pyarrow
-        return [], [Problem(name, 0, "file", f"cannot read saved dataset: {_one_line(e)}")]
+        return [], [Problem(name, 0, "file", f"cannot read saved dataset: {one_line(e)[:200]}")]
     return [Record(name, i, _drop_nulls(row)) for i, row in enumerate(rows, 1)], []
 
 
@@ -550,7 +550,7 @@ def _check_length(row: dict, kind: str, count_tokens, max_length, bad) -> None:
     try:
         n = count_tokens(row)
     except Exception as e:  # a user-supplied counter: report, don't crash the whole check
-        bad("row", f"count_tokens failed: {_one_line(e)}")
+        bad("row", f"count_tokens failed: {one_line(e)[:200]}")
         return
     if n > max_length:
         field = "prompt+chosen+rejected" if kind == "preference" else "messages"
@@ -625,5 +625,3 @@ def _kind(value: Any) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())[:200]

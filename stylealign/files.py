@@ -42,6 +42,14 @@ def _atomic(path: str | Path, write: Callable[[IO[bytes]], object]):
     return result
 
 
+def read_jsonl(path: str | Path, missing_ok: bool = False) -> list[dict]:
+    """Return the JSON objects of a JSONL file (blank lines skipped; [] for a missing file with `missing_ok`)."""
+    path = Path(path)
+    if missing_ok and not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def check_writable(folder: str | Path) -> None:
     """Create `folder` and a temp file in it (removed at once), so a read-only or full disk fails before
     minutes of work rather than at their first write; the OSError names the folder."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from stylealign.errors import UserError
+from stylealign.errors import UserError, one_line
 
 PERSONA_FILE = "persona.yaml"
 SUPPORTED_LANGUAGES = ("en", "zh")
@@ -200,7 +200,7 @@ def _load_file(file: Path) -> Persona:
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise PersonaError([f"{where}: yaml: {_one_line(e)}"]) from None
+        raise PersonaError([f"{where}: yaml: {one_line(e)}"]) from None
     if not isinstance(raw, dict):
         raise PersonaError([f"{where}: (top level): expected a mapping of fields, got {_kind(raw)}"])
     problems: list[str] = []
@@ -380,5 +380,3 @@ def _kind(value: Any) -> str:
     return "nothing" if value is None else type(value).__name__
 
 
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from stylealign.config import REQUIRED, option
 from stylealign.errors import UserError
-from stylealign.files import append_durable, check_writable
+from stylealign.files import append_durable, check_writable, read_jsonl
 
 FILTERS = ("near_duplicate", "empty", "truncated", "unfinished", "wrong_language", "repetition",
            "chosen_like_rejected", "misses_targets")
@@ -151,13 +151,6 @@ def append_rows(path: Path, rows: list[dict]) -> None:
     """Append `rows` as JSONL with one write, then fsync: a batch lands whole or (after repair_tail) not at all."""
     if rows:
         append_durable(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Return the rows of a JSONL file ([] when it does not exist)."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def log_path(out: Path) -> Path:
@@ -378,7 +371,7 @@ def topic_specs(topics: tuple[str, ...], category: str) -> list[tuple[str, str]]
 def write_prompts(teacher: ModelTeacher, persona, config: SynthConfig, cache_file: Path) -> list[dict]:
     """Return the teacher-written prompt rows, cached in `cache_file` (appended per batch, reused on rerun)."""
     repair_tail(cache_file)
-    have = {r["slot"]: r for r in read_jsonl(cache_file)}
+    have = {r["slot"]: r for r in read_jsonl(cache_file, missing_ok=True)}
     slots = [(cat, topic, lang, k) for cat, topic in topic_specs(config.topics, config.category)
              for lang in persona.languages for k in range(config.per_topic)]
     todo = [s for s in slots if _slot(s) not in have]
@@ -557,15 +550,15 @@ class Outputs:
         for path in (pref, out.log, sft):
             if path is not None:
                 repair_tail(path)
-        for entry in read_jsonl(out.log):
+        for entry in read_jsonl(out.log, missing_ok=True):
             out.done.add(entry["key"])
             out.summary.add(entry["status"], entry["key"])
-        unlogged = [{"key": row["id"], "status": "kept"} for row in read_jsonl(pref) if row["id"] not in out.done]
+        unlogged = [{"key": row["id"], "status": "kept"} for row in read_jsonl(pref, missing_ok=True) if row["id"] not in out.done]
         append_rows(out.log, unlogged)
         for entry in unlogged:
             out.done.add(entry["key"])
             out.summary.add("kept", entry["key"])
-        out.sft_ids = {r["id"] for r in read_jsonl(sft)} if sft else set()
+        out.sft_ids = {r["id"] for r in read_jsonl(sft, missing_ok=True)} if sft else set()
         return out
 
     def write(self, sft_rows: list[dict], pref_rows: list[dict], log_rows: list[dict]) -> None:
@@ -601,7 +594,7 @@ def build_jobs(config: SynthConfig, teacher, persona, outputs: Outputs) -> list[
     elif config.topics and isinstance(teacher, ModelTeacher):
         cache = prompts_path(outputs.pref)
         rows = write_prompts(teacher, persona, config, cache)
-        blank = [{"key": f"prompt-{r['slot']}", "status": "empty"} for r in read_jsonl(cache)
+        blank = [{"key": f"prompt-{r['slot']}", "status": "empty"} for r in read_jsonl(cache, missing_ok=True)
                  if not r["messages"][0]["content"] and f"prompt-{r['slot']}" not in outputs.done]
         outputs.write([], [], blank)  # a prompt the teacher left empty is decided too: counted, never retried
         jobs = prompt_jobs(rows, _show(cache), config.category)

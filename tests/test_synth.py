@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from stylealign.checker import check_persona
+from stylealign.files import read_jsonl
 from stylealign.personas import load_persona
 from stylealign.synth import (
     FILTERS,
@@ -20,7 +21,6 @@ from stylealign.synth import (
     log_path,
     pair_id,
     prompts_path,
-    read_jsonl,
     repair_tail,
     run_synth,
 )

@@ -23,6 +23,7 @@ from test_synth import kill_after_two_decisions
 
 from stylealign.backend import open_backend
 from stylealign.checker import check_persona
+from stylealign.files import read_jsonl
 from stylealign.generate import GenerationConfig
 from stylealign.personas import load_persona
 from stylealign.synth import (
@@ -32,7 +33,6 @@ from stylealign.synth import (
     answer_problem,
     log_path,
     prompt_jobs,
-    read_jsonl,
     run_synth,
 )
 

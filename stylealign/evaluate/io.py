@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
+from stylealign.files import read_jsonl
+
 DEFAULT_SUITES = ("eval/suites/style_en.jsonl", "eval/suites/style_zh.jsonl", "eval/suites/known_answers.jsonl")
 DEFAULT_CORPUS = "eval/corpus/neutral.jsonl"
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Return the JSON objects of a JSONL file (blank lines skipped)."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def load_suite(path: str | Path, limit: int | None = None) -> list[dict]:
