@@ -1,4 +1,4 @@
-"""stylealign.data: loaders for every format, validation that reports every problem at once, split, datasets."""
+"""stylealign.data: loaders for every format, validation that reports every problem at once, split, system prompts."""
 
 from __future__ import annotations
 
@@ -282,14 +282,6 @@ def test_split_is_deterministic_and_keeps_prompts_together():
     assert D.split(rows, 0.0, seed=3) == (rows, [])
     with pytest.raises(ValueError):
         D.split(rows, 1.0)
-
-
-def test_to_dataset_keeps_only_trl_columns():
-    ds = D.to_dataset([pref(1), pref(2)])
-    assert ds.column_names == ["prompt", "chosen", "rejected"]
-    messy = sft(1, messages=[{"role": "user", "content": "Q?", "name": "me"}, TURN_A])
-    ds = D.to_dataset([messy, sft(2)])
-    assert ds.column_names == ["messages"] and ds[0]["messages"][0] == {"role": "user", "content": "Q?"}
 
 
 def test_with_system_prompt_by_language_keeps_existing_system_turns():

@@ -328,13 +328,13 @@ def test_a_full_disk_during_training_is_one_line(capsys, train_args, small_disk)
 
 
 def test_synth_into_a_read_only_folder_fails_before_any_work(capsys, small_persona, tmp_path, monkeypatch):
-    import stylealign.synth
+    import stylealign.synth.run
 
     folder = tmp_path / "ro"
     folder.mkdir()
     if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
         folder.chmod(0o555)
-    monkeypatch.setattr(stylealign.synth, "build_jobs", lambda *a: pytest.fail("synth started work"))
+    monkeypatch.setattr(stylealign.synth.run, "build_jobs", lambda *a: pytest.fail("synth started work"))
     try:
         fails_with(capsys, ["synth", str(small_persona), "--teacher", f"file:{small_persona}/data/sft.jsonl",
                             "--out", str(folder / "o.jsonl")], f"{folder}: ", "choose a folder you can write to")
