@@ -80,9 +80,13 @@ def parse(argv=None):
 
 def run(argv=None) -> dict:
     from bench import arith
+    from bench.host import load, machine
     from bench.rows import select
-    from bench.run import GPU_RECIPE_LARGE, Runner, Settings, load, machine, shape_model, train_summary
+    from bench.run import Runner
+    from bench.settings import GPU_RECIPE_LARGE, Settings
+    from bench.shapes import shape_model
     from bench.spec import ArmSpec
+    from bench.summary import train_summary
 
     from stylealign import models
     from stylealign.config import load_recipe

@@ -67,7 +67,7 @@ def test_targets_pass_fail_and_missing():
 
 
 def test_shape_model_builds_a_random_llama_with_the_real_tokenizer(tmp_path, embedded_dir):
-    shape_model = harness().run.shape_model
+    shape_model = harness().shapes.shape_model
     folder = shape_model("tiny", root=tmp_path)
     config = json.loads((folder / "config.json").read_text())
     assert config["hidden_size"] == 64 and config["num_hidden_layers"] == 2
@@ -106,14 +106,14 @@ def test_quick_bench_runs_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path,
 
 
 def test_machine_names_the_cpu_and_its_matrix_extensions():
-    run = harness().run
-    m = run.machine()
+    host = harness().host
+    m = host.machine()
     assert m["cpu"] and isinstance(m["matrix_extensions"], list)
-    assert set(m["matrix_extensions"]) <= {label for _, label in run.MATRIX_FLAGS}
-    line = run.cpu_line({"cpu": "Some CPU", "matrix_extensions": ["AVX2", "AVX-512", "AVX-512 BF16"],
+    assert set(m["matrix_extensions"]) <= {label for _, label in host.MATRIX_FLAGS}
+    line = host.cpu_line({"cpu": "Some CPU", "matrix_extensions": ["AVX2", "AVX-512", "AVX-512 BF16"],
                          "torch_cpu_capability": "AVX512"})
     assert line == "Some CPU (AVX-512 BF16, no AMX; flags: AVX2, AVX-512, AVX-512 BF16; torch CPU kernels AVX512)"
-    assert "AMX, " in run.cpu_line({"cpu": "X", "matrix_extensions": ["AMX", "AMX BF16"]})
+    assert "AMX, " in host.cpu_line({"cpu": "X", "matrix_extensions": ["AMX", "AMX BF16"]})
 
 
 def test_main_job_area_summary_table_and_quick_recipe(tmp_path):
@@ -121,7 +121,8 @@ def test_main_job_area_summary_table_and_quick_recipe(tmp_path):
     quick mode runs a cut-down recipe (written next to the report)."""
     import yaml
 
-    run = harness().run
+    bench = harness()
+    run, cpu_recipe = bench.run, bench.settings.CPU_RECIPE
     phases = [{"name": "train (or reuse)", "depth": 0, "wall_s": 400.0, "cpu_s": 700.0, "peak_rss_mb": 2900.0,
                "rss_end_mb": 1500.0},
               {"name": "sft", "depth": 1, "wall_s": 200.0, "cpu_s": 390.0, "peak_rss_mb": 2900.0, "rss_end_mb": 1400.0},
@@ -129,26 +130,26 @@ def test_main_job_area_summary_table_and_quick_recipe(tmp_path):
                "rss_end_mb": 1900.0}]
     result = {"wall_s": 560.0, "peak_rss_mb": 2900.0, "phases": phases, "shipped_recipe": True,
               "load_average_end": [2.0, 2.0, 2.0]}
-    summary = run.main_summary([result])
+    summary = bench.summary.main_summary([result])
     assert summary["cpu_s"] == 950.0  # top-level phases only: the nested sft is inside training
     report = {"summary": {"sft": {"kit": None, "ref": None}, "dpo": {"kit": None, "ref": None}, "gen": None},
               "arms": {"main": [result]}, "peak": [], "settings": {}}
-    run.summarise(report, harness().arith.Dims.from_config(harness().arith.SHAPES["tiny"]), 16, gpu=False)
+    bench.summary.summarise(report, harness().arith.Dims.from_config(harness().arith.SHAPES["tiny"]), 16, gpu=False)
     got = {t["key"]: t["pass"] for t in report["targets"]}
     assert got["main_wall"] is True and got["main_memory"] is True
-    lines = "\n".join(run._main_lines(report["summary"]["main"], {t["key"]: t for t in report["targets"]}))
+    lines = "\n".join(bench.report._main_lines(report["summary"]["main"], {t["key"]: t for t in report["targets"]}))
     assert "|   sft | 200 |" in lines and "| **main job** | 560 | 950 |" in lines and "PASS (560 s)" in lines
     result["shipped_recipe"] = False
-    run.summarise(report, harness().arith.Dims.from_config(harness().arith.SHAPES["tiny"]), 16, gpu=False)
+    bench.summary.summarise(report, harness().arith.Dims.from_config(harness().arith.SHAPES["tiny"]), 16, gpu=False)
     assert {t["key"]: t["pass"] for t in report["targets"]}["main_wall"] is None  # a cut-down job proves nothing
 
     from stylealign.config import load_recipe
 
-    settings = run.Settings(quick=True, model="smollm2-135m")
-    setup = run.Setup(model_path="/models/x", recipe_name=run.CPU_RECIPE, recipe=load_recipe(run.CPU_RECIPE),
+    settings = bench.Settings(quick=True, model="smollm2-135m")
+    setup = run.Setup(model_path="/models/x", recipe_name=cpu_recipe, recipe=load_recipe(cpu_recipe),
                       out=tmp_path, rows={}, rows_path=tmp_path / "rows.json", dims=None, max_length=None)
     path, shipped = run.main_recipe(settings, setup)
     cut = yaml.safe_load(open(path))
     assert not shipped and cut["base"] == "/models/x" and cut["sft"]["max_steps"] == 4 and cut["dpo"]["max_steps"] == 2
     assert load_recipe(path).select.max_new_tokens == 8
-    assert run.main_recipe(run.Settings(model="smollm2-135m"), setup) == (run.CPU_RECIPE, True)
+    assert run.main_recipe(bench.Settings(model="smollm2-135m"), setup) == (cpu_recipe, True)

@@ -1,7 +1,7 @@
 """`stylealign bench`: a thin entry to the benchmark harness in the checkout's benchmarks/ folder.
 
 The harness is not installed with the package (it measures the package); its options are the
-fields of `bench.run.Settings`, turned into flags by stylealign.config.add_config_arguments.
+fields of `bench.settings.Settings`, turned into flags by stylealign.config.add_config_arguments.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ PROBE_METRICS = {
     "probe_hedge_fill": ("hedges + fillers in the greedy answer", "per 100 words / 1,000 chars", "lower"),
 }
 # The persona's own lexicon metrics (persona.yaml `lexicons:`, e.g. sharp-candid's evasive openers) are
-# scored on the greedy answers too, as probe_<name> (evaluate/run.py, score_probe).
+# scored on the greedy answers too, as probe_<name> (evaluate/scoring.py, score_probe).
 
 # Repetition thresholds (tokens are English words or Chinese characters, see text.tokens).
 SENTENCE_MIN_TOKENS = 4   # a sentence this long said twice is a repeat

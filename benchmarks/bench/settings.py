@@ -1,0 +1,105 @@
+"""What one bench invocation measures: `Settings` (its fields are the `stylealign bench` flags, through
+stylealign.config.add_config_arguments), the recipes the kit arms run, and the quick / full defaults.
+
+Kept apart from the orchestration so the CLI can build its flags without the harness's running parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stylealign.config import option
+from stylealign.errors import ConfigError
+
+CPU_RECIPE = "smollm2-135m_qlora_cpu"
+GPU_RECIPE_SMALL = "smollm2-135m_lora_gpu"
+GPU_RECIPE_LARGE = "qwen2.5-7b_qlora_gpu"
+AREAS = ("sft", "dpo", "gen", "main")
+DEFAULT_AREAS = {"quick": ("sft", "dpo", "gen"), "full": AREAS}  # the main job takes ~10 minutes: full runs only
+
+
+def _kit_set(items) -> dict:
+    """Return {key: YAML value} from one KEY=VALUE string, a dict, or a list of either (argparse's
+    append action converts each flag's string on its own, then the settings merge the list)."""
+    import yaml
+
+    if isinstance(items, dict):
+        return items
+    if isinstance(items, str):
+        key, sep, value = items.partition("=")
+        if not sep:
+            raise ConfigError(f"--kit-set takes KEY=VALUE, got {items!r}")
+        return {key.strip(): yaml.safe_load(value)}
+    out: dict = {}
+    for item in items:
+        out.update(_kit_set(item))
+    return out
+
+
+def _areas(text) -> tuple:
+    return tuple(a.strip() for a in text.split(",")) if isinstance(text, str) else tuple(text)
+
+
+@dataclass
+class Settings:
+    """What one bench invocation measures; 0 / None means the mode's default, filled by `for_mode`."""
+
+    quick: bool = option(False, "Few steps on short rows (about two minutes on 2 CPU cores).")
+    model: str = option("smollm2-135m", "Base: embedded alias or local HF folder.")
+    shape: str | None = option(None, "A randomly initialised Llama of this shape instead of --model "
+                           "(llama-8b, llama-3b, llama-1b, smollm2-135m, tiny); rows are stitched to --seq-len tokens.")
+    quant: str | None = option(None, "Kit's base weights (default: the recipe's).", choices=("nf4", "none"))
+    recipe: str | None = option(None, "Recipe for the kit arms (default: the CPU recipe on CPU, a GPU recipe on GPU).")
+    persona: str = option("sharp-candid", "Persona whose rows are trained on.")
+    out: str | None = option(None, "Output folder (default runs/bench-<time>/).")
+    threads: int = option(0, "torch threads in every arm (0: torch's default, all cores).")
+    areas: tuple = option((), "Comma-separated areas to run: sft,dpo,gen,main (default: all in a full run; "
+                          "sft,dpo,gen with --quick; main is the main job, `stylealign quickstart --no-arena`, "
+                          "timed per phase).", flag="--only", parse=_areas)
+    profile: bool = option(True, "Run one extra profiled step of each kit arm (--no-profile: skip it).")
+    reps: int = option(0, "Alternated kit/reference runs per area (0: quick 1, full 2).")
+    steps: int = option(0, "Timed steps per training run, after the warm-up (0: quick 2, full 3 SFT / 2 DPO).")
+    sft_batch: int = option(0, "SFT rows per step (0: quick 4, full the recipe's).")
+    dpo_batch: int = option(0, "DPO pairs per step (0: quick 2, full the recipe's).")
+    sft_steps: int = option(0, "Timed SFT steps (filled from --steps by for_mode).", cli=False)
+    dpo_steps: int = option(0, "Timed DPO steps (filled from --steps by for_mode).", cli=False)
+    warmup: int = option(1, "Untimed steps at the start of each training run.")
+    max_tokens: int = option(0, "Longest row used, in tokens (0: quick 160, full the recipe's max_length).")
+    seq_len: int = option(0, "Stitch rows to about this many tokens (0: natural rows; with --shape 2048).")
+    gen_pairs: int = option(0, "Prompts answered by baseline and adapter in the generation arm (0: 8, one "
+                            "evaluation batch of 16 answers, quick and full).")
+    gen_batch: int = option(16, "Rows per generation batch (the evaluation's default).")
+    gen_quant: str | None = option(None, "Base weights for generation (default: as `stylealign eval`: unquantized on a "
+                               "CPU, the recipe's on a GPU).", choices=("nf4", "none"))
+    max_new_tokens: int = option(0, "Generation length cap (0: quick 16, full 48).")
+    kit_set: dict = option({}, "Recipe override for the kit arms only (repeatable), e.g. sft.gradient_checkpointing=true.",
+                       flag="--kit-set", action="append", metavar="KEY=VALUE", parse=_kit_set)
+    ref: str = option("trl", "Reference arms: plain TRL / model.generate, or for training the kit as shipped "
+                  "(to A/B --kit-set).", choices=("trl", "kit"))
+    omp_policy: str = option("inherit", "OMP_WAIT_POLICY for every arm (inherit: what the `stylealign` CLI chose "
+                         "from the machine's load at start, stylealign.omp: spin when idle, PASSIVE when busy).",
+                         choices=("passive", "active", "inherit"))
+
+    def __post_init__(self):
+        self.areas, self.kit_set = _areas(self.areas), _kit_set(self.kit_set)
+        unknown = set(self.areas) - set(AREAS)
+        if unknown:
+            raise ConfigError(f"unknown area(s) {sorted(unknown)}; choose from {', '.join(AREAS)}")
+        if min(self.threads, self.reps, self.steps, self.warmup, self.seq_len, self.max_new_tokens, self.gen_pairs) < 0:
+            raise ConfigError("threads, reps, steps, warmup, seq_len, max_new_tokens and gen_pairs cannot be negative")
+
+    def for_mode(self, recipe) -> Settings:
+        """Fill every 0 / None with the quick or full default; return self."""
+        def pick(given, quick, full):
+            return given or (quick if self.quick else full)
+
+        self.areas = self.areas or DEFAULT_AREAS["quick" if self.quick else "full"]
+        self.reps = pick(self.reps, 1, 2)
+        self.sft_batch = pick(self.sft_batch, 4, recipe.sft.batch_size)
+        self.dpo_batch = pick(self.dpo_batch, 2, recipe.dpo.batch_size)
+        self.sft_steps, self.dpo_steps = pick(self.steps, 2, 3), pick(self.steps, 2, 2)
+        self.max_tokens = pick(self.max_tokens, 160, recipe.max_length)
+        self.seq_len = self.seq_len or (2048 if self.shape else 0)
+        self.max_new_tokens = pick(self.max_new_tokens, 16, 48)
+        self.gen_pairs = self.gen_pairs or 8
+        return self
