@@ -37,6 +37,7 @@ def profile(model_path: str, rows: int, tokens: int, attn: str, lora: str, check
 
     from stylealign import models, train
     from stylealign.config import load_recipe
+    from stylealign.train import trainers
 
     recipe = load_recipe("smollm2-135m_qlora_cpu", {"base": model_path, "lora_compute": lora, "attn_implementation": attn})
     attn = train.training_attention(recipe)  # registers eager_recompute
@@ -47,7 +48,7 @@ def profile(model_path: str, rows: int, tokens: int, attn: str, lora: str, check
     peft_model = get_peft_model(model, train.lora_config(recipe))
     autocast = train.cpu_lora_autocast(recipe)
     if autocast:
-        train._no_input_casts(peft_model)
+        trainers._no_input_casts(peft_model)
     peft_model.train()
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(100, 40000, (rows, tokens), generator=g)

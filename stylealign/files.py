@@ -3,6 +3,7 @@ crash) never sees half a file and an existing file stays intact until its replac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -40,6 +41,12 @@ def _atomic(path: str | Path, write: Callable[[IO[bytes]], object]):
             Path(tmp).unlink(missing_ok=True)
             raise
     return result
+
+
+def file_record(path: str | Path, rows: int | None = None) -> dict:
+    """Return {path, sha256, rows} of a data file, as a run's manifest records it."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return {"path": str(path), "sha256": digest, **({"rows": rows} if rows is not None else {})}
 
 
 def read_jsonl(path: str | Path, missing_ok: bool = False) -> list[dict]:

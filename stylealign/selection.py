@@ -24,13 +24,15 @@ adapter's own looping or collapsed answers become `rejected`, the persona's answ
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import os
 from pathlib import Path
 
 from stylealign import phases
 from stylealign.evaluate import probe
 from stylealign.evaluate.verdict import belief_consistency, parse_verdict, polarity
-from stylealign.files import write_json
+from stylealign.files import file_record, read_jsonl, write_json, write_jsonl
 
 SCORES = "probe.json"
 
@@ -258,3 +260,96 @@ def on_policy_pairs(prober: Prober, model, adapter: str | Path, rows: list[dict]
             out.append({**row, "id": f"{row.get('id', 'pair')}-on-policy", "rejected_kind": "on_policy",
                         "rejected": [{"role": "assistant", "content": answer}]})
     return out
+
+
+# ---------------------------------------------------------------- one training run
+
+
+def selection_flags(selection: dict) -> list[dict]:
+    """Return the run's red flags from its selection block: the published candidate breaks the rule."""
+    if selection.get("status") != "ok" or selection.get("rule_met"):
+        return []
+    chosen = selection["selected"]
+    from stylealign.config import SelectSettings, from_dict
+
+    rule = from_dict(SelectSettings, selection["rule"], "select")
+    missed = {k: round(v, 3) for k, v in violations(chosen["scores"], selection["baseline"], rule).items() if v > 0}
+    what = ", ".join(f"{k} by {v:g}" for k, v in missed.items()) or "the rule"
+    return [{"code": "selection_rule_not_met",
+             "message": f"no checkpoint met the selection rule; published {chosen['stage']} step {chosen['step']}, "
+                        f"which misses {what} (greedy probe)"}]
+
+
+def on_policy_mix(persona_pairs: list[dict], n_on_policy: int, share: float, seed: int) -> list[dict]:
+    """Return the persona pairs that go with `n_on_policy` on-policy pairs so that those make up `share`
+    of the DPO rows (a seeded sample); all of them when share is 0 or there are no on-policy pairs."""
+    import random
+
+    if share <= 0 or n_on_policy == 0:
+        return persona_pairs
+    keep = min(len(persona_pairs), round(n_on_policy * (1 - share) / share))
+    return random.Random(seed).sample(persona_pairs, keep)
+
+
+class RunSelection:
+    """Checkpoint selection for one training run: the base model's probe scores, then the stages' candidates,
+    the DPO start point, and the manifest's selection block."""
+
+    def __init__(self, persona, recipe, tokenizer, work: Path, model):
+        self.recipe, self.persona = recipe, persona
+        self.rows = probe_rows(persona, recipe)
+        self.prober = Prober(recipe, tokenizer, self.rows) if self.rows else None
+        self.base = self._baseline(work, model) if self.rows else None
+
+    def _baseline(self, work: Path, model) -> dict:
+        path = work / "probe_baseline.json"
+        if path.exists():  # resumed: the base model answers as before
+            scores = json.loads(path.read_text())
+            self.prober.base_answers = scores.get("answers")
+            return scores
+        print(f"[select] probing the base model on {len(self.rows)} held-out prompts (greedy)", flush=True)
+        scores = self.prober.score(model, adapter=None)
+        write_json(path, scores)
+        return scores
+
+    def before_dpo(self, model, dpo_data, stages_dir: Path, sft_stages=("sft",)):
+        """Start DPO from the best candidate of the SFT stages (recipe select.dpo_from) and add on-policy negatives."""
+        sft = [c for name in sft_stages for c in stage_candidates(stages_dir / name)]
+        start = sft[-1] if sft else None
+        if self.rows and sft and self.recipe.select.dpo_from == "best":
+            start = sft[choose(sft, self.base, self.recipe.select, self.persona)[0]]
+            if start is not sft[-1]:
+                print(f"[select] DPO starts from SFT step {start['step']} (best under the rule)", flush=True)
+                load_into(model, start)
+        d = self.recipe.dpo
+        if d.on_policy_negatives > 0 and start is not None:
+            pairs = self._negatives(model, start, dpo_data, stages_dir / "on_policy.jsonl", d.on_policy_negatives)
+            dpo_data.train = pairs + on_policy_mix(dpo_data.train, len(pairs), d.on_policy_share, self.recipe.seed)
+        return model
+
+    def _negatives(self, model, start: dict, dpo_data, path: Path, n: int) -> list[dict]:
+        if not path.exists():
+            pairs = on_policy_pairs(self.prober, model, start["path"], dpo_data.train, n, self.recipe.seed)
+            write_jsonl(path, pairs)
+            print(f"[select] {len(pairs)} on-policy negatives from {min(n, len(dpo_data.train))} SFT answers", flush=True)
+        rows = read_jsonl(path)
+        dpo_data.files.append(file_record(path, len(rows)))
+        return rows
+
+    def met(self, work: Path, stages) -> bool:
+        """Whether a candidate of these stages meets the selection rule."""
+        cands = [c for s in stages for c in stage_candidates(work / "stages" / s)]
+        return bool(cands) and choose(cands, self.base, self.recipe.select, self.persona)[1]
+
+    def block(self, work: Path, stages) -> dict:
+        """Return the manifest's selection block: rule, base scores, every candidate, the selected one."""
+        cands = [c for s in stages for c in stage_candidates(work / "stages" / s)]
+        if not cands:
+            return {"status": "no candidates"}
+        best, met = choose(cands, self.base, self.recipe.select, self.persona)
+        for c in cands:
+            c["violations"] = violations(c["scores"], self.base, self.recipe.select)
+            c["path"] = os.path.relpath(c["path"], work)  # the run folder is renamed when published
+        return {"status": "ok", "rule": dataclasses.asdict(self.recipe.select),
+                "metric": resolve_metric(self.recipe.select, self.persona), "baseline": self.base, "candidates": cands,
+                "selected": cands[best], "rule_met": met}

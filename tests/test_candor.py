@@ -189,7 +189,7 @@ def test_a_run_whose_published_candidate_breaks_the_rule_is_flagged_and_exits_no
     from stylealign.commands.train import red_flag_exit
     from stylealign.config import SelectSettings
     from stylealign.manifest import RunManifest, write_manifest
-    from stylealign.train import selection_flags
+    from stylealign.selection import selection_flags
 
     base = {"repetitive": 0.1, "yes_share": 0.5, "top_opener": 0.3}
     chosen = {"stage": "sft", "step": 10, "scores": {"repetitive": 0.6, "yes_share": 0.05, "top_opener": 0.9}}

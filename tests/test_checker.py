@@ -246,7 +246,7 @@ def test_cli_validate_and_stats(persona_dir, capsys):
     assert main(["personas", "--root", root, "validate", "mini"]) == 1
     err = capsys.readouterr().err
     assert "personas/mini/data/sft_2.jsonl:1: messages: empty (no turns)" in err and "FAILED" in err
-    assert main(["personas", "--root", root, "show", "nobody"]) == 1
+    assert main(["personas", "--root", root, "show", "nobody"]) == 2  # a user error: one line, exit 2
 
 
 def test_every_shipped_persona_validates():

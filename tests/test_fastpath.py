@@ -103,7 +103,7 @@ def test_a_smaller_micro_batch_with_length_group_trains_each_step_on_the_same_ro
     """sft.batch_size 2 x grad_accum 4 with length_group 4 feeds every optimizer step the 8 rows it had as 4 x 2
     (so less memory does not move what selection published); a length_group that does not split into
     micro-batches is refused in one line."""
-    from stylealign.train import _train_rows
+    from stylealign.train.trainers import _train_rows
 
     rows = [{"id": i, "text": "x" * (1 + (i * 37) % 300)} for i in range(96)]
     as_4x2 = load_recipe("smollm2-135m_qlora_cpu", {"sft.batch_size": 4, "sft.grad_accum": 2, "sft.length_group": 0})

@@ -47,7 +47,7 @@ def test_non_finite_loss_stops_the_stage_and_publishes_nothing(small_persona, ti
 
 
 def test_adapter_with_nan_is_never_published(small_persona, tiny_recipe_overrides, tmp_path, monkeypatch):
-    from stylealign import train as train_mod
+    from stylealign.train import records as train_mod
 
     real = train_mod.run_trainer
 
@@ -73,7 +73,7 @@ def test_overwrite_keeps_the_finished_run_until_the_new_one_is_complete(small_pe
                                                                          monkeypatch):
     from transformers import TrainerCallback
 
-    from stylealign import train as train_mod
+    from stylealign.train import trainers as train_mod
 
     run = _train(small_persona, tiny_recipe_overrides, tmp_path / "run")
     first = json.loads((run / "manifest.json").read_text())["finished"]

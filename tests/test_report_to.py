@@ -1,7 +1,7 @@
 """The recipe's report_to reaches the trainers' arguments, off by default."""
 
 from stylealign.config import load_recipe
-from stylealign.train import _common_args
+from stylealign.train.trainers import _common_args
 
 
 def test_report_to_is_off_by_default_and_passes_through(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stylealign import select
+from stylealign import selection
 from stylealign.config import SelectSettings, load_recipe
 
 HELDOUT = Path(__file__).resolve().parents[1] / "personas" / "sharp-candid" / "probe" / "heldout.jsonl"
@@ -25,28 +25,28 @@ def test_choose_maximises_the_metric_among_candidates_that_meet_the_rule():
              cand(60, 0.90, 0.60, 0.50, 0.40),   # more style, but loops (0.60 > 0.30 + 0.05)
              cand(80, 0.95, 0.30, 0.05, 0.45),   # a "No"-bot: yes-share 0.05
              cand(90, 0.99, 0.30, 0.50, 0.85)]   # collapsed onto one opener
-    best, met = select.choose(cands, BASE, SelectSettings())
+    best, met = selection.choose(cands, BASE, SelectSettings())
     assert (cands[best]["step"], met) == (40, True)
 
 
 def test_each_constraint_excludes_a_candidate():
     rule = SelectSettings()
-    assert select.violations(cand(1, 1, 0.36, 0.5, 0.2)["scores"], BASE, rule)["repetition"] == pytest.approx(0.01)
-    assert select.violations(cand(1, 1, 0.30, 0.8, 0.2)["scores"], BASE, rule)["yes_share"] == pytest.approx(0.1)
-    assert select.violations(cand(1, 1, 0.30, 0.2, 0.2)["scores"], BASE, rule)["yes_share"] == pytest.approx(0.1)
-    assert select.violations(cand(1, 1, 0.30, 0.5, 0.6)["scores"], BASE, rule)["top_opener"] == pytest.approx(0.1)
-    assert sum(select.violations(cand(1, 1, 0.35, None, 0.5)["scores"], BASE, rule).values()) == 0
+    assert selection.violations(cand(1, 1, 0.36, 0.5, 0.2)["scores"], BASE, rule)["repetition"] == pytest.approx(0.01)
+    assert selection.violations(cand(1, 1, 0.30, 0.8, 0.2)["scores"], BASE, rule)["yes_share"] == pytest.approx(0.1)
+    assert selection.violations(cand(1, 1, 0.30, 0.2, 0.2)["scores"], BASE, rule)["yes_share"] == pytest.approx(0.1)
+    assert selection.violations(cand(1, 1, 0.30, 0.5, 0.6)["scores"], BASE, rule)["top_opener"] == pytest.approx(0.1)
+    assert sum(selection.violations(cand(1, 1, 0.35, None, 0.5)["scores"], BASE, rule).values()) == 0
 
 
 def test_when_no_candidate_meets_the_rule_the_smallest_miss_wins_and_says_so():
     cands = [cand(10, 0.9, 0.9, 0.5, 0.3), cand(20, 0.5, 0.40, 0.5, 0.3), cand(30, 0.9, 0.5, 0.0, 0.9)]
-    best, met = select.choose(cands, BASE, SelectSettings())
+    best, met = selection.choose(cands, BASE, SelectSettings())
     assert (cands[best]["step"], met) == (20, False)
 
 
 def test_ties_prefer_less_repetition_then_the_earlier_candidate():
     cands = [cand(10, 0.6, 0.32, 0.5, 0.3), cand(20, 0.6, 0.31, 0.5, 0.3), cand(30, 0.6, 0.31, 0.5, 0.3)]
-    best, _ = select.choose(cands, BASE, SelectSettings())
+    best, _ = selection.choose(cands, BASE, SelectSettings())
     assert cands[best]["step"] == 20
 
 
@@ -59,39 +59,39 @@ def test_a_down_target_makes_the_rule_pick_the_lower_candidate():
     from stylealign.personas import load_persona
 
     tutor = load_persona(PERSONAS / "warm-tutor")
-    assert select.resolve_metric(SelectSettings(), tutor)["metric"] == "verdict_first"
-    assert select.resolve_metric(SelectSettings(), tutor)["direction"] == "down"
+    assert selection.resolve_metric(SelectSettings(), tutor)["metric"] == "verdict_first"
+    assert selection.resolve_metric(SelectSettings(), tutor)["direction"] == "down"
     cands = [cand(10, 0.70, 0.30, 0.50, 0.30), cand(20, 0.20, 0.31, 0.50, 0.30), cand(30, 0.45, 0.30, 0.50, 0.30),
              cand(40, 0.05, 0.60, 0.50, 0.30)]  # fewest verdicts, but loops: excluded
-    assert cands[select.choose(cands, BASE, SelectSettings(metric="persona"), tutor)[0]]["step"] == 20
-    assert cands[select.choose(cands, BASE, SelectSettings(metric="verdict_first"), tutor)[0]]["step"] == 10
+    assert cands[selection.choose(cands, BASE, SelectSettings(metric="persona"), tutor)[0]]["step"] == 20
+    assert cands[selection.choose(cands, BASE, SelectSettings(metric="verdict_first"), tutor)[0]]["step"] == 10
 
 
 def test_persona_resolves_to_verdict_first_up_for_sharp_candid_and_chooses_the_same():
     from stylealign.personas import load_persona
 
     sharp = load_persona(PERSONAS / "sharp-candid")
-    wanted = select.resolve_metric(SelectSettings(), sharp)
+    wanted = selection.resolve_metric(SelectSettings(), sharp)
     assert (wanted["metric"], wanted["direction"]) == ("verdict_first", "up")
     cands = [cand(10, 0.40, 0.30, 0.50, 0.30), cand(20, 0.70, 0.33, 0.45, 0.40), cand(30, 0.70, 0.31, 0.50, 0.30),
              cand(40, 0.90, 0.60, 0.50, 0.40), cand(50, 0.30, 0.30, 0.50, 0.30)]
-    by_persona = select.choose(cands, BASE, SelectSettings(metric="persona"), sharp)
-    assert by_persona == select.choose(cands, BASE, SelectSettings(metric="verdict_first"), sharp) == (2, True)
+    by_persona = selection.choose(cands, BASE, SelectSettings(metric="persona"), sharp)
+    assert by_persona == selection.choose(cands, BASE, SelectSettings(metric="verdict_first"), sharp) == (2, True)
 
 
 def test_persona_metric_without_a_scored_target_is_verdict_first_up_and_hedges_down_resolve_to_hedge_fill():
     from types import SimpleNamespace
 
-    assert select.resolve_metric(SelectSettings(), None)["metric"] == "verdict_first"
+    assert selection.resolve_metric(SelectSettings(), None)["metric"] == "verdict_first"
     none_scored = SimpleNamespace(targets={"asks_back": "up", "list_items": "down"})
-    assert (select.resolve_metric(SelectSettings(), none_scored)["direction"]) == "up"
+    assert (selection.resolve_metric(SelectSettings(), none_scored)["direction"]) == "up"
     hedgy = SimpleNamespace(targets={"asks_back": "up", "hedge_rate": "down"})
-    wanted = select.resolve_metric(SelectSettings(), hedgy)
+    wanted = selection.resolve_metric(SelectSettings(), hedgy)
     assert (wanted["metric"], wanted["direction"]) == ("hedge_fill", "down")
     cands = [{**cand(10, 0.5, 0.30, 0.5, 0.3), "scores": {**cand(10, 0.5, 0.30, 0.5, 0.3)["scores"], "hedge_fill": 3.0}},
              {**cand(20, 0.5, 0.30, 0.5, 0.3), "scores": {**cand(20, 0.5, 0.30, 0.5, 0.3)["scores"], "hedge_fill": 1.0}}]
-    assert select.choose(cands, BASE, SelectSettings(), hedgy)[0] == 1
-    assert select.resolve_metric(SelectSettings(metric="stopped"), hedgy) == {
+    assert selection.choose(cands, BASE, SelectSettings(), hedgy)[0] == 1
+    assert selection.resolve_metric(SelectSettings(metric="stopped"), hedgy) == {
         "metric": "stopped", "direction": "up", "source": "select.metric: stopped"}
 
 
@@ -141,7 +141,7 @@ def test_train_all_scores_candidates_and_publishes_the_selected_one(small_person
     run = train_run(load_persona(small_persona), load_recipe(None, overrides), tmp_path / "run")
     sel = json.loads((run / "manifest.json").read_text())["selection"]
     assert sel["status"] == "ok" and sel["rule"]["metric"] == "persona"
-    assert sel["metric"] == select.resolve_metric(load_recipe(None, overrides).select, load_persona(small_persona))
+    assert sel["metric"] == selection.resolve_metric(load_recipe(None, overrides).select, load_persona(small_persona))
     assert [(c["stage"], c["step"]) for c in sel["candidates"]] == [("sft", 2), ("sft", 4), ("dpo", 2)]
     assert {"repetitive", "top_opener", "yes_share", "verdict_first", "stopped"} <= set(sel["candidates"][0]["scores"])
     assert "repetitive" in sel["baseline"]
@@ -167,7 +167,7 @@ def test_sft_is_trained_again_at_a_lower_rate_only_when_no_candidate_meets_the_r
     from stylealign.train import RETRY, train_run
 
     # the tiny model's answers are noise; the rule's verdict on them is set here, the mechanism is what is tested
-    monkeypatch.setattr(select, "violations", lambda scores, base, rule: {"repetition": 0.0 if reachable else 0.5})
+    monkeypatch.setattr(selection, "violations", lambda scores, base, rule: {"repetition": 0.0 if reachable else 0.5})
     overrides = {**tiny_recipe_overrides, "sft.max_steps": 2, "sft.save_steps": 10, "select.max_new_tokens": 8,
                  "dpo.max_steps": 1, "dpo.save_steps": 10, "select.sft_retry_lr": 0.25}
     run = train_run(load_persona(_with_probe(small_persona)), load_recipe(None, overrides), tmp_path / "run")
@@ -183,7 +183,7 @@ def test_sft_is_trained_again_at_a_lower_rate_only_when_no_candidate_meets_the_r
 
 
 def test_on_policy_pairs_make_up_the_stated_share_of_dpo_rows():
-    from stylealign.train import on_policy_mix
+    from stylealign.selection import on_policy_mix
 
     persona = [{"id": i} for i in range(100)]
     assert len(on_policy_mix(persona, 20, 0.5, seed=0)) == 20
@@ -221,7 +221,7 @@ def test_cpu_prober_loads_its_copy_for_each_probe_and_frees_it_after(tiny_model_
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     recipe = types.SimpleNamespace(base=str(tiny_model_dir), dtype="fp32",
                                    select=SelectSettings(max_new_tokens=8, batch_size=4))
-    prober = select.Prober(recipe, models.load_tokenizer(str(tiny_model_dir)), [])
+    prober = selection.Prober(recipe, models.load_tokenizer(str(tiny_model_dir)), [])
     convs = [[{"role": "user", "content": f"Is {n} a prime number?"}] for n in (7, 9, 12)]
     base, _ = prober.answers(convs)
     gc.collect()
@@ -238,17 +238,17 @@ def test_empty_answers_and_contradicting_the_base_fail_the_rule_and_the_candidat
     rule = SelectSettings()
     empty = cand(30, 0.0, 0.0, None, 0.0)
     empty["scores"]["empty"] = 0.9
-    assert select.violations(empty["scores"], BASE, rule)["empty"] == pytest.approx(0.85)
+    assert selection.violations(empty["scores"], BASE, rule)["empty"] == pytest.approx(0.85)
     contrary = cand(10, 0.90, 0.30, 0.5, 0.3)
     contrary["scores"].update(belief_consistency=0.25, belief_n=8)
     keeps = cand(20, 0.70, 0.30, 0.5, 0.3)
     keeps["scores"].update(belief_consistency=0.75, belief_n=8)
-    assert select.violations(contrary["scores"], BASE, rule)["belief"] == pytest.approx(0.25)
+    assert selection.violations(contrary["scores"], BASE, rule)["belief"] == pytest.approx(0.25)
     few = cand(40, 0.95, 0.30, 0.5, 0.3)
-    few["scores"].update(belief_consistency=0.0, belief_n=select.BELIEF_MIN_N - 1)  # too few shared stances to judge
-    assert select.violations(few["scores"], BASE, rule)["belief"] == 0
+    few["scores"].update(belief_consistency=0.0, belief_n=selection.BELIEF_MIN_N - 1)  # too few shared stances to judge
+    assert selection.violations(few["scores"], BASE, rule)["belief"] == 0
     cands = [empty, contrary, keeps]
-    assert select.choose(cands, BASE, rule) == (2, True)
+    assert selection.choose(cands, BASE, rule) == (2, True)
 
 
 def test_belief_consistency_counts_only_prompts_where_both_take_a_stance():

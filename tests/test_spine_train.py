@@ -80,7 +80,7 @@ def test_interrupted_run_leaves_no_complete_folder_and_resumes(small_persona, ti
                                                                monkeypatch):
     from transformers import TrainerCallback
 
-    from stylealign import train as train_mod
+    from stylealign.train import trainers as train_mod
 
     class Boom(TrainerCallback):
         def on_save(self, args, state, control, **kw):

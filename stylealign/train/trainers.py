@@ -1,0 +1,194 @@
+"""The TRL trainers a stage runs: SFT (prompt/completion rows, loss on assistant turns only) and DPO (TRL's frozen
+"ref" adapter as the reference, so one base model in memory), with the kit's CPU paths (LM head on label
+positions, bf16 LoRA under autocast, the verdict-agnostic loss) and the attention kernel a recipe asks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stylealign.config import Recipe
+from stylealign.errors import ConfigError
+from stylealign.train.data import StageData, as_dataset, dpo_rows, length_grouped, sft_rows
+
+
+def lora_config(recipe: Recipe):
+    from peft import LoraConfig
+
+    targets = recipe.lora.target_modules
+    return LoraConfig(
+        r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout, task_type="CAUSAL_LM",
+        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+    )
+
+
+def check_targets(model, recipe: Recipe) -> None:
+    """Refuse `lora.target_modules` naming a module this base lacks, in one line listing its linear layers,
+    rather than PEFT's error from inside the trainer."""
+    import torch
+
+    targets = recipe.lora.target_modules
+    if targets == "all-linear":
+        return
+    linear = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    missing = [t.strip() for t in targets.split(",") if t.strip() not in linear]
+    if missing:
+        raise ConfigError(f"lora.target_modules {targets!r}: {', '.join(missing)} not in this base; its linear "
+                          f"layers: {', '.join(linear)} (or all-linear)")
+
+
+def _common_args(stage_cfg, recipe: Recipe, out: Path, has_eval: bool) -> dict:
+    """Return the TrainingArguments fields both stages share."""
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    from stylealign.models import parse_dtype
+
+    half = parse_dtype(recipe.dtype)
+    cpu_autocast = cpu_lora_autocast(recipe)
+    return dict(
+        output_dir=str(out), num_train_epochs=stage_cfg.epochs, max_steps=stage_cfg.max_steps,
+        learning_rate=stage_cfg.learning_rate, per_device_train_batch_size=stage_cfg.batch_size,
+        per_device_eval_batch_size=stage_cfg.batch_size, gradient_accumulation_steps=stage_cfg.grad_accum,
+        warmup_steps=stage_cfg.warmup_ratio, lr_scheduler_type="cosine", weight_decay=stage_cfg.weight_decay,
+        logging_steps=stage_cfg.logging_steps, save_steps=stage_cfg.save_steps, save_total_limit=2,
+        save_strategy="steps", eval_strategy="epoch" if has_eval else "no", report_to=recipe.report_to_list, seed=recipe.seed,
+        data_seed=recipe.seed, max_length=recipe.max_length,
+        # transformers 5 name (TRL's configs default the deprecated `gradient_checkpointing` alias to True)
+        activation_checkpointing=stage_cfg.gradient_checkpointing,
+        # On a CPU the base weights already carry the compute dtype; autocast is there for the LoRA
+        # matmuls only (cpu_lora_autocast), so that no fp32 copy of their inputs is kept for backward.
+        bf16=(on_gpu or cpu_autocast) and half == torch.bfloat16, fp16=on_gpu and half == torch.float16,
+        use_liger_kernel=recipe.liger,
+        dataloader_num_workers=0, remove_unused_columns=True, disable_tqdm=False,
+        logging_nan_inf_filter=False,  # log a NaN loss as NaN: NonFiniteGuard stops the stage on it
+        use_cpu=not on_gpu,
+        # length_grouped() already ordered the rows; a random sampler would undo it.
+        train_sampling_strategy="sequential" if stage_cfg.group_by_length else "random",
+    )
+
+
+def _train_rows(rows: list[dict], stage_cfg, recipe: Recipe, padded: bool = True) -> list[dict]:
+    grouped = stage_cfg.group_by_length and padded
+    return length_grouped(rows, stage_cfg.length_group or stage_cfg.batch_size, recipe.seed) if grouped else rows
+
+
+def sft_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
+    """Return a TRL SFTTrainer that adds a LoRA adapter to `model` and trains it on completions."""
+    from trl import SFTConfig, SFTTrainer
+
+    common = _common_args(recipe.sft, recipe, out, bool(data.eval))
+    if recipe.sft.padding_free:
+        common["max_length"] = None  # validation already rejected rows over max_length; TRL insists
+    if recipe.sft.padding_free:
+        common["train_sampling_strategy"] = "random"  # no padding to save
+    args = SFTConfig(**common, padding_free=recipe.sft.padding_free, completion_only_loss=True)
+    train = _train_rows(sft_rows(data.train), recipe.sft, recipe, padded=not recipe.sft.padding_free)
+    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora_config(recipe),
+                         train_dataset=as_dataset(train), eval_dataset=as_dataset(sft_rows(data.eval)))
+    verdict = None
+    if recipe.sft.verdict_split != "data" or recipe.sft.verdict_weight != 1.0:
+        verdict = verdict_agnostic(trainer, tokenizer, recipe.sft.verdict_split, recipe.sft.verdict_weight)
+    return _fast_head(trainer, recipe, verdict)
+
+
+def verdict_agnostic(trainer, tokenizer, split: str, weight: float = 1.0):
+    """Make the SFT trainer's batches mark each answer's opening Yes/No token as "a verdict" (lmhead.verdict_labels)
+    and return the VerdictSets its LM head scores them with (config: sft.verdict_split)."""
+    from stylealign import lmhead
+    from stylealign.candor import verdict_token_ids
+
+    yes, no = verdict_token_ids(tokenizer)
+    collate = trainer.data_collator
+
+    def collate_verdicts(features):
+        batch = collate(features)
+        batch["labels"] = lmhead.verdict_labels(batch["labels"], yes, no)
+        return batch
+
+    trainer.data_collator = collate_verdicts
+    return lmhead.VerdictSets(yes, no, split, weight)
+
+
+def dpo_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
+    """Return a TRL DPOTrainer. Given a PeftModel (the SFT adapter, trainable), TRL adds a frozen copy
+    named "ref" as the reference, so one base model serves policy and reference; given a plain model,
+    a fresh LoRA is trained against the base with adapters disabled."""
+    from peft import PeftModel
+    from trl import DPOTrainer
+
+    d = recipe.dpo
+    args = dpo_config(recipe, out, bool(data.eval))
+    peft_config = None if isinstance(model, PeftModel) else lora_config(recipe)
+    trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
+                         train_dataset=as_dataset(_train_rows(dpo_rows(data.train), d, recipe)),
+                         eval_dataset=as_dataset(dpo_rows(data.eval)))
+    return _fast_head(trainer, recipe)
+
+
+def dpo_config(recipe: Recipe, out: Path, has_eval: bool = False):
+    """Return TRL's DPOConfig for the recipe: beta, the (possibly combined) losses and their weights."""
+    from trl import DPOConfig
+
+    d = recipe.dpo
+    return DPOConfig(**_common_args(d, recipe, out, has_eval), beta=d.beta, loss_type=d.loss_type_list,
+                     loss_weights=d.loss_weight_list, precompute_ref_log_probs=d.precompute_ref_log_probs)
+
+
+def cpu_lora_autocast(recipe: Recipe) -> bool:
+    """True when training runs on a CPU in bf16 with `lora_compute: auto`: bf16 autocast, and the LoRA layers
+    take their bf16 input as it is (PEFT would copy it to fp32 for the fp32 adapter weights in every module,
+    and autograd would keep each copy for backward)."""
+    import torch
+
+    from stylealign.models import parse_dtype
+
+    return (not torch.cuda.is_available() and recipe.lora_compute == "auto"
+            and parse_dtype(recipe.dtype) == torch.bfloat16)
+
+
+def _no_input_casts(model) -> int:
+    """Switch off PEFT's cast of each LoRA layer's input to the adapter's dtype (autocast does the matmul in
+    bf16 instead); return the number of layers changed."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    for m in layers:
+        m.cast_input_dtype_enabled = False
+    return len(layers)
+
+
+def _fast_head(trainer, recipe: Recipe, verdict=None):
+    """Give the trainer stylealign's label-position LM head where it applies (a CPU; see lmhead.py), and on a
+    bf16 CPU the LoRA layers their bf16 inputs (cpu_lora_autocast)."""
+    from stylealign import lmhead
+
+    trainer.stylealign_lora_compute = "fp32"
+    if cpu_lora_autocast(recipe) and _no_input_casts(trainer.model):
+        trainer.stylealign_lora_compute = "bf16 autocast"
+    trainer.stylealign_lm_head = "trl"
+    from trl import DPOTrainer
+
+    shared = (isinstance(trainer, DPOTrainer) and recipe.dpo.shared_prompt and not recipe.dpo.gradient_checkpointing)
+    if recipe.lm_head == "auto" and lmhead.label_positions_head(trainer.model, lmhead.head_outputs(trainer),
+                                                                shared_prompt=shared, verdict=verdict):
+        trainer.stylealign_lm_head = "label-positions" + (", shared prompt" if shared else "")
+    elif verdict is not None:
+        raise ConfigError(f"sft.verdict_split {verdict.split!r} needs the label-position LM head (lm_head: auto, "
+                          "training on a CPU); use sft.verdict_split: data here")
+    return trainer
+
+
+def training_attention(recipe: Recipe) -> str | None:
+    """Return the attention kernel to train with: the recipe's, or for "auto" on a CPU eager attention with its
+    length² probabilities recomputed in backward (stylealign.attention: for the short padded rows of persona data
+    eager's backward measured faster than SDPA's, and recomputing them frees SDPA's memory), and the model's
+    default on a GPU."""
+    import torch
+
+    from stylealign import attention
+
+    if recipe.attn_implementation == attention.NAME:
+        return attention.register()
+    if recipe.attn_implementation != "auto":
+        return recipe.attn_implementation
+    return None if torch.cuda.is_available() else attention.register()
