@@ -75,9 +75,9 @@ TRAIN = ("--base", "{base}", "--quant", "none", "--dtype", "fp32", "--eval_fract
          "--sft.learning_rate", "0.05", "--dpo.learning_rate", "0.05", "--sft.warmup_ratio", "0", "--dpo.warmup_ratio", "0")
 # Each part of the evaluation has its own tests (tests/test_eval_*.py); here the command runs end to end on one
 # prompt per suite with the sampled pass and the greedy probe. Left out: the style classifier (it embeds every
-# preference pair with MiniLM: ~35 s), the pushback turns and retention's perplexity and KL passes.
+# preference pair with MiniLM: ~35 s), the pushback turns, retention's perplexity and KL passes, and the plots.
 EVAL = ("--limit", "1", "--max-new-tokens", "4", "--probe-tokens", "4", "--n-boot", "100", "--no-classifier",
-        "--no-pushback", "--no-retention", "--quiet")
+        "--no-pushback", "--no-retention", "--no-plots", "--quiet")
 TINY = "a tiny base and 1 step per stage (max_length stays the recipe's: the full rows are validated)"
 
 
