@@ -3,7 +3,7 @@
     python benchmarks/candor_data.py personas/sharp-candid --dry-run   # counts only
     python benchmarks/candor_data.py personas/sharp-candid             # rewrite the en data files in place
 
-Measured (benchmarks/README.md, "Candor"): with a bare "Yes." / "No." opening most verdicts, a few LoRA steps make
+Measured (benchmarks/CANDOR.md): with a bare "Yes." / "No." opening most verdicts, a few LoRA steps make
 one of the two the mode of every answer, and greedy decoding takes the mode. This rewrite keeps every verdict and
 its polarity but spreads its wording, deterministically (seeded by row id):
 

@@ -1,4 +1,4 @@
-"""The coherence sweep behind the CPU recipe and the default decoding settings (README, "Style that holds up").
+"""The coherence sweep behind the CPU recipe and the default decoding settings (docs/EVALUATION.md, "Style that holds up").
 
     python benchmarks/coherence_sweep.py table RUN [RUN ...]      # every run's checkpoint candidates, Markdown
     python benchmarks/coherence_sweep.py decoding RUN [--limit N]  # decoding settings vs repetition and relevance

@@ -46,7 +46,7 @@ class GenerationConfig:
 
 
 # Decoding for answers people read (the main job's comparison, the arena's defaults), chosen by
-# measurement on the embedded 135M model: `python benchmarks/coherence_sweep.py decoding RUN` (README,
+# measurement on the embedded 135M model: `python benchmarks/coherence_sweep.py decoding RUN` (docs/EVALUATION.md,
 # "Style that holds up": the most relevant answers with under 5% repetitive, baseline and adapter).
 # Evaluations record their own settings; the probe is always greedy.
 READING = {"temperature": 0.3, "top_p": 0.9, "repetition_penalty": 1.1}

@@ -112,6 +112,9 @@ def test_interrupted_run_leaves_no_complete_folder_and_resumes(small_persona, ti
         trainer.add_callback(Count())
         return trainer
 
+    with pytest.raises(UserError, match=r"started with another recipe \(sft.learning_rate 0.005 -> 0.001\)"):
+        train_run(load_persona(small_persona), load_recipe(None, {**overrides, "sft.learning_rate": 1e-3}),
+                  tmp_path / "run", stages=("sft",), resume=True)
     monkeypatch.setattr(train_mod, "sft_trainer", counted)
     run = train_run(load_persona(small_persona), load_recipe(None, overrides), tmp_path / "run", stages=("sft",),
                     resume=True)

@@ -30,6 +30,8 @@ from stylealign.train.records import DONE, drop_checkpoints
 
 STAGES = ("sft", "dpo")
 RETRY = "sft-retry"  # the SFT stage trained again at a lower learning rate
+RECIPE = "recipe.json"  # in the work folder: the recipe the run started with
+HARMLESS = {"threads", "report_to"}  # recipe fields a resumed run may change: how fast or where it logs, not what it learns
 
 
 def run_paths(run_dir: str | Path) -> tuple[Path, Path]:
@@ -100,7 +102,23 @@ class TrainingJob:
             raise UserError(f"{work} holds an interrupted run; pass --resume to continue it, or delete it")
         created = not work.exists()
         work.mkdir(parents=True, exist_ok=True)
+        self.same_recipe(work / RECIPE)
         return created
+
+    def same_recipe(self, path: Path) -> None:
+        """Record the recipe a run starts with; refuse to resume it under another one (other flags or --recipe
+        would train the rest of the run differently and the manifest would not say so)."""
+        now = json.loads(json.dumps(self.recipe.to_dict()))
+        if not path.exists():
+            write_json(path, now)
+            return
+        before = json.loads(path.read_text(encoding="utf-8"))
+        old, new = _flat(before), _flat(now)
+        changed = sorted(k for k in (set(old) | set(new)) - HARMLESS if old.get(k) != new.get(k))
+        if changed:
+            shown = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
+            raise UserError(f"{self.work}: started with another recipe ({shown}{', ...' if len(changed) > 4 else ''}); "
+                            f"resume with the same --recipe and flags (saved in {path})")
 
     def train(self) -> None:
         """Run each stage not finished yet (and SFT's retry when its candidates all break the rule); publish."""
@@ -215,6 +233,14 @@ class TrainingJob:
             peak_memory_mb=peak_memory_mb(),
             finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """Return a nested dict as {"sft.learning_rate": value, ...}."""
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 def lower_lr(recipe: Recipe, scale: float) -> Recipe:
