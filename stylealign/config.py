@@ -176,8 +176,9 @@ class SelectSettings:
                                        "from its own greedy answer).")
     dpo_from: str = _f("best", "DPO starts from the best SFT candidate ('best') or the SFT stage's end ('last').",
                        choices=("best", "last"))
-    sft_retry_lr: float = _f(0.33, "When no SFT candidate meets the rule, train SFT once more from the start at this "
-                             "fraction of its learning rate (stage 'sft-retry'; its candidates join the selection). "
+    sft_retry_lr: float = _f(0.33, "When no SFT candidate meets the rule, train SFT once more from the start, and DPO, "
+                             "at this fraction of their learning rates (stage 'sft-retry'; its candidates join the "
+                             "selection). "
                              "A learning rate too high for the base shows as loops and a collapsed opener long "
                              "before a NaN. 0: never.")
 

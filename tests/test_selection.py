@@ -175,10 +175,12 @@ def test_sft_is_trained_again_at_a_lower_rate_only_when_no_candidate_meets_the_r
     stages = [(c["stage"], c["step"]) for c in info["selection"]["candidates"]]
     if reachable:
         assert stages == [("sft", 2), ("dpo", 1)] and RETRY not in info["stages"]
+        assert info["stages"]["dpo"]["learning_rate"] == info["recipe"]["dpo"]["learning_rate"]
         assert info["selection"]["rule_met"] and "red_flags" not in info
     else:
         assert stages == [("sft", 2), (RETRY, 2), ("dpo", 1)]
         assert info["stages"][RETRY]["learning_rate"] == pytest.approx(0.25 * info["stages"]["sft"]["learning_rate"])
+        assert info["stages"]["dpo"]["learning_rate"] == pytest.approx(0.25 * info["recipe"]["dpo"]["learning_rate"])
         assert [f["code"] for f in info["red_flags"]] == ["selection_rule_not_met"]
 
 

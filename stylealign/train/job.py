@@ -122,16 +122,16 @@ class TrainingJob:
 
     def train(self) -> None:
         """Run each stage not finished yet (and SFT's retry when its candidates all break the rule); publish."""
-        model = self.load_model()
+        model, recipe = self.load_model(), self.recipe
         for stage in self.stages:
-            model = self.stage(stage, stage, self.recipe, model)
+            model = self.stage(stage, stage, recipe, model)
             self.ran.append(stage)
             if stage == "sft" and self.sft_needs_retry():
-                slower = lower_lr(self.recipe, self.recipe.select.sft_retry_lr)
-                print(f"[select] no SFT candidate met the rule; SFT again from the start at learning rate "
-                      f"{slower.sft.learning_rate:.3g} (select.sft_retry_lr {self.recipe.select.sft_retry_lr:g})",
-                      flush=True)
-                model = self.stage(RETRY, "sft", slower, _unwrap(model))
+                # the rate was too high for this base: SFT again, and the rest of the run, at the lower rate
+                recipe = lower_lr(self.recipe, self.recipe.select.sft_retry_lr)
+                print(f"[select] no SFT candidate met the rule; SFT again from the start, and DPO, at "
+                      f"{self.recipe.select.sft_retry_lr:g}x the learning rate", flush=True)
+                model = self.stage(RETRY, "sft", recipe, _unwrap(model))
                 self.ran.append(RETRY)
         if self.state.is_main_process:
             self.publish()
@@ -244,8 +244,9 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def lower_lr(recipe: Recipe, scale: float) -> Recipe:
-    """Return the recipe with its SFT learning rate scaled (the retry of a stage that broke the rule)."""
-    return dataclasses.replace(recipe, sft=dataclasses.replace(recipe.sft, learning_rate=recipe.sft.learning_rate * scale))
+    """Return the recipe with its SFT and DPO learning rates scaled (a run whose SFT broke the rule)."""
+    return dataclasses.replace(recipe, sft=dataclasses.replace(recipe.sft, learning_rate=recipe.sft.learning_rate * scale),
+                               dpo=dataclasses.replace(recipe.dpo, learning_rate=recipe.dpo.learning_rate * scale))
 
 
 def _drop_if_unstarted(work: Path) -> None:
