@@ -176,16 +176,15 @@ class SelectSettings:
                                        "from its own greedy answer).")
     dpo_from: str = _f("best", "DPO starts from the best SFT candidate ('best') or the SFT stage's end ('last').",
                        choices=("best", "last"))
-    sft_retry_lr: float = _f(0.33, "When no SFT candidate meets the rule, train SFT once more from the start, and DPO, "
-                             "at this fraction of their learning rates (stage 'sft-retry'; its candidates join the "
-                             "selection). "
-                             "A learning rate too high for the base shows as loops and a collapsed opener long "
-                             "before a NaN. 0: never.")
+    retry_lr: float = _f(0.33, "When no candidate of the run meets the rule, train its stages once more from the start "
+                         "at this fraction of their learning rates (stages 'sft-retry', 'dpo-retry'; their candidates "
+                         "join the selection): a rate too high for the base shows as loops and a collapsed opener "
+                         "long before a NaN. 0: never.")
 
     def __post_init__(self):
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise ConfigError("need max_new_tokens >= 1 and batch_size >= 1")
-        _need(0 <= self.sft_retry_lr < 1, "sft_retry_lr", self.sft_retry_lr, "in [0, 1) (0: no retry)")
+        _need(0 <= self.retry_lr < 1, "retry_lr", self.retry_lr, "in [0, 1) (0: no retry)")
         if not 0 <= self.yes_share_min <= self.yes_share_max <= 1:
             raise ConfigError("need 0 <= yes_share_min <= yes_share_max <= 1")
 

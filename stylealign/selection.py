@@ -312,8 +312,9 @@ class RunSelection:
         write_json(path, scores)
         return scores
 
-    def before_dpo(self, model, dpo_data, stages_dir: Path, sft_stages=("sft",)):
-        """Start DPO from the best candidate of the SFT stages (recipe select.dpo_from) and add on-policy negatives."""
+    def before_dpo(self, model, dpo_data, stages_dir: Path, sft_stages=("sft",), negatives: str = "on_policy.jsonl"):
+        """Start DPO from the best candidate of the SFT stages (recipe select.dpo_from) and add on-policy negatives
+        (kept in stages_dir / `negatives`) to `dpo_data`."""
         sft = [c for name in sft_stages for c in stage_candidates(stages_dir / name)]
         start = sft[-1] if sft else None
         if self.rows and sft and self.recipe.select.dpo_from == "best":
@@ -323,7 +324,7 @@ class RunSelection:
                 load_into(model, start)
         d = self.recipe.dpo
         if d.on_policy_negatives > 0 and start is not None:
-            pairs = self._negatives(model, start, dpo_data, stages_dir / "on_policy.jsonl", d.on_policy_negatives)
+            pairs = self._negatives(model, start, dpo_data, stages_dir / negatives, d.on_policy_negatives)
             dpo_data.train = pairs + on_policy_mix(dpo_data.train, len(pairs), d.on_policy_share, self.recipe.seed)
         return model
 

@@ -3,7 +3,8 @@ process state; it runs the stages in order, selects the checkpoint to publish an
 
 Work happens in `<run>.partial/`, which `--resume` continues: each stage lives in `stages/<name>/` and its
 `DONE` marker is written last, so a stage without it trains again from its last complete checkpoint. A stage
-whose candidates all break the selection rule gets one retry at a lower learning rate (`select.sft_retry_lr`).
+whose candidates all break the selection rule trains once more from the start at a lower learning rate
+(`select.retry_lr`).
 The finished run is renamed into place atomically, so a folder named like a run is always complete.
 """
 
@@ -29,7 +30,7 @@ from stylealign.train.data import load_stage_data
 from stylealign.train.records import DONE, drop_checkpoints
 
 STAGES = ("sft", "dpo")
-RETRY = "sft-retry"  # the SFT stage trained again at a lower learning rate
+RETRY = "-retry"  # the suffix of the stages trained again at a lower learning rate ("sft-retry", "dpo-retry")
 RECIPE = "recipe.json"  # in the work folder: the recipe the run started with
 HARMLESS = {"threads", "report_to"}  # recipe fields a resumed run may change: how fast or where it logs, not what it learns
 
@@ -61,6 +62,7 @@ class TrainingJob:
         # every stage's data is validated before any model loads or any folder is made
         self.datasets = {s: load_stage_data(persona, s, recipe, self.tokenizer, (data_files or {}).get(s))
                          for s in self.stages}
+        self.read = {s: dataclasses.replace(d) for s, d in self.datasets.items()}  # as validated, before negatives
         self.state = _dist_state()
         self.resume, self.started = False, time.time()
         self.summary: dict = {}  # stage name -> the trainer's summary
@@ -121,20 +123,25 @@ class TrainingJob:
                             f"resume with the same --recipe and flags (saved in {path})")
 
     def train(self) -> None:
-        """Run each stage not finished yet (and SFT's retry when its candidates all break the rule); publish."""
-        model, recipe = self.load_model(), self.recipe
-        for stage in self.stages:
-            model = self.stage(stage, stage, recipe, model)
-            self.ran.append(stage)
-            if stage == "sft" and self.sft_needs_retry():
-                # the rate was too high for this base: SFT again, and the rest of the run, at the lower rate
-                recipe = lower_lr(self.recipe, self.recipe.select.sft_retry_lr)
-                print(f"[select] no SFT candidate met the rule; SFT again from the start, and DPO, at "
-                      f"{self.recipe.select.sft_retry_lr:g}x the learning rate", flush=True)
-                model = self.stage(RETRY, "sft", recipe, _unwrap(model))
-                self.ran.append(RETRY)
+        """Run the stages not finished yet; when no candidate meets the selection rule, run them once more
+        from the start at a lower learning rate (`select.retry_lr`); publish."""
+        model = self.run_stages(self.load_model(), self.recipe)
+        if self.needs_retry():
+            # loops and a collapsed opener long before a NaN: the rate was too high for this base
+            print(f"[select] no candidate met the rule; training again from the start at "
+                  f"{self.recipe.select.retry_lr:g}x the learning rates", flush=True)
+            start = _unwrap(model)
+            if self.init_adapter:
+                start = _attach_trainable(start, self.init_adapter)
+            self.run_stages(start, lower_lr(self.recipe, self.recipe.select.retry_lr), RETRY)
         if self.state.is_main_process:
             self.publish()
+
+    def run_stages(self, model, recipe: Recipe, suffix: str = ""):
+        for kind in self.stages:
+            model = self.stage(kind + suffix, kind, recipe, model)
+            self.ran.append(kind + suffix)
+        return model
 
     def load_model(self):
         """Load the base once (with --init's adapter trainable) and score it on the selection probe."""
@@ -152,9 +159,9 @@ class TrainingJob:
                 self.selection = RunSelection(self.persona, recipe, self.tokenizer, self.work, model)
         return model
 
-    def sft_needs_retry(self) -> bool:
+    def needs_retry(self) -> bool:
         probing = self.selection is not None and bool(self.selection.rows)
-        return probing and self.recipe.select.sft_retry_lr > 0 and not self.selection.met(self.work, self.ran)
+        return probing and self.recipe.select.retry_lr > 0 and not self.selection.met(self.work, self.ran)
 
     def stage(self, name: str, kind: str, recipe: Recipe, model):
         """Train one stage (`kind` sft or dpo) into stages/<name>, or reload it when its DONE says it finished;
@@ -166,12 +173,19 @@ class TrainingJob:
             if main:
                 drop_checkpoints(stage_dir)
             return _attach_trainable(_unwrap(model), stage_dir / "adapter")
+        data = self.datasets[kind]
         if self.selection is not None and kind == "dpo":
+            # each DPO stage starts from the persona's pairs as read (a retry does not stack its negatives on the
+            # first pass's); the manifest records the data of the last one
+            data = self.datasets[kind] = dataclasses.replace(self.read[kind], train=list(self.read[kind].train),
+                                                            files=list(self.read[kind].files))
+            sft = [s for s in self.ran if s.startswith("sft")]
             with phases.phase("dpo: start point, on-policy negatives"):
-                model = self.selection.before_dpo(model, self.datasets["dpo"], self.work / "stages", ("sft", RETRY))
+                model = self.selection.before_dpo(model, data, self.work / "stages", sft,
+                                                  f"on_policy{name.removeprefix(kind)}.jsonl")
         with phases.phase(name):
             make = trainers.sft_trainer if kind == "sft" else trainers.dpo_trainer
-            trainer = make(model, self.tokenizer, self.datasets[kind], recipe, stage_dir)
+            trainer = make(model, self.tokenizer, data, recipe, stage_dir)
             if probing:
                 trainer.add_callback(probe_callback(name, stage_dir, self.selection.prober))
             self.summary[name] = records.run_trainer(trainer, stage_dir, self.resume, main)
@@ -244,7 +258,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def lower_lr(recipe: Recipe, scale: float) -> Recipe:
-    """Return the recipe with its SFT and DPO learning rates scaled (a run whose SFT broke the rule)."""
+    """Return the recipe with its SFT and DPO learning rates scaled (a run whose candidates broke the rule)."""
     return dataclasses.replace(recipe, sft=dataclasses.replace(recipe.sft, learning_rate=recipe.sft.learning_rate * scale),
                                dpo=dataclasses.replace(recipe.dpo, learning_rate=recipe.dpo.learning_rate * scale))
 
