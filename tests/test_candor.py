@@ -168,7 +168,7 @@ def test_evaluation_runs_the_pushback_probe_flags_caving_and_gates_on_it(tmp_pat
 
 
 def test_main_job_headline_names_the_red_flags_or_says_there_are_none(tmp_path):
-    from stylealign.commands.main import red_flags, verdict_line
+    from stylealign.commands.quickstart import red_flags, verdict_line
     from stylealign.manifest import RunManifest, write_manifest
 
     run = tmp_path / "run"

@@ -69,14 +69,15 @@ def test_command_options_come_from_typed_config():
 
 def _option_classes():
     from stylealign.arena.settings import ArenaConfig, ExportConfig, Limits
-    from stylealign.commands import evaluate, export, generate, main, personas, synth, train
+    from stylealign.commands import chat, export, personas, quickstart, synth, train
+    from stylealign.commands import eval as eval_command
     from stylealign.commands.bench import harness
     from stylealign.evaluate.run import EvalConfig
     from stylealign.scaffold import PersonaDraft
     from stylealign.synth import SynthConfig
 
-    return (ArenaConfig, ExportConfig, Limits, harness().Settings, EvalConfig, evaluate.EvalOptions, export.ExportOptions,
-            export.ServeOptions, generate.ChatOptions, generate.SamplingOptions, main.QuickstartOptions, personas.Root,
+    return (ArenaConfig, ExportConfig, Limits, harness().Settings, EvalConfig, eval_command.EvalOptions, export.ExportOptions,
+            export.ServeOptions, chat.ChatOptions, chat.SamplingOptions, quickstart.QuickstartOptions, personas.Root,
             personas.Selection, personas.OneSelection, personas.StatsOptions, PersonaDraft, SynthConfig, synth.SynthTarget,
             train.TrainOptions, train.DPOTrainOptions)
 
@@ -115,18 +116,18 @@ def test_every_flag_of_every_command_is_a_typed_config_field_with_help():
 
 def test_flags_build_their_configs_back(tmp_path):
     from stylealign.cli import build_parser
-    from stylealign.commands import export, generate, main, personas, train
+    from stylealign.commands import chat, export, personas, quickstart, train
     from stylealign.config import config_from_args
     from stylealign.scaffold import PersonaDraft
     from stylealign.synth import SynthConfig
 
     parse = build_parser().parse_args
     args = parse(["chat", "--greedy", "--prompt", "hi", "--prompt", "yo", "--max-new-tokens", "9"])
-    assert config_from_args(args, generate.ChatOptions).prompt == ["hi", "yo"]
-    cfg = generate.generation_config(args)
+    assert config_from_args(args, chat.ChatOptions).prompt == ["hi", "yo"]
+    cfg = chat.generation_config(args)
     assert (cfg.do_sample, cfg.max_new_tokens) == (False, 9)
-    assert config_from_args(parse(["quickstart", "--no-arena"]), main.QuickstartOptions).arena is False
-    assert config_from_args(parse(["quickstart"]), main.QuickstartOptions) == main.QuickstartOptions()
+    assert config_from_args(parse(["quickstart", "--no-arena"]), quickstart.QuickstartOptions).arena is False
+    assert config_from_args(parse(["quickstart"]), quickstart.QuickstartOptions) == quickstart.QuickstartOptions()
     opts = config_from_args(parse(["export", "runs/r", "--no-check", "--to", "gguf"]), export.ExportOptions)
     assert (opts.run, opts.check, opts.to) == ("runs/r", False, "gguf")
     synth = config_from_args(parse(["synth", "p", "--teacher", "file:x.jsonl", "--topic", "a:b", "--quiet"]), SynthConfig)
@@ -145,4 +146,4 @@ def test_flags_build_their_configs_back(tmp_path):
         config_from_args(parse(["synth", "p", "--teacher", "t", "--temperature", "-1"]), SynthConfig)
     assert config_from_args(parse(["synth", "p", "--teacher", "t", "--temperature", "0"]), SynthConfig).temperature == 0
     with pytest.raises(ValueError, match="sampling needs temperature"):
-        generate.generation_config(parse(["chat", "--temperature", "0"]))
+        chat.generation_config(parse(["chat", "--temperature", "0"]))

@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_main_job_headline_carries_the_probe(tmp_path, capsys, monkeypatch):
-    from stylealign.commands import main
+    from stylealign.commands import quickstart as main
     from stylealign.evaluate.fakes import FakeGenerator
 
     monkeypatch.chdir(REPO)  # the main job reads the shipped suites by relative path
@@ -23,7 +23,7 @@ def test_main_job_headline_carries_the_probe(tmp_path, capsys, monkeypatch):
 
 
 def test_main_job_prints_the_checkpoint_selection(tmp_path, capsys):
-    from stylealign.commands.main import show_selection
+    from stylealign.commands.quickstart import show_selection
 
     scores = lambda vf, rep: {"verdict_first": vf, "repetitive": rep, "top_opener": 0.3, "yes_share": 0.5,  # noqa: E731
                               "openers": {"en": {"opener": "no", "share": 0.3, "n": 32}}}
@@ -42,7 +42,7 @@ def test_main_job_prints_the_checkpoint_selection(tmp_path, capsys):
 
 
 def test_main_job_names_the_resolved_selection_metric_and_direction(tmp_path, capsys):
-    from stylealign.commands.main import show_selection
+    from stylealign.commands.quickstart import show_selection
 
     scores = {"verdict_first": 0.2, "repetitive": 0.2, "top_opener": 0.3, "yes_share": 0.5,
               "openers": {"en": {"opener": "so", "share": 0.3, "n": 32}}}

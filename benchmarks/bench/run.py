@@ -184,7 +184,7 @@ def main_recipe(settings: Settings, setup: Setup) -> tuple[str, bool]:
 def main_arm(settings: Settings, setup: Setup, echo=print) -> dict:
     """Run the main job (`stylealign quickstart --no-arena`, training from scratch) in its own process and
     return its per-phase wall time, CPU time and peak RSS (the job's <run>/main_job.json)."""
-    from stylealign.commands.main import PHASES
+    from stylealign.commands.quickstart import PHASES
 
     recipe, shipped = main_recipe(settings, setup)
     run_dir = setup.out / "work" / "main-run"

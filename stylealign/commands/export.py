@@ -82,7 +82,7 @@ def _check_config(args, system_prompt):
 
 def _run_folder(name: str) -> str:
     """Return the run folder `name` names (resolve_run), a missing one as a UserError."""
-    from stylealign.commands.evaluate import resolve_run
+    from stylealign.commands.eval import resolve_run
 
     try:
         return resolve_run(name)

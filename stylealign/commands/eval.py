@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from stylealign.commands.generate import QUANT_HELP
+from stylealign.commands.chat import QUANT_HELP
 from stylealign.config import REQUIRED, option
 from stylealign.errors import NotFound
 
@@ -53,7 +53,7 @@ class EvalOptions:
 
 
 def register(sub) -> None:
-    from stylealign.commands.generate import add_generation_arguments
+    from stylealign.commands.chat import add_generation_arguments
     from stylealign.config import add_config_arguments
     from stylealign.evaluate.run import EvalConfig
 
@@ -122,7 +122,7 @@ def _generator(args, runs: list[str]):
 def run(args) -> int:
     from dataclasses import replace
 
-    from stylealign.commands.generate import generation_config
+    from stylealign.commands.chat import generation_config
     from stylealign.config import config_from_args
     from stylealign.evaluate.gate import describe_failures
     from stylealign.evaluate.io import DEFAULT_SUITES
