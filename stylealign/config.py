@@ -1,5 +1,5 @@
-"""Typed config: training recipes (YAML, every field overridable by a dotted flag) and the flat
-option dataclasses of the other commands (bench, arena, eval), whose flags come from their fields.
+"""Training recipes: typed YAML, every field overridable by a dotted flag (the option machinery is
+`stylealign.options`).
 
 A recipe is a `Recipe` dataclass with nested sections (`lora`, `sft`, `dpo`). Each field carries
 help text; `add_recipe_arguments` turns the fields into dotted flags (`--sft.learning_rate 1e-4`),
@@ -14,30 +14,15 @@ import dataclasses
 import difflib
 import importlib.util
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from stylealign.errors import ConfigError, NotFound
+from stylealign.options import dataclass_flags, from_dict, leaf_type, option, parse_bool
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
-
-
-REQUIRED = dataclasses.MISSING  # option(REQUIRED, ...): a field without a default (a required positional or flag)
-
-
-def option(default, help: str, **kw):
-    """Return a dataclass field with its help text (and flag options: flag, choices, metavar, parse,
-    action, nargs, positional, exclusive, required, hidden, cli=False) in the metadata that
-    add_config_arguments / add_recipe_arguments read."""
-    if default is REQUIRED:
-        return field(metadata={"help": help, **kw})
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
 
 
 _f = option  # short name for the many recipe fields below
@@ -273,76 +258,6 @@ def _need(ok: bool, name: str, value, need: str) -> None:
         raise ConfigError(f"{name} must be {need}, got {value!r}")
 
 
-def _hints(cls) -> dict:
-    return typing.get_type_hints(cls)
-
-
-def from_dict(cls, data: dict, where: str = "recipe", prefix: str = ""):
-    """Build a (nested) dataclass from a dict, naming the place (`where`: a file, flags) and the dotted field
-    (`prefix`) of an unknown key or a bad value on error."""
-    hints, known = _hints(cls), {f.name for f in dataclasses.fields(cls)}
-    here = f"{where}: {prefix.rstrip('.')}" if prefix else where
-    if not isinstance(data, dict):
-        raise ConfigError(f"{here}: expected a mapping of fields, got {data!r}")
-    unknown = set(data) - known
-    if unknown:
-        close = {k: difflib.get_close_matches(str(k), known, n=1) for k in unknown}
-        guess = "".join(f"; did you mean {c[0]!r} for {k!r}?" for k, c in sorted(close.items(), key=str) if c)
-        raise ConfigError(f"{here}: unknown field(s) {sorted(unknown, key=str)}{guess}; known: {sorted(known)}")
-    kwargs = {}
-    for key, value in data.items():
-        if dataclasses.is_dataclass(hints[key]):
-            value = from_dict(hints[key], value or {}, where, f"{prefix}{key}.")
-        else:
-            value = coerce(value, hints[key], f"{where}: {prefix}{key}")
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{here}: {e}") from None
-
-
-def coerce(value, kind, where: str = "recipe"):
-    """Return `value` as the field's type: YAML reads `1e-4` as a string and `1e3` as a float, so a string or
-    integral float that spells the right type is converted; anything else is a ConfigError naming the field."""
-    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
-        if value is None:
-            return None
-        kind = next(a for a in typing.get_args(kind) if a is not type(None))
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return _parse_bool(value)
-            except argparse.ArgumentTypeError:
-                pass
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    if kind is float and not isinstance(value, bool):
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-    if kind is int and not isinstance(value, bool):
-        number = _number(value)
-        if number is not None and float(number).is_integer():
-            return int(number)
-        raise ConfigError(f"{where}: expected a whole number, got {value!r}")
-    if kind is str and not isinstance(value, str):
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
-
-
-def _number(value):
-    """Return `value` as an int or float if it is one or spells one, else None."""
-    if isinstance(value, (int, float)):
-        return value
-    try:
-        return float(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
 def recipe_path(name_or_path: str) -> Path:
     """Return a shipped recipe by name (without .yaml) or a YAML path."""
     path = Path(name_or_path)
@@ -384,96 +299,13 @@ def load_recipe(name_or_path: str | None = None, overrides: dict | None = None) 
     return from_dict(Recipe, data, f"{flags} (over {where})" if name_or_path else flags)
 
 
-def _flags(cls, prefix: str = ""):
-    """Yield (dotted name, type, field) for every leaf field of a nested dataclass."""
-    hints = _hints(cls)
-    for f in dataclasses.fields(cls):
-        kind = hints[f.name]
-        if dataclasses.is_dataclass(kind):
-            yield from _flags(kind, f"{prefix}{f.name}.")
-        else:
-            yield f"{prefix}{f.name}", kind, f
-
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-def _leaf(kind):
-    """Return the type of an `X | None` hint (X), or the hint itself."""
-    if isinstance(kind, types.UnionType):
-        return next(a for a in typing.get_args(kind) if a is not type(None))
-    return kind
-
-
-def _default(f: dataclasses.Field):
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
-    """Add one flag per field of the flat dataclass `cls`: `--field-name` (or metadata "flag") with the
-    field's help and default, stored under the field's name. Bool fields get --x / --no-x (or, with a
-    "flag", a switch that flips the default); metadata "parse" converts the text, "action" ("append",
-    "extend") with "nargs" collects repeats, "positional" makes it an argument (with "nargs"), fields with
-    the same "exclusive" name exclude each other, "hidden" hides the flag, "required" demands it; fields
-    with cli=False are left out. config_from_args builds the dataclass back."""
-    hints, groups = _hints(cls), {}
-    for f in dataclasses.fields(cls):
-        meta, kind, default = f.metadata, _leaf(hints[f.name]), _default(f)
-        if meta.get("cli") is False:
-            continue
-        target = parser
-        if meta.get("exclusive"):
-            if meta["exclusive"] not in groups:
-                groups[meta["exclusive"]] = parser.add_mutually_exclusive_group()
-            target = groups[meta["exclusive"]]
-        if meta.get("positional"):
-            parser.add_argument(f.name, help=meta.get("help"), nargs=meta.get("nargs"), type=meta.get("parse"),
-                                metavar=meta.get("metavar"), **({} if default is REQUIRED else {"default": default}))
-            continue
-        target.add_argument(meta.get("flag") or "--" + f.name.replace("_", "-"), **_flag_options(f, kind, default))
-
-
-def _flag_options(f: dataclasses.Field, kind, default) -> dict:
-    """Return add_argument's keywords for the flag of field `f` (see add_config_arguments)."""
-    meta = f.metadata
-    shown = argparse.SUPPRESS if meta.get("hidden") else f"{meta.get('help', '')} (default {default!r})"
-    kw = {"dest": f.name, "help": shown}
-    if kind is bool and meta.get("flag"):  # a named switch: --quiet sets progress=False (its help says what it does)
-        kw.update(action="store_false" if default else "store_true", default=default)
-        if not meta.get("hidden"):
-            kw["help"] = meta.get("help", "")
-    elif kind is bool:
-        kw.update(action=argparse.BooleanOptionalAction, default=default)
-    elif meta.get("action") in ("append", "extend"):
-        kw.update(action=meta["action"], default=default if isinstance(default, list) else [], nargs=meta.get("nargs"),
-                  type=meta.get("parse"), metavar=meta.get("metavar") or f.name.upper())
-    else:
-        kw.update(type=meta.get("parse", kind), default=default, choices=meta.get("choices"),
-                  metavar=meta.get("metavar") or (None if meta.get("choices") else f.name.upper()))
-    if meta.get("required") or default is REQUIRED:
-        kw.update(required=True, help=meta.get("help"))
-        kw.pop("default", None)
-    return kw
-
-
-def config_from_args(args: argparse.Namespace, cls):
-    """Return `cls` built from the flags add_config_arguments added; its __post_init__ validates."""
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-                  if f.metadata.get("cli") is not False and hasattr(args, f.name)})
-
-
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """Add --recipe plus one --<dotted.field> flag per recipe field (default: keep the recipe's value)."""
     parser.add_argument("--recipe", default=None, help="Shipped recipe name or YAML path (default: built-in defaults).")
     group = parser.add_argument_group("recipe overrides (any field of the recipe)")
-    for name, kind, f in _flags(Recipe):
-        kind = _leaf(kind)
-        convert = _parse_bool if kind is bool else kind
+    for name, kind, f in dataclass_flags(Recipe):
+        kind = leaf_type(kind)
+        convert = parse_bool if kind is bool else kind
         group.add_argument(f"--{name}", type=convert, default=None, dest=f"recipe:{name}", metavar=name.split(".")[-1].upper(),
                            choices=f.metadata.get("choices"), help=f"{f.metadata.get('help', '')} (default {f.default!r})"
                            if f.default is not dataclasses.MISSING else f.metadata.get("help"))

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from stylealign.config import REQUIRED, option
+from stylealign.options import REQUIRED, option
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 

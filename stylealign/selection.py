@@ -270,7 +270,8 @@ def selection_flags(selection: dict) -> list[dict]:
     if selection.get("status") != "ok" or selection.get("rule_met"):
         return []
     chosen = selection["selected"]
-    from stylealign.config import SelectSettings, from_dict
+    from stylealign.config import SelectSettings
+    from stylealign.options import from_dict
 
     rule = from_dict(SelectSettings, selection["rule"], "select")
     missed = {k: round(v, 3) for k, v in violations(chosen["scores"], selection["baseline"], rule).items() if v > 0}

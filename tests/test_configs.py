@@ -51,7 +51,7 @@ def test_command_options_come_from_typed_config():
     from stylealign.arena.settings import ArenaConfig, ExportConfig, Limits
     from stylealign.cli import build_parser
     from stylealign.commands.bench import harness
-    from stylealign.config import config_from_args
+    from stylealign.options import config_from_args
 
     for cls in (ArenaConfig, ExportConfig, Limits, harness().Settings):
         assert all(f.metadata.get("help") for f in dataclasses.fields(cls)), cls.__name__
@@ -117,7 +117,7 @@ def test_every_flag_of_every_command_is_a_typed_config_field_with_help():
 def test_flags_build_their_configs_back(tmp_path):
     from stylealign.cli import build_parser
     from stylealign.commands import chat, export, personas, quickstart, train
-    from stylealign.config import config_from_args
+    from stylealign.options import config_from_args
     from stylealign.scaffold import PersonaDraft
     from stylealign.synth import SynthConfig
 

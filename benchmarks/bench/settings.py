@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stylealign.config import option
 from stylealign.errors import ConfigError
+from stylealign.options import option
 
 CPU_RECIPE = "smollm2-135m_qlora_cpu"
 GPU_RECIPE_SMALL = "smollm2-135m_lora_gpu"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from stylealign.config import option
 from stylealign.errors import ConfigError
 from stylealign.generate import READING
+from stylealign.options import option
 
 DEFAULT_VOTES = ".stylealign/arena/votes.sqlite"
 

@@ -12,7 +12,7 @@ from stylealign.errors import PROG, UserError
 
 def register(subparsers) -> None:
     from stylealign.arena.settings import ArenaConfig, ExportConfig, Limits
-    from stylealign.config import add_config_arguments
+    from stylealign.options import add_config_arguments
 
     p = subparsers.add_parser("arena", help="compare adapters with the baseline, vote blind, see ratings",
                               description="Open the arena app (Gradio) on 127.0.0.1.")
@@ -28,7 +28,7 @@ def register(subparsers) -> None:
 def run_arena(args) -> int:
     from stylealign.arena.service import ArenaService
     from stylealign.arena.settings import ArenaConfig, Limits
-    from stylealign.config import config_from_args
+    from stylealign.options import config_from_args
 
     # Every check on the arguments comes before any model loads: a mistake fails in a second, not minutes.
     args, limits = config_from_args(args, ArenaConfig), config_from_args(args, Limits)
@@ -87,7 +87,7 @@ def _check_address(host: str, port: int) -> None:
 def run_export(args) -> int:
     from stylealign.arena.export import export_preferences
     from stylealign.arena.settings import ExportConfig
-    from stylealign.config import config_from_args
+    from stylealign.options import config_from_args
 
     args = config_from_args(args, ExportConfig)
     n = export_preferences(args.export_votes, args.out, keep_system=args.keep_system,

@@ -25,7 +25,7 @@ def harness():
 
 
 def register(sub) -> None:
-    from stylealign.config import add_config_arguments
+    from stylealign.options import add_config_arguments
 
     p = sub.add_parser("bench", help="Benchmark training and generation against plain TRL on this machine.",
                        description="Measure SFT, DPO and generation speed and memory of the kit against plain "
@@ -44,7 +44,7 @@ def _raise(error: Exception) -> int:
 
 
 def run(args) -> int:
-    from stylealign.config import config_from_args
+    from stylealign.options import config_from_args
 
     bench = harness()
     report = bench.run_bench(config_from_args(args, bench.Settings))

@@ -6,9 +6,9 @@ import math
 import sys
 from dataclasses import dataclass
 
-from stylealign.config import add_config_arguments, config_from_args, option
 from stylealign.errors import ConfigError
 from stylealign.generate import GenerationConfig
+from stylealign.options import add_config_arguments, config_from_args, option
 
 _D = GenerationConfig()
 QUANT_HELP = "Base weights (default: as trained on a GPU; unquantized on a CPU, where it decodes faster)."

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stylealign.commands.chat import QUANT_HELP
-from stylealign.config import REQUIRED, option
 from stylealign.errors import NotFound
+from stylealign.options import REQUIRED, option
 
 DESCRIPTION = """Generate answers from the base model and each adapter (optionally at several LoRA strengths)
 for every prompt in the suites, score them (L0 style markers, L1 classifier/content/retention/robustness/
@@ -54,8 +54,8 @@ class EvalOptions:
 
 def register(sub) -> None:
     from stylealign.commands.chat import add_generation_arguments
-    from stylealign.config import add_config_arguments
     from stylealign.evaluate.run import EvalConfig
+    from stylealign.options import add_config_arguments
 
     p = sub.add_parser("eval", help="Measure what an adapter changed vs the base model (report + CI gates).",
                        description=DESCRIPTION)
@@ -123,7 +123,6 @@ def run(args) -> int:
     from dataclasses import replace
 
     from stylealign.commands.chat import generation_config
-    from stylealign.config import config_from_args
     from stylealign.evaluate.gate import describe_failures
     from stylealign.evaluate.io import DEFAULT_SUITES
     from stylealign.evaluate.judge import make_judge
@@ -131,6 +130,7 @@ def run(args) -> int:
     from stylealign.evaluate.resume import check_judge
     from stylealign.evaluate.run import EvalConfig, run_eval
     from stylealign.manifest import read_manifest
+    from stylealign.options import config_from_args
 
     # Bad specs, values, folders or a dead judge fail here, before minutes of generation, as one line (cli.main).
     options = config_from_args(args, EvalOptions)

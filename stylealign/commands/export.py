@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stylealign.config import REQUIRED, add_config_arguments, config_from_args, option
 from stylealign.errors import ConfigError, RunFailed, UserError
+from stylealign.options import REQUIRED, add_config_arguments, config_from_args, option
 
 EXPORT_HELP = """Write the run's adapter as merged safetensors (base dequantized, never merged into 4-bit), a base GGUF
 plus a LoRA GGUF in llama.cpp's format, and an Ollama Modelfile, into --out (atomically), then check on held-out

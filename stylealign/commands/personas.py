@@ -8,7 +8,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from stylealign.config import REQUIRED, add_config_arguments, config_from_args, option
+from stylealign.options import REQUIRED, add_config_arguments, config_from_args, option
 
 ROOT_HELP = "personas folder (default: $STYLEALIGN_PERSONAS or ./personas upward)"
 

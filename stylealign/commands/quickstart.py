@@ -6,8 +6,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from stylealign.config import add_config_arguments, config_from_args, option
 from stylealign.errors import ConfigError
+from stylealign.options import add_config_arguments, config_from_args, option
 
 DEFAULT_RUN = "runs/sharp-candid-quickstart"
 SUITES = ("eval/suites/style_en.jsonl", "eval/suites/style_zh.jsonl", "eval/suites/known_answers.jsonl")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from stylealign.config import REQUIRED, option
+from stylealign.options import REQUIRED, option
 
 DESCRIPTION = """The teacher answers in character (chosen; SFT rows with --sft-out), the student (the base model
 to be trained, no persona prompt) answers the same conversations (rejected, on-policy). Filters, each counted
@@ -21,7 +21,7 @@ class SynthTarget:
 
 
 def register(sub) -> None:
-    from stylealign.config import add_config_arguments
+    from stylealign.options import add_config_arguments
     from stylealign.synth import SynthConfig
 
     p = sub.add_parser("synth", help="Build preference pairs (teacher in character vs the base model) for a persona.",
@@ -32,7 +32,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from stylealign.config import config_from_args
+    from stylealign.options import config_from_args
     from stylealign.personas import load_persona
     from stylealign.synth import SynthConfig, run_synth
 

@@ -6,7 +6,7 @@ import argparse
 import time
 from dataclasses import dataclass
 
-from stylealign.config import add_config_arguments, config_from_args, option
+from stylealign.options import add_config_arguments, config_from_args, option
 
 STAGES_BY_COMMAND = {"sft": ("sft",), "dpo": ("dpo",), "all": ("sft", "dpo")}
 

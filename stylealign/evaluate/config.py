@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from stylealign.config import option
 from stylealign.errors import ConfigError
 from stylealign.evaluate.io import DEFAULT_CORPUS
+from stylealign.options import option
 
 
 def _kl_cap(text: str) -> int | None:

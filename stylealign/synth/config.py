@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from stylealign.config import REQUIRED, option
 from stylealign.errors import UserError
+from stylealign.options import REQUIRED, option
 
 
 class SynthError(UserError, ValueError):
