@@ -10,12 +10,12 @@ depend on which other rows share its batch) and so that streaming is a plain ite
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+from stylealign import decoding
 from stylealign.errors import ConfigError, NotFound
 from stylealign.phases import trim_heap
 
@@ -194,7 +194,7 @@ class Generator:
 
         if len(adapters) != len(conversations):
             raise ValueError(f"{len(conversations)} conversations but {len(adapters)} adapter entries")
-        order = batch_order(conversations, adapters)
+        order = decoding.batch_order(conversations, adapters)
         answers: list[str] = [""] * len(conversations)
         ended: list[bool] = [False] * len(conversations)
         bar = tqdm(total=len(conversations), desc="generating", unit="answer", disable=not progress)
@@ -218,7 +218,7 @@ class Generator:
         """Yield {row: new token} per step for unfinished rows; KV cache, per-row seeded sampling.
         At the end `stopped` (if given) holds, per row, whether a stop token ended it.
 
-        Rows that have stopped leave the batch (`_Live.prune`): a decode step's cost grows with its rows
+        Rows that have stopped leave the batch (`decoding.LiveRows.prune`): a decode step's cost grows with its rows
         (SmolLM2 on 2 CPU cores: 74 ms at 8 rows, 137 ms at 32), and most greedy answers end long before the
         budget while one or two run on. A row's numbers may then differ from the full batch's by the
         batch-shape tolerance of docs/CONTRACTS.md, as they may already between batch compositions."""
@@ -227,9 +227,9 @@ class Generator:
 
         enc = self.encode(conversations)
         ids, mask = enc["input_ids"], enc["attention_mask"]
-        live = _Live(rows=torch.arange(len(conversations)), adapters=list(adapters),
+        live = decoding.LiveRows(rows=torch.arange(len(conversations)), adapters=list(adapters),
                      rngs=[torch.Generator(device=self.device).manual_seed(config.seed) for _ in conversations],
-                     seen=seen_tokens(ids, mask, len(self.tokenizer)),  # for the repetition penalty
+                     seen=decoding.seen_tokens(ids, mask, len(self.tokenizer)),  # for the repetition penalty
                      mask=mask, position=(mask.long().cumsum(-1) - 1).clamp(min=0), cache=DynamicCache())
         stops = self._stop_ids()
         done = torch.zeros(len(conversations), dtype=torch.bool)  # per original row
@@ -239,7 +239,7 @@ class Generator:
         # copies the whole [B, d, vocab] weight (1.8 GB and seconds for 32 rows of SmolLM2); an index gives a
         # contiguous [B, 1, d] and one matmul. Decode steps have length 1 and are contiguous already.
         keep = torch.tensor([ids.shape[1] - 1], device=self.device)
-        with torch.no_grad(), contextlib.ExitStack() as routing, _report_done(done, stopped):
+        with torch.no_grad(), contextlib.ExitStack() as routing, decoding.report_done(done, stopped):
             routing.enter_context(self._routing(live.adapters))
             for _ in range(config.max_new_tokens):
                 out = self.model(input_ids=step_ids, attention_mask=live.mask, position_ids=live.position,
@@ -249,7 +249,7 @@ class Generator:
                 del out
                 if live.seen.shape[1] < logits.shape[1]:  # a vocabulary padded past the tokenizer's
                     live.seen = torch.nn.functional.pad(live.seen, (0, logits.shape[1] - live.seen.shape[1]))
-                nxt = torch.tensor(pick_tokens(logits, live.seen, live.rngs, config))
+                nxt = torch.tensor(decoding.pick_tokens(logits, live.seen, live.rngs, config))
                 emitted, ended = {}, torch.zeros(len(nxt), dtype=torch.bool)
                 for pos, (row, tok) in enumerate(zip(live.rows.tolist(), nxt.tolist())):
                     if tok in stops:
@@ -301,89 +301,6 @@ class Generator:
         ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos])
         ids.add(self.tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in self.tokenizer.get_vocab() else None)
         return {i for i in ids if i is not None}
-
-
-def batch_order(conversations: list, adapters: list) -> list[int]:
-    """Return the order to batch rows in: the base's rows, then each adapter's, longest first within each (similar
-    lengths pad less). A batch of one adapter skips PEFT's per-row routing (index, LoRA, scatter per layer) and a
-    batch of base rows the LoRA too: 16 sampled answers of 64 tokens, SmolLM2 on 2 CPU cores, 8 base + 8 adapter
-    rows per batch 29.0 s, grouped 23.9 s (the same text)."""
-    lengths = [len(json.dumps(c, ensure_ascii=False)) for c in conversations]
-    return sorted(range(len(conversations)), key=lambda i: (adapters[i] is not None, str(adapters[i] or ""), -lengths[i]))
-
-
-@dataclass
-class _Live:
-    """The rows of a decode still generating, and their per-row state, position by position in the batch."""
-
-    rows: object        # [B] original row index of each batch position
-    adapters: list
-    rngs: list
-    seen: object        # [B, V] bool: tokens each row has seen (repetition penalty)
-    mask: object        # [B, T] attention mask
-    position: object    # [B, 1] (after the prefill) position id of the next token
-    cache: object       # the KV cache
-
-    def prune(self, keep) -> None:
-        """Keep only the batch positions where the bool tensor `keep` is True."""
-        idx = keep.nonzero().squeeze(-1)
-        self.rows, self.seen, self.mask, self.position = self.rows[idx], self.seen[idx], self.mask[idx], self.position[idx]
-        self.adapters = [a for a, k in zip(self.adapters, keep.tolist()) if k]
-        self.rngs = [g for g, k in zip(self.rngs, keep.tolist()) if k]
-        self.cache.batch_select_indices(idx.to(self.mask.device))
-
-
-@contextlib.contextmanager
-def _report_done(done, stopped: list | None):
-    """Copy the per-row done flags into `stopped` when decoding ends (normally or early)."""
-    try:
-        yield
-    finally:
-        if stopped is not None:
-            stopped[:] = [bool(d) for d in done.tolist()]
-
-
-def seen_tokens(ids, mask, vocab: int):
-    """Return a [B, V] bool tensor: which tokens each row's prompt holds (padding left out)."""
-    import torch
-
-    seen = torch.zeros(ids.shape[0], max(vocab, int(ids.max()) + 1), dtype=torch.bool, device=ids.device)
-    rows = torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(ids)
-    keep = mask.bool()
-    seen[rows[keep], ids[keep]] = True
-    return seen
-
-
-def pick_tokens(logits, seen, rngs, config: GenerationConfig, top_k: int = 256) -> list[int]:
-    """Return the next token of each row of `logits` [B, V] (modified in place): repetition penalty over the
-    row's `seen` tokens ([B, V] bool, or one set of token ids per row), then greedy, or top-p sampling with the
-    row's own RNG. The nucleus is looked for among the top_k most likely tokens first (a full sort of the
-    vocabulary only when it is not inside)."""
-    import torch
-
-    if config.repetition_penalty != 1.0:
-        if not isinstance(seen, torch.Tensor):
-            mask = torch.zeros_like(logits, dtype=torch.bool)
-            for r, toks in enumerate(seen):
-                mask[r, sorted(toks)] = True
-            seen = mask
-        # one pass over the batch instead of a gather/scatter per row; the same arithmetic per element
-        penalised = torch.where(logits > 0, logits / config.repetition_penalty, logits * config.repetition_penalty)
-        logits.copy_(torch.where(seen[:, : logits.shape[1]], penalised, logits))
-    if not config.do_sample:
-        return logits.argmax(-1).tolist()
-    probs = torch.softmax(logits / config.temperature, dim=-1)
-    top_p, top_i = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
-    out = []
-    for r in range(probs.shape[0]):
-        p, i = top_p[r], top_i[r]
-        keep = p.cumsum(0) - p < config.top_p  # always keeps the top token
-        if bool(keep[-1]) and p.shape[0] < probs.shape[-1]:  # the nucleus may reach past top_k
-            p, i = probs[r].sort(descending=True)
-            keep = p.cumsum(0) - p < config.top_p
-        p = p * keep
-        out.append(int(i[torch.multinomial(p / p.sum(), 1, generator=rngs[r])]))
-    return out
 
 
 def generator_for_runs(runs: list[str], base: str | None = None, quant: str | None = None,

@@ -61,10 +61,10 @@ def _tolerance(dtype: str, logits) -> float:
 
 def _recorded_decode(gen, convs, adapters, cfg, monkeypatch) -> tuple[list[list[int]], list]:
     """Return (tokens per row, [B, V] logits per step) of a greedy decode of `convs` in one batch."""
-    from stylealign import generate
+    from stylealign import decoding
 
-    steps, real = [], generate.pick_tokens
-    monkeypatch.setattr(generate, "pick_tokens", lambda logits, *a, **k: (steps.append(logits.clone()),
+    steps, real = [], decoding.pick_tokens
+    monkeypatch.setattr(decoding, "pick_tokens", lambda logits, *a, **k: (steps.append(logits.clone()),
                                                                            real(logits, *a, **k))[1])
     tokens = [[] for _ in convs]
     for emitted in gen._decode(convs, adapters, cfg):
@@ -161,7 +161,8 @@ def test_logits_route_by_adapter(gen):
 def test_nucleus_searched_in_the_top_k_samples_as_a_full_sort(top_p):
     """pick_tokens looks for the nucleus among the top k first; whether the nucleus fits there (top_p 0.3)
     or not (0.999: falls back to a full sort), each row's pick equals the full-vocabulary sampler's."""
-    from stylealign.generate import GenerationConfig, pick_tokens
+    from stylealign.decoding import pick_tokens
+    from stylealign.generate import GenerationConfig
 
     cfg = GenerationConfig(temperature=1.0, top_p=top_p, repetition_penalty=1.3)
     logits = torch.randn(6, 500, generator=torch.Generator().manual_seed(0)) * 3
@@ -180,7 +181,7 @@ def test_nucleus_searched_in_the_top_k_samples_as_a_full_sort(top_p):
 def test_rows_that_stop_leave_the_batch_and_the_rest_decode_as_alone(gen, monkeypatch):
     """A row that emits a stop token leaves the batch (cache, mask, RNG, routing); the rows left decode on in the
     smaller batch and still give what each gives decoded alone (fp32 tolerance), in a mixed batch too."""
-    from stylealign import generate
+    from stylealign import decoding
 
     cfg = GenerationConfig(max_new_tokens=16, do_sample=False, repetition_penalty=1.0)
     convs, adapters = CONVS * 2, [None, "style", "style", None, "style", None]
@@ -190,8 +191,8 @@ def test_rows_that_stop_leave_the_batch_and_the_rest_decode_as_alone(gen, monkey
     assert stop, "the test prompts give rows with distinct early tokens"
     monkeypatch.setattr(gen, "_stop_ids", lambda: stop)
     kept = []
-    real_prune = generate._Live.prune
-    monkeypatch.setattr(generate._Live, "prune", lambda self, keep: (kept.append(int(keep.sum())), real_prune(self, keep))[1])
+    real_prune = decoding.LiveRows.prune
+    monkeypatch.setattr(decoding.LiveRows, "prune", lambda self, keep: (kept.append(int(keep.sum())), real_prune(self, keep))[1])
     stopped: list[bool] = []
     batch = [[] for _ in convs]
     for emitted in gen._decode(convs, adapters, cfg, stopped):
@@ -208,7 +209,7 @@ def test_rows_that_stop_leave_the_batch_and_the_rest_decode_as_alone(gen, monkey
 
 
 def test_batch_order_groups_rows_by_adapter_longest_first():
-    from stylealign.generate import batch_order
+    from stylealign.decoding import batch_order
 
     convs = [[{"role": "user", "content": "x" * n}] for n in (5, 50, 20, 40, 10, 30)]
     adapters = ["b", None, "a", "a", None, "b"]

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stylealign.decoding import batch_order
 from stylealign.errors import UserError, one_line
 from stylealign.files import append_durable, write_atomic
-from stylealign.generate import batch_order
 
 PROGRESS = "answers.progress.jsonl"
 
@@ -91,7 +91,7 @@ def generate_logged(generator, convs: list, jobs: list[tuple[int, str | None]], 
                     strengths: dict, batch_size: int, log: AnswerLog, progress: bool = False,
                     stopped: list | None = None) -> list[str]:
     """Return the answer of each job (row index, adapter or None), generating only those `log` lacks, a batch at
-    a time in the generator's own order (generate.batch_order: by adapter, longest first), each batch appended to
+    a time in the generator's own order (decoding.batch_order: by adapter, longest first), each batch appended to
     the log when done.
 
     `stopped` (the probe's): a list filled with, per job, whether the model stopped before the budget
