@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from stylealign.manifest import read_manifest
+from stylealign.text import plain_turns
 from stylealign.text import table as markdown_table
 
 DECODING = {  # name -> GenerationConfig fields
@@ -64,7 +65,7 @@ def decoding(run: str, limit: int) -> str:
 
     rows = load_eval(["eval/suites/style_en.jsonl"])[:limit] + \
         [r for r in load_eval(["eval/suites/known_answers.jsonl"]) if r.get("language") == "en"][:limit // 2]
-    convs = [[{"role": t["role"], "content": t["content"]} for t in r["messages"]] for r in rows]
+    convs = [plain_turns(r["messages"]) for r in rows]
     gen, embedder = generator_for_runs([run]), load_embedder()
     name, prompts = gen.adapter_names[0], [c[-1]["content"] for c in convs]
     out = []

@@ -33,6 +33,7 @@ from stylealign import phases
 from stylealign.evaluate import probe
 from stylealign.evaluate.verdict import belief_consistency, parse_verdict, polarity
 from stylealign.files import file_record, read_jsonl, write_json, write_jsonl
+from stylealign.text import plain_turns
 
 SCORES = "probe.json"
 
@@ -91,7 +92,7 @@ class Prober:
 
     def score(self, model=None, adapter: str | Path | None = None) -> dict:
         """Return the probe summary (evaluate.probe.summarize) of the greedy answers to the probe rows."""
-        convs = [[{"role": t["role"], "content": t["content"]} for t in r["messages"]] for r in self.rows]
+        convs = [plain_turns(r["messages"]) for r in self.rows]
         answers, stopped = self.answers(convs, model, adapter)
         scores = probe.summarize(answers, self.rows, stopped)
         scores["examples"] = [{"id": r.get("id"), "answer": a} for r, a in list(zip(self.rows, answers))[:4]]
@@ -245,7 +246,7 @@ def on_policy_pairs(prober: Prober, model, adapter: str | Path, rows: list[dict]
     import random
 
     picked = random.Random(seed).sample(rows, min(n, len(rows)))
-    convs = [[{"role": t["role"], "content": t["content"]} for t in r["prompt"]] for r in picked]
+    convs = [plain_turns(r["prompt"]) for r in picked]
     answers, stopped = prober.answers(convs, model, adapter)
     langs = [r.get("language", "en") for r in picked]
     feats = probe.score_answers(answers, [{"language": lg, "messages": c} for lg, c in zip(langs, convs)], stopped)

@@ -76,3 +76,9 @@ def table(head: Sequence[str], rows: Sequence[Sequence], markdown: bool = True, 
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
     return "\n".join(top + lines + [fmt.format(*row).rstrip() for row in cells])
+
+
+def plain_turns(turns, drop_system: bool = False) -> list[dict]:
+    """Return a conversation's turns as bare {"role", "content"} dicts (a row's extra keys dropped, as chat
+    templates and TRL expect), without system turns when asked."""
+    return [{"role": t["role"], "content": t["content"]} for t in turns if not (drop_system and t.get("role") == "system")]

@@ -9,6 +9,7 @@ With `seq_len`, rows are stitched from the persona's answers to about that many 
 from __future__ import annotations
 
 from stylealign.errors import ConfigError
+from stylealign.text import plain_turns
 
 
 def usable(records_and_problems, kind: str, count, max_tokens: int) -> tuple[list[dict], int]:
@@ -53,7 +54,7 @@ def select(persona, tokenizer, *, sft_rows: int, pref_rows: int, prompts: int, m
 
 
 def _strip(row: dict, keys) -> dict:
-    return {k: [{"role": t["role"], "content": t["content"]} for t in row[k]] for k in keys}
+    return {k: plain_turns(row[k]) for k in keys}
 
 
 def _cycle(rows: list, n: int) -> list:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from stylealign.evaluate.metrics import metric_table
+from stylealign.text import plain_turns
 
 BASELINE = "baseline"
 
@@ -46,7 +47,7 @@ def make_variants(adapters, strengths, runs: dict[str, str] | None = None) -> li
 
 def conversation(row: dict, system_prompt: str | dict | None) -> list[dict]:
     """Return the row's turns as {"role","content"} with the (per-language) system prompt prepended if given."""
-    turns = [{"role": t["role"], "content": t["content"]} for t in row["messages"]]
+    turns = plain_turns(row["messages"])
     text = system_prompt.get(row.get("language")) if isinstance(system_prompt, dict) else system_prompt
     if text and turns[0]["role"] != "system":
         turns = [{"role": "system", "content": text}, *turns]

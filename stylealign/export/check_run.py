@@ -17,6 +17,7 @@ from stylealign.export.check import (
     style_means,
     style_retained,
 )
+from stylealign.text import plain_turns
 
 DEFAULT_SUITE = "eval/suites/smoke.jsonl"
 
@@ -34,7 +35,7 @@ def default_config(system_prompt: str | None = None) -> CheckConfig:
 def _prompt_ids(tokenizer, rows: list[dict], system: str | None) -> list[list[int]]:
     out = []
     for r in rows:
-        turns = [{"role": t["role"], "content": t["content"]} for t in r["messages"]]
+        turns = plain_turns(r["messages"])
         if system and turns[0]["role"] != "system":
             turns = [{"role": "system", "content": system}, *turns]
         text = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stylealign.synth.config import SynthError
+from stylealign.text import plain_turns
 
 
 @dataclass
@@ -51,7 +52,7 @@ def conversation_jobs(rows: list[dict], where: str, category: str) -> list[Job]:
     the turn itself the (file) teacher's answer. Rows without an id get one from their content."""
     jobs = []
     for n, row in enumerate(rows, 1):
-        turns = [{"role": t["role"], "content": t["content"]} for t in row["messages"] if t["role"] != "system"]
+        turns = plain_turns(row["messages"], drop_system=True)
         source = row.get("id") or f"synth-{digest(turns)}"
         users = 0
         for i, turn in enumerate(turns):
@@ -69,7 +70,7 @@ def prompt_jobs(rows: list[dict], where: str, category: str) -> list[Job]:
     for n, row in enumerate(rows, 1):
         turns = row.get("messages") or row.get("prompt")
         turns = [{"role": "user", "content": turns}] if isinstance(turns, str) else list(turns or [])
-        turns = [{"role": t["role"], "content": t["content"]} for t in turns if t.get("role") != "system"]
+        turns = plain_turns(turns, drop_system=True)
         while turns and turns[-1]["role"] == "assistant":
             turns.pop()
         if not turns or not all(t.get("content", "").strip() for t in turns):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from stylealign.synth.config import SynthConfig, SynthError
 from stylealign.synth.jobs import Job, conversation_jobs, digest, read_rows
+from stylealign.text import plain_turns
 
 
 class FileTeacher:
@@ -94,7 +95,7 @@ def _examples(persona, n: int) -> dict[str, list[list[dict]]]:
         turns = [t for t in row["messages"] if t["role"] != "system"]
         lang = row.get("language", "en")
         if len(turns) == 2 and len(out.setdefault(lang, [])) < n:
-            out[lang].append([{"role": t["role"], "content": t["content"]} for t in turns])
+            out[lang].append(plain_turns(turns))
     return out
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from stylealign.config import Recipe
 from stylealign.errors import ConfigError, NotFound
 from stylealign.files import file_record
+from stylealign.text import plain_turns
 
 
 @dataclass
@@ -84,7 +85,7 @@ def sft_rows(rows: list[dict]) -> list[dict]:
     and never on the user's words, with any chat template (no generation markers needed)."""
     out = []
     for row in rows:
-        msgs = [{"role": t["role"], "content": t["content"]} for t in row["messages"]]
+        msgs = plain_turns(row["messages"])
         for i, turn in enumerate(msgs):
             if turn["role"] == "assistant":
                 out.append({"prompt": msgs[:i], "completion": [turn]})
@@ -93,8 +94,7 @@ def sft_rows(rows: list[dict]) -> list[dict]:
 
 def dpo_rows(rows: list[dict]) -> list[dict]:
     """Return preference rows reduced to TRL's conversational columns."""
-    keep = lambda turns: [{"role": t["role"], "content": t["content"]} for t in turns]  # noqa: E731
-    return [{k: keep(r[k]) for k in ("prompt", "chosen", "rejected")} for r in rows]
+    return [{k: plain_turns(r[k]) for k in ("prompt", "chosen", "rejected")} for r in rows]
 
 
 def length_grouped(rows: list[dict], batch_size: int, seed: int, window: int = 16) -> list[dict]:
