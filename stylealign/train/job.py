@@ -179,7 +179,9 @@ class TrainingJob:
             # first pass's); the manifest records the data of the last one
             data = self.datasets[kind] = dataclasses.replace(self.read[kind], train=list(self.read[kind].train),
                                                             files=list(self.read[kind].files))
-            sft = [s for s in self.ran if s.startswith("sft")]
+            # the SFT stage of the same pass (a retry starts from its own, slower SFT), else any SFT stage
+            suffix = name.removeprefix(kind)
+            sft = [s for s in self.ran if s == "sft" + suffix] or [s for s in self.ran if s.startswith("sft")]
             with phases.phase("dpo: start point, on-policy negatives"):
                 model = self.selection.before_dpo(model, data, self.work / "stages", sft,
                                                   f"on_policy{name.removeprefix(kind)}.jsonl")
