@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         _refuse_undecodable(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("stylealign: interrupted (a run resumes with --resume)", file=sys.stderr)
         return 130
     except Exception as e:
         return _fail(e, debug)
