@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from stylealign.checker import check_persona
-from stylealign.files import read_jsonl
+from stylealign.files import read_jsonl as _read_jsonl
 from stylealign.personas import load_persona
 from stylealign.synth import (
     FILTERS,
@@ -24,6 +24,12 @@ from stylealign.synth import (
     repair_tail,
     run_synth,
 )
+
+
+def read_jsonl(path) -> list[dict]:
+    """The rows of a JSONL file the run may not have written yet ([] then)."""
+    return _read_jsonl(path, missing_ok=True)
+
 
 PERSONA = """name: toy
 title: Toy

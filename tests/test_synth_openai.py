@@ -23,7 +23,7 @@ from test_synth import kill_after_two_decisions
 
 from stylealign.backend import open_backend
 from stylealign.checker import check_persona
-from stylealign.files import read_jsonl
+from stylealign.files import read_jsonl as _read_jsonl
 from stylealign.generate import GenerationConfig
 from stylealign.personas import load_persona
 from stylealign.synth import (
@@ -35,6 +35,12 @@ from stylealign.synth import (
     prompt_jobs,
     run_synth,
 )
+
+
+def read_jsonl(path) -> list[dict]:
+    """The rows of a JSONL file the run may not have written yet ([] then)."""
+    return _read_jsonl(path, missing_ok=True)
+
 
 pytestmark = [pytest.mark.llama_cpp, pytest.mark.slow]
 
