@@ -1,4 +1,5 @@
-"""The training fast path: label-position LM head, length-grouped batches, language filter, attention choice."""
+"""The trainers (stylealign.train.trainers): the fast path (label-position LM head, length-grouped batches, language
+filter, attention choice) and the arguments a recipe passes to TRL."""
 
 from __future__ import annotations
 
@@ -198,3 +199,16 @@ def test_recomputed_eager_attention_equals_eager_and_keeps_no_length_squared_ten
     assert re_grads.keys() == eager_grads.keys() and re_grads
     for name in eager_grads:
         torch.testing.assert_close(re_grads[name], eager_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_report_to_is_off_by_default_and_passes_through(tmp_path, monkeypatch):
+    """The recipe's report_to reaches the trainers' arguments, off by default."""
+    import stylealign.config
+    from stylealign.train.trainers import _common_args
+
+    # the recipe refuses an integration whose package is missing; stand in an installed one for each
+    monkeypatch.setitem(stylealign.config._REPORT_PACKAGES, "tensorboard", "json")
+    monkeypatch.setitem(stylealign.config._REPORT_PACKAGES, "wandb", "json")
+    assert _common_args(load_recipe(None).sft, load_recipe(None), tmp_path, False)["report_to"] == "none"
+    recipe = load_recipe("smollm2-135m_qlora_cpu", {"report_to": "tensorboard, wandb"})
+    assert _common_args(recipe.dpo, recipe, tmp_path, False)["report_to"] == ["tensorboard", "wandb"]
