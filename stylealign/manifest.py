@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunManifest:
-    """A run's manifest; the dict-valued blocks keep the layouts train.py documents where it fills them."""
+    """A run's manifest; the dict-valued blocks keep the layouts train.job and selection document where they fill them."""
 
     schema_version: int = SCHEMA_VERSION
     persona: str | dict | None = None  # the persona's name; a hand-written manifest may embed the spec

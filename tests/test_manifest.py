@@ -7,7 +7,7 @@ import pytest
 from stylealign.errors import UserError
 from stylealign.manifest import RunManifest, read_manifest, write_manifest
 
-# A manifest as train.py wrote it before RunManifest existed (schema_version 1), key order included.
+# A manifest as training wrote it before RunManifest existed (schema_version 1), key order included.
 OLD = {
     "schema_version": 1, "persona": "sharp-candid", "persona_path": "personas/sharp-candid",
     "system_prompt": "Be sharp.", "system_prompt_zh": "犀利。", "bake_system_prompt": True,
