@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]  # accepted anywhere, not only before the subcommand
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _trl_flags(parser, args, unknown)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
@@ -55,6 +57,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:
         return _fail(e, debug)
+
+
+def _trl_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]) -> None:
+    """Take `--sft.<field> VALUE` / `--dpo.<field> VALUE` for a TRL field the recipe has no name for (the recipe
+    passes it to TRL's config, which validates it); anything else is argparse's "unrecognized arguments"."""
+    rest = list(unknown)
+    while rest:
+        flag = rest.pop(0)
+        name, _, value = flag[2:].partition("=") if flag.startswith("--") else ("", "", "")
+        if not hasattr(args, "recipe") or not name.startswith(("sft.", "dpo.")) or not (value or rest):
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        setattr(args, f"recipe:{name}", value or rest.pop(0))
 
 
 def _refuse_undecodable(args: argparse.Namespace) -> None:

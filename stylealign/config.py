@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from stylealign.errors import ConfigError, NotFound
-from stylealign.options import dataclass_flags, from_dict, leaf_type, option, parse_bool
+from stylealign.options import coerce, dataclass_flags, from_dict, leaf_type, option, parse_bool
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
@@ -59,6 +59,30 @@ class StageSettings:
                                "(rows shuffled, sorted within windows of 16 groups, groups shuffled).")
     length_group: int = _f(0, "Rows per length group (0: batch_size). A multiple of batch_size splits each group into "
                            "micro-batches, so a smaller batch_size (less memory) trains on the same rows per step.")
+    trl: dict = _f({}, "Any other field of TRL's SFTConfig / DPOConfig (optim, lr_scheduler_type, max_grad_norm, ...), "
+                   "written in the stage's section or as --sft.<field> / --dpo.<field>; passed to TRL, which "
+                   "validates it, over the kit's own choices.", cli=False)
+
+    TRL_CONFIG = ""  # the TRL config class whose fields the stage passes through
+
+    @classmethod
+    def split_unknown(cls, data: dict) -> dict:
+        """Return the section with keys that are not the kit's but are fields of the stage's TRL config moved
+        into `trl` (typed like the TRL field's default: a flag's value arrives as text)."""
+        ours = {f.name for f in dataclasses.fields(cls)}
+        foreign = [k for k in data if k not in ours]
+        if not foreign or not cls.TRL_CONFIG:
+            return data
+        import trl
+
+        theirs = {f.name: f for f in dataclasses.fields(getattr(trl, cls.TRL_CONFIG))}
+        data, extra = dict(data), dict(data.get("trl") or {})
+        for key in foreign:
+            if key in theirs:
+                default = theirs[key].default
+                kind = type(default) if isinstance(default, (bool, int, float)) else None
+                extra[key] = coerce(data.pop(key), kind, f"{key}") if kind else data.pop(key)
+        return {**data, "trl": extra} if extra else data
 
     def __post_init__(self):
         _need(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
@@ -76,6 +100,8 @@ class StageSettings:
 
 @dataclass
 class SFTSettings(StageSettings):
+    TRL_CONFIG = "SFTConfig"
+
     padding_free: bool = _f(True, "Concatenate a batch's examples without pad tokens (flash-style position ids).")
     neutral_mix: float = _f(0.0, "Mix this share of the persona's neutral baseline answers (data.baseline) into "
                             "SFT, relative to the persona rows, to keep the base model's plain fluency.")
@@ -104,6 +130,8 @@ DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_
 
 @dataclass
 class DPOSettings(StageSettings):
+    TRL_CONFIG = "DPOConfig"
+
     learning_rate: float = _f(5e-5, "Peak learning rate (cosine schedule with warmup).")
     beta: float = _f(0.1, "DPO temperature: how far the policy may move from the SFT reference.")
     loss_type: str = _f("sigmoid", "DPO loss, or several comma-separated (TRL's multi-loss): sigmoid (the paper's), "

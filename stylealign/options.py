@@ -39,6 +39,8 @@ def from_dict(cls, data: dict, where: str = "recipe", prefix: str = ""):
     here = f"{where}: {prefix.rstrip('.')}" if prefix else where
     if not isinstance(data, dict):
         raise ConfigError(f"{here}: expected a mapping of fields, got {data!r}")
+    if hasattr(cls, "split_unknown"):  # a section that passes other libraries' fields through (a TRL stage)
+        data = cls.split_unknown(data)
     unknown = set(data) - known
     if unknown:
         close = {k: difflib.get_close_matches(str(k), known, n=1) for k in unknown}
@@ -103,6 +105,8 @@ def dataclass_flags(cls, prefix: str = ""):
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
+        if f.metadata.get("cli") is False:
+            continue
         if dataclasses.is_dataclass(kind):
             yield from dataclass_flags(kind, f"{prefix}{f.name}.")
         else:

@@ -212,3 +212,47 @@ def test_report_to_is_off_by_default_and_passes_through(tmp_path, monkeypatch):
     assert _common_args(load_recipe(None).sft, load_recipe(None), tmp_path, False)["report_to"] == "none"
     recipe = load_recipe("smollm2-135m_qlora_cpu", {"report_to": "tensorboard, wandb"})
     assert _common_args(recipe.dpo, recipe, tmp_path, False)["report_to"] == ["tensorboard", "wandb"]
+
+
+def test_a_trl_field_the_kit_never_named_works_from_a_recipe_and_from_a_flag(tmp_path):
+    """Any field of TRL's SFTConfig / DPOConfig reaches TRL, over the kit's own choice (its scheduler here)."""
+    from trl import DPOConfig, SFTConfig
+
+    from stylealign.train.trainers import _common_args, trl_config
+
+    (tmp_path / "r.yaml").write_text("sft:\n  optim: adamw_torch_fused\n  lr_scheduler_type: constant\n")
+    recipe = load_recipe(str(tmp_path / "r.yaml"), {"dpo.max_grad_norm": "0.5"})  # a flag's value arrives as text
+    assert recipe.sft.trl == {"optim": "adamw_torch_fused", "lr_scheduler_type": "constant"}
+    assert recipe.dpo.trl == {"max_grad_norm": 0.5}
+    sft = trl_config(SFTConfig, _common_args(recipe.sft, recipe, tmp_path, False), recipe.sft, "sft")
+    dpo = trl_config(DPOConfig, _common_args(recipe.dpo, recipe, tmp_path, False), recipe.dpo, "dpo")
+    assert (sft.optim.value, sft.lr_scheduler_type.value, dpo.max_grad_norm) == ("adamw_torch_fused", "constant", 0.5)
+    assert load_recipe(None).sft.trl == {} and "trl" not in {f.split(".")[-1] for f in _flag_names()}
+
+
+def _flag_names() -> list[str]:
+    from stylealign.cli import build_parser
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    sft = train._subparsers._group_actions[0].choices["sft"]
+    return [s for a in sft._actions for s in a.option_strings]
+
+
+def test_trl_fields_through_the_cli_and_their_errors(capsys, small_persona, tiny_model_dir, tmp_path):
+    from test_errors import fails_with
+
+    from stylealign.cli import main
+
+    argv = ["train", "sft", "--persona", str(small_persona), "--base", str(tiny_model_dir), "--quant", "none",
+            "--dtype", "fp32", "--sft.max_steps", "1", "--select.enabled", "false"]
+    assert main(argv + ["--run", str(tmp_path / "ok"), "--sft.optim", "adamw_torch_fused"]) == 0
+    saved = json.loads((tmp_path / "ok" / "manifest.json").read_text())["recipe"]["sft"]["trl"]
+    assert saved == {"optim": "adamw_torch_fused"}
+    capsys.readouterr()
+    fails_with(capsys, argv + ["--run", str(tmp_path / "bad"), "--sft.optim=nonsense"],
+               "sft.optim='nonsense': TRL's SFTConfig refuses it")
+    assert not (tmp_path / "bad.partial").exists()
+    fails_with(capsys, argv + ["--run", str(tmp_path / "typo"), "--sft.optimm", "x"], "sft: unknown field(s) ['optimm']")
+    with pytest.raises(SystemExit) as stop:  # not a stage field at all: argparse's own message, exit 2
+        main(argv + ["--run", str(tmp_path / "x"), "--bogus", "1"])
+    assert stop.value.code == 2 and "unrecognized arguments: --bogus 1" in capsys.readouterr().err

@@ -81,7 +81,8 @@ def sft_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
         common["max_length"] = None  # validation already rejected rows over max_length; TRL insists
     if recipe.sft.padding_free:
         common["train_sampling_strategy"] = "random"  # no padding to save
-    args = SFTConfig(**common, padding_free=recipe.sft.padding_free, completion_only_loss=True)
+    args = trl_config(SFTConfig, {**common, "padding_free": recipe.sft.padding_free, "completion_only_loss": True},
+                      recipe.sft, "sft")
     train = _train_rows(sft_rows(data.train), recipe.sft, recipe, padded=not recipe.sft.padding_free)
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora_config(recipe),
                          train_dataset=as_dataset(train), eval_dataset=as_dataset(sft_rows(data.eval)))
@@ -130,8 +131,21 @@ def dpo_config(recipe: Recipe, out: Path, has_eval: bool = False):
     from trl import DPOConfig
 
     d = recipe.dpo
-    return DPOConfig(**_common_args(d, recipe, out, has_eval), beta=d.beta, loss_type=d.loss_type_list,
-                     loss_weights=d.loss_weight_list, precompute_ref_log_probs=d.precompute_ref_log_probs)
+    return trl_config(DPOConfig, {**_common_args(d, recipe, out, has_eval), "beta": d.beta, "loss_type": d.loss_type_list,
+                                  "loss_weights": d.loss_weight_list, "precompute_ref_log_probs": d.precompute_ref_log_probs},
+                      d, "dpo")
+
+
+def trl_config(cls, args: dict, stage_cfg, section: str):
+    """Return TRL's config from the kit's arguments with the recipe's other TRL fields (`stage_cfg.trl`) over
+    them; TRL validates them, and a value it refuses is named as the recipe field it came from."""
+    try:
+        return cls(**{**args, **stage_cfg.trl})
+    except (TypeError, ValueError) as e:
+        if not stage_cfg.trl:
+            raise
+        fields = ", ".join(f"{section}.{k}={v!r}" for k, v in stage_cfg.trl.items())
+        raise ConfigError(f"{fields}: TRL's {cls.__name__} refuses it ({' '.join(str(e).split())[:300]})") from None
 
 
 def cpu_lora_autocast(recipe: Recipe) -> bool:
