@@ -183,3 +183,13 @@ def config_from_args(args: argparse.Namespace, cls):
     """Return `cls` built from the flags add_config_arguments added; its __post_init__ validates."""
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
                   if f.metadata.get("cli") is not False and hasattr(args, f.name)})
+
+
+def flatten(d, prefix: str = "") -> dict:
+    """Return nested settings as {"sft.learning_rate": value, ...} (to compare two runs' settings field by field)."""
+    if not isinstance(d, dict):
+        return {prefix.rstrip("."): d}
+    out = {}
+    for k, v in d.items():
+        out.update(flatten(v, f"{prefix}{k}."))
+    return out

@@ -204,6 +204,11 @@ def stage_candidates(stage_dir: Path) -> list[dict]:
     return sorted(found, key=lambda c: c["step"])
 
 
+def run_candidates(work: Path, stages) -> list[dict]:
+    """Return the scored candidates of a run's stages, stage by stage, by step."""
+    return [c for s in stages for c in stage_candidates(Path(work) / "stages" / s)]
+
+
 def probe_callback(stage: str, stage_dir: Path, prober: Prober):
     """Return a TrainerCallback that saves and scores a candidate at every checkpoint save."""
     from transformers import TrainerCallback
@@ -317,7 +322,7 @@ class RunSelection:
     def before_dpo(self, model, dpo_data, stages_dir: Path, sft_stages=("sft",), negatives: str = "on_policy.jsonl"):
         """Start DPO from the best candidate of the SFT stages (recipe select.dpo_from) and add on-policy negatives
         (kept in stages_dir / `negatives`) to `dpo_data`."""
-        sft = [c for name in sft_stages for c in stage_candidates(stages_dir / name)]
+        sft = run_candidates(stages_dir.parent, sft_stages)
         start = sft[-1] if sft else None
         if self.rows and sft and self.recipe.select.dpo_from == "best":
             start = sft[choose(sft, self.base, self.recipe.select, self.persona)[0]]
@@ -341,12 +346,12 @@ class RunSelection:
 
     def met(self, work: Path, stages) -> bool:
         """Whether a candidate of these stages meets the selection rule."""
-        cands = [c for s in stages for c in stage_candidates(work / "stages" / s)]
+        cands = run_candidates(work, stages)
         return bool(cands) and choose(cands, self.base, self.recipe.select, self.persona)[1]
 
     def block(self, work: Path, stages) -> dict:
         """Return the manifest's selection block: rule, base scores, every candidate, the selected one."""
-        cands = [c for s in stages for c in stage_candidates(work / "stages" / s)]
+        cands = run_candidates(work, stages)
         if not cands:
             return {"status": "no candidates"}
         best, met = choose(cands, self.base, self.recipe.select, self.persona)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -21,23 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from stylealign.cli import main
-
-PROGRESS = re.compile(r"\d+%\||\[A$|^\s*\[A")  # tqdm bars
-
-
-def fails_with(capsys, argv: list[str], *phrases: str, code: int = 2) -> str:
-    """Run the CLI in-process; assert exit `code` and exactly one stderr line, `stylealign: error: ...`, holding
-    `phrases` (so no traceback and no message of the command's own)."""
-    rc = main(argv)
-    err = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines()
-           if line.strip() and not PROGRESS.search(line)]
-    assert rc == code, err
-    assert len(err) == 1 and err[0].startswith("stylealign: error: "), err
-    for phrase in phrases:
-        assert phrase in err[0], err[0]
-    return err[0]
+from test_errors import fails_with
 
 
 @pytest.fixture(scope="module")

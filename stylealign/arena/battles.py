@@ -50,7 +50,7 @@ class BattleRegistry:
         return a, b
 
     def new(self, session_id: str) -> Battle:
-        """Start (and return) a fresh battle for this session, replacing any earlier one."""
+        """Start (and return) a fresh battle for this browser tab's session id, replacing any earlier one."""
         a, b = self.draw()
         battle = Battle(session_id, a, b)
         with self.lock:

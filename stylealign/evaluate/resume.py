@@ -15,6 +15,7 @@ from pathlib import Path
 from stylealign.decoding import batch_order
 from stylealign.errors import UserError, one_line
 from stylealign.files import append_durable, write_atomic
+from stylealign.options import flatten
 
 PROGRESS = "answers.progress.jsonl"
 
@@ -71,20 +72,11 @@ def read_log(path: Path) -> tuple[dict, dict[tuple, str], dict[tuple, bool | Non
 
 
 def _same_settings(saved: dict, now: dict, path: Path) -> None:
-    for name in sorted(set(_flat(saved)) | set(_flat(now))):
-        old, new = _flat(saved).get(name, "(unset)"), _flat(now).get(name, "(unset)")
+    for name in sorted(set(flatten(saved)) | set(flatten(now))):
+        old, new = flatten(saved).get(name, "(unset)"), flatten(now).get(name, "(unset)")
         if old != new:
             raise UserError(f"--resume: setting {name!r} differs from the interrupted evaluation in {path.parent} "
                             f"({old!r} then, {new!r} now); resume with the same settings, or drop --resume to start over")
-
-
-def _flat(d, prefix: str = "") -> dict:
-    if not isinstance(d, dict):
-        return {prefix.rstrip("."): d}
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}."))
-    return out
 
 
 def generate_logged(generator, convs: list, jobs: list[tuple[int, str | None]], keys: list[tuple], gen_config,

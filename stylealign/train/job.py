@@ -23,6 +23,7 @@ from stylealign.config import Recipe
 from stylealign.errors import UserError
 from stylealign.files import write_atomic, write_json
 from stylealign.manifest import RunManifest, write_manifest
+from stylealign.options import flatten
 from stylealign.runlock import finish_interrupted_publish, publish, run_lock
 from stylealign.selection import SCORES, RunSelection, probe_callback, save_candidate, selection_flags
 from stylealign.train import records, trainers
@@ -115,7 +116,7 @@ class TrainingJob:
             write_json(path, now)
             return
         before = json.loads(path.read_text(encoding="utf-8"))
-        old, new = _flat(before), _flat(now)
+        old, new = flatten(before), flatten(now)
         changed = sorted(k for k in (set(old) | set(new)) - HARMLESS if old.get(k) != new.get(k))
         if changed:
             shown = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
@@ -249,14 +250,6 @@ class TrainingJob:
             peak_memory_mb=peak_memory_mb(),
             finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    """Return a nested dict as {"sft.learning_rate": value, ...}."""
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
 
 
 def lower_lr(recipe: Recipe, scale: float) -> Recipe:
