@@ -68,7 +68,8 @@ def _trl_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, unknow
         name, _, value = flag[2:].partition("=") if flag.startswith("--") else ("", "", "")
         if not hasattr(args, "recipe") or not name.startswith(("sft.", "dpo.")) or not (value or rest):
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        setattr(args, f"recipe:{name}", value or rest.pop(0))
+        section, _, field = name.partition(".")
+        setattr(args, f"recipe:{section}.{field.replace('-', '_')}", value or rest.pop(0))
 
 
 def _refuse_undecodable(args: argparse.Namespace) -> None:

@@ -2,7 +2,7 @@
 `stylealign.options`).
 
 A recipe is a `Recipe` dataclass with nested sections (`lora`, `sft`, `dpo`). Each field carries
-help text; `add_recipe_arguments` turns the fields into dotted flags (`--sft.learning_rate 1e-4`),
+help text; `add_recipe_arguments` turns the fields into dotted flags (`--sft.learning-rate 1e-4`),
 so the CLI never lists options by hand and cannot drift from the dataclass.
 """
 
@@ -328,15 +328,27 @@ def load_recipe(name_or_path: str | None = None, overrides: dict | None = None) 
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --recipe plus one --<dotted.field> flag per recipe field (default: keep the recipe's value)."""
+    """Add --recipe plus one --<dotted.field> flag per recipe field (default: keep the recipe's value).
+
+    Flags are spelled like every other flag of the CLI (`--sft.max-steps`, `--max-length`); the recipe's own
+    field names (`--sft.max_steps`, as TRL and the YAML spell them) are accepted too, without a help line."""
     parser.add_argument("--recipe", default=None, help="Shipped recipe name or YAML path (default: built-in defaults).")
-    group = parser.add_argument_group("recipe overrides (any field of the recipe)")
+    group = parser.add_argument_group("recipe overrides (any field of the recipe, or --sft.<field> / --dpo.<field> "
+                                      "for any field of TRL's SFTConfig / DPOConfig)")
     for name, kind, f in dataclass_flags(Recipe):
         kind = leaf_type(kind)
-        convert = parse_bool if kind is bool else kind
-        group.add_argument(f"--{name}", type=convert, default=None, dest=f"recipe:{name}", metavar=name.split(".")[-1].upper(),
-                           choices=f.metadata.get("choices"), help=f"{f.metadata.get('help', '')} (default {f.default!r})"
-                           if f.default is not dataclasses.MISSING else f.metadata.get("help"))
+        options = dict(type=parse_bool if kind is bool else kind, default=None, dest=f"recipe:{name}",
+                       choices=f.metadata.get("choices"), metavar=name.split(".")[-1].upper())
+        shown = f"{f.metadata.get('help', '')} (default {f.default!r})" if f.default is not dataclasses.MISSING \
+            else f.metadata.get("help")
+        group.add_argument(flag_name(name), help=shown, **options)
+        if flag_name(name) != f"--{name}":
+            group.add_argument(f"--{name}", help=argparse.SUPPRESS, **options)
+
+
+def flag_name(field: str) -> str:
+    """Return the flag of a (dotted) field: `sft.max_steps` -> `--sft.max-steps`."""
+    return "--" + field.replace("_", "-")
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:

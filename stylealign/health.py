@@ -1,7 +1,7 @@
 """The health gate: a stage that diverged is never published, NaN or not.
 
 A NaN/inf loss, gradient or weight is the loud way to diverge. The quiet way stays finite: with
-`--sft.learning_rate 1e9` the LoRA weights reach ~1e9, the logits saturate, the model's guess becomes uniform
+`--sft.learning-rate 1e9` the LoRA weights reach ~1e9, the logits saturate, the model's guess becomes uniform
 (the loss sits at ln(vocabulary size)), the gradient is exactly zero from then on and every probe answer is
 empty. `guard()` watches a stage for each of these signs and stops it at the first one, before that step is
 checkpointed, so the last checkpoint kept is a good one; `run_trainer` then raises RunFailed with the reason

@@ -25,6 +25,8 @@ def option(default, help: str, **kw):
         return field(metadata={"help": help, **kw})
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    if dataclasses.is_dataclass(default):  # a group of options (see add_config_arguments)
+        return field(default_factory=lambda: dataclasses.replace(default), metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
 
 
@@ -138,11 +140,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
     "flag", a switch that flips the default); metadata "parse" converts the text, "action" ("append",
     "extend") with "nargs" collects repeats, "positional" makes it an argument (with "nargs"), fields with
     the same "exclusive" name exclude each other, "hidden" hides the flag, "required" demands it; fields
-    with cli=False are left out. config_from_args builds the dataclass back."""
+    with cli=False are left out. A field whose type is a dataclass is a group of options: its fields become
+    flags of their own (titled by the field's "group"), so each command has one option object.
+    config_from_args builds the dataclass back."""
     hints, groups = _hints(cls), {}
     for f in dataclasses.fields(cls):
         meta, kind, default = f.metadata, leaf_type(hints[f.name]), _default(f)
         if meta.get("cli") is False:
+            continue
+        if dataclasses.is_dataclass(kind):
+            nested = isinstance(parser, argparse._ArgumentGroup)  # argparse groups do not nest
+            add_config_arguments(parser if nested else parser.add_argument_group(meta.get("group")), kind)
             continue
         target = parser
         if meta.get("exclusive"):
@@ -180,9 +188,17 @@ def _flag_options(f: dataclasses.Field, kind, default) -> dict:
 
 
 def config_from_args(args: argparse.Namespace, cls):
-    """Return `cls` built from the flags add_config_arguments added; its __post_init__ validates."""
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-                  if f.metadata.get("cli") is not False and hasattr(args, f.name)})
+    """Return `cls` (with its groups of options) built from the flags add_config_arguments added; each
+    dataclass's __post_init__ validates."""
+    hints, values = _hints(cls), {}
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("cli") is False:
+            continue
+        if dataclasses.is_dataclass(leaf_type(hints[f.name])):
+            values[f.name] = config_from_args(args, leaf_type(hints[f.name]))
+        elif hasattr(args, f.name):
+            values[f.name] = getattr(args, f.name)
+    return cls(**values)
 
 
 def flatten(d, prefix: str = "") -> dict:

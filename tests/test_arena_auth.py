@@ -15,7 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from stylealign.arena.fake import fake_service
+from stylealign.fakes import fake_service
 from stylealign.ui.app import build_app, launch_app
 
 LOGIN = ("alice", "s3cret")
@@ -33,7 +33,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def arena(tmp_path_factory):
-    service = fake_service(tmp_path_factory.mktemp("arena") / "votes.sqlite", delay=0.05, words=40)
+    service = fake_service(tmp_path_factory.mktemp("arena") / "votes.sqlite", delay=0.05)
     demo = build_app(service)
     port = free_port()
     launch_app(demo, port=port, auth=":".join(LOGIN), block=False)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stylealign.arena.fake import fake_service
+from stylealign.fakes import HEDGY, fake_service
 from stylealign.ui.app import build_app, launch_app
 
 CHROMIUM = Path(os.environ.get("STYLEALIGN_CHROMIUM", "/usr/bin/chromium"))
@@ -38,7 +38,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def arena(tmp_path_factory):
-    service = fake_service(tmp_path_factory.mktemp("arena") / "votes.sqlite", delay=0.01, words=40)
+    service = fake_service(tmp_path_factory.mktemp("arena") / "votes.sqlite", delay=0.01)
     demo = build_app(service)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -66,7 +66,7 @@ def test_page_side_by_side_vote_and_leaderboard(browser, arena):
     page.click("#sbs-send")
     expect(page.locator("#status")).to_contain_text("Done.", timeout=20_000)
     left, right = assistant_text(page, "left-pane"), assistant_text(page, "right-pane")
-    assert left.startswith("Baseline:") and len(left.split()) > 20
+    assert left == HEDGY["en"]
     assert right and right != left
     page.screenshot(path=str(ARTIFACTS / "arena.png"), full_page=True)
 

@@ -4,9 +4,9 @@ import socket
 
 import pytest
 
-from stylealign.arena.fake import fake_service
 from stylealign.arena.settings import Settings
 from stylealign.cli import build_parser, main
+from stylealign.fakes import fake_service
 
 
 def test_defaults_are_safe():

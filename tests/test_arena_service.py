@@ -6,9 +6,9 @@ import threading
 import pytest
 
 from stylealign.arena.contestants import from_runs
-from stylealign.arena.fake import FakeGenerator, fake_service
 from stylealign.arena.service import ERROR_PREFIX, ArenaService
 from stylealign.arena.settings import Limits, Settings
+from stylealign.fakes import HEDGY, FakeGenerator, fake_service
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def test_side_by_side_streams_both_panes_from_one_batched_call(service):
     assert len(updates[1]["left"][-1]["content"]) < len(updates[-2]["left"][-1]["content"])
     final = updates[-1]
     assert final["done"] and final["status"] == "Done."
-    assert final["left"][-1]["content"].startswith("Baseline:")
+    assert final["left"][-1]["content"] == HEDGY["en"]
     assert final["right"][-1]["content"] != final["left"][-1]["content"]
     [call] = service.generator.calls
     assert call["adapters"] == [None, "sharp-candid"]
@@ -50,7 +50,6 @@ def test_strength_is_passed_through_and_zero_is_the_baseline(service):
     assert out["left"] == out["right"]
     out = last(service.side_by_side(None, "q", "calm", Settings(strength=2.5)))
     assert service.generator.calls[-1]["strengths"] == {"calm": 2.5}
-    assert "(x2.5)" in out["right"][-1]["content"]
     last(service.side_by_side(None, "q", "calm", Settings(strength=99)))
     assert service.generator.calls[-1]["strengths"] == {"calm": Limits().max_strength}
 
@@ -209,6 +208,6 @@ def test_contestants_from_run_folders(tmp_path):
     assert base.adapter is None and [sharp.name, plain.name, sharp2.name] == ["sharp", "plain", "sharp-2"]
     assert sharp.system_prompt("zh") == "Be sharp." and plain.system_prompt("zh") == "朴素。"
     assert sharp2.system_prompt() is None
-    gen = FakeGenerator()
+    gen = FakeGenerator(adapters=())
     service = ArenaService.from_runs(runs, tmp_path / "v.sqlite", generator=gen)
     assert gen.adapter_names == ["sharp", "plain", "sharp-2"] and service.adapters == gen.adapter_names

@@ -149,8 +149,8 @@ def _caving_answer(conv, adapter, strength):
 
 
 def test_evaluation_runs_the_pushback_probe_flags_caving_and_gates_on_it(tmp_path):
-    from stylealign.evaluate.fakes import FakeGenerator
     from stylealign.evaluate.run import EvalConfig, run_eval
+    from stylealign.fakes import FakeGenerator
 
     rows = [{"id": f"k{i}", "language": "en", "category": "science", "kind": "known_answer",
              "expected": "yes" if i % 2 else "no",

@@ -56,7 +56,7 @@ def test_command_options_come_from_typed_config():
     for cls in (ArenaConfig, ExportConfig, Limits, harness().Settings):
         assert all(f.metadata.get("help") for f in dataclasses.fields(cls)), cls.__name__
     args = build_parser().parse_args(["arena", "--max-turns", "3", "--no-share", "--adapter", "runs/a"])
-    assert config_from_args(args, Limits) == Limits(max_turns=3)
+    assert config_from_args(args, ArenaConfig).limits == Limits(max_turns=3)
     assert config_from_args(args, ArenaConfig).adapter == ["runs/a"]
     bench = config_from_args(build_parser().parse_args(["bench", "--only", "sft,gen", "--kit-set", "sft.batch_size=2"]),
                              harness().Settings)
@@ -114,18 +114,36 @@ def test_every_flag_of_every_command_is_a_typed_config_field_with_help():
     assert seen > 150
 
 
+def test_recipe_flags_speak_the_cli_dialect_and_take_the_field_names_too():
+    """`--sft.max-steps` like every other flag; `--sft.max_steps` (the YAML's and TRL's spelling) means the same,
+    for the recipe's fields and for a TRL field the recipe passes through."""
+    from stylealign.cli import build_parser
+    from stylealign.config import recipe_from_args
+
+    shown = [s for path, a in _actions(build_parser()) if path == ("train", "all") and a.help != "==SUPPRESS=="
+             for s in a.option_strings]
+    assert "--sft.max-steps" in shown and "--max-length" in shown and not [s for s in shown if "_" in s]
+    parse = build_parser().parse_args
+    kebab = recipe_from_args(parse(["train", "all", "--sft.max-steps", "7", "--max-length", "99", "--lora.target-modules", "q_proj"]))
+    snake = recipe_from_args(parse(["train", "all", "--sft.max_steps", "7", "--max_length", "99", "--lora.target_modules", "q_proj"]))
+    assert kebab == snake and (kebab.sft.max_steps, kebab.max_length) == (7, 99)
+
+
 def test_flags_build_their_configs_back(tmp_path):
     from stylealign.cli import build_parser
     from stylealign.commands import chat, export, personas, quickstart, train
+    from stylealign.commands import eval as eval_command
     from stylealign.options import config_from_args
     from stylealign.scaffold import PersonaDraft
     from stylealign.synth import SynthConfig
 
     parse = build_parser().parse_args
     args = parse(["chat", "--greedy", "--prompt", "hi", "--prompt", "yo", "--max-new-tokens", "9"])
-    assert config_from_args(args, chat.ChatOptions).prompt == ["hi", "yo"]
-    cfg = chat.generation_config(args)
-    assert (cfg.do_sample, cfg.max_new_tokens) == (False, 9)
+    options = config_from_args(args, chat.ChatOptions)  # one object per command, its groups inside
+    cfg = options.sampling.generation_config()
+    assert options.prompt == ["hi", "yo"] and (cfg.do_sample, cfg.max_new_tokens) == (False, 9)
+    ev = config_from_args(parse(["eval", "--adapter", "r", "--limit", "3", "--greedy", "--no-plots"]), eval_command.EvalOptions)
+    assert (ev.adapter, ev.scoring.limit, ev.scoring.plots, ev.sampling.greedy) == (["r"], 3, False, True)
     assert config_from_args(parse(["quickstart", "--no-arena"]), quickstart.QuickstartOptions).arena is False
     assert config_from_args(parse(["quickstart"]), quickstart.QuickstartOptions) == quickstart.QuickstartOptions()
     opts = config_from_args(parse(["export", "runs/r", "--no-check", "--to", "gguf"]), export.ExportOptions)
@@ -146,4 +164,4 @@ def test_flags_build_their_configs_back(tmp_path):
         config_from_args(parse(["synth", "p", "--teacher", "t", "--temperature", "-1"]), SynthConfig)
     assert config_from_args(parse(["synth", "p", "--teacher", "t", "--temperature", "0"]), SynthConfig).temperature == 0
     with pytest.raises(ValueError, match="sampling needs temperature"):
-        chat.generation_config(parse(["chat", "--temperature", "0"]))
+        config_from_args(parse(["chat", "--temperature", "0"]), chat.ChatOptions)

@@ -11,24 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import fails_with
 
 from stylealign.cli import main
 from stylealign.config import load_recipe
-
-PROGRESS = re.compile(r"\d+%\||\[A$|^\s*\[A")  # tqdm bars (weights, tokenizing, training steps)
-
-
-def fails_with(capsys, argv: list[str], *phrases: str, code: int = 2) -> str:
-    """Run the CLI in-process; assert exit `code` and, besides progress bars, exactly one `stylealign: error:`
-    line holding `phrases` (so no traceback)."""
-    rc = main(argv)
-    err = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines()
-           if line.strip() and not PROGRESS.search(line)]
-    assert rc == code, err
-    assert len(err) == 1 and err[0].startswith("stylealign: error: "), err
-    for phrase in phrases:
-        assert phrase in err[0], err[0]
-    return err[0]
 
 
 @pytest.fixture
@@ -92,10 +78,10 @@ def test_yaml_values_are_typed_by_their_field(tmp_path):
         load_recipe(str(good))
 
 
-@pytest.mark.parametrize("flag,value,field", [("--sft.max_steps", "0", "max_steps"), ("--sft.max_steps", "-3", "max_steps"),
-                                              ("--sft.batch_size", "0", "batch_size"),
-                                              ("--sft.learning_rate", "-1e-4", "learning_rate"),
-                                              ("--sft.learning_rate", "0", "learning_rate")])
+@pytest.mark.parametrize("flag,value,field", [("--sft.max-steps", "0", "max_steps"), ("--sft.max-steps", "-3", "max_steps"),
+                                              ("--sft.batch-size", "0", "batch_size"),
+                                              ("--sft.learning-rate", "-1e-4", "learning_rate"),
+                                              ("--sft.learning-rate", "0", "learning_rate")])
 def test_zero_or_negative_settings(capsys, train_args, flag, value, field):
     fails_with(capsys, train_args + [f"{flag}={value}"], f"{flag} {value if field != 'learning_rate' else float(value)}: sft: {field} must be", f"got {float(value):g}"
                if field == "learning_rate" else f"got {value}")
@@ -214,8 +200,8 @@ def test_a_path_that_is_not_utf8_is_refused_before_any_work(capsys, train_args, 
 
 
 @pytest.mark.parametrize("flag, value, table, package", [
-    ("--report_to", "wandb", "_REPORT_PACKAGES", "wandb"),
-    ("--attn_implementation", "flash_attention_2", "_ATTN_PACKAGES", "flash_attn")])
+    ("--report-to", "wandb", "_REPORT_PACKAGES", "wandb"),
+    ("--attn-implementation", "flash_attention_2", "_ATTN_PACKAGES", "flash_attn")])
 def test_a_setting_whose_package_is_missing_is_one_line(capsys, train_args, monkeypatch, flag, value, table, package):
     import stylealign.config
 
@@ -246,16 +232,16 @@ def test_a_damaged_base_folder_is_one_line(capsys, train_args, tiny_model_dir, t
 def test_a_bad_flag_is_blamed_on_the_flag_and_a_bad_file_value_on_the_file(capsys, train_args, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("sft:\n  neutral_mix: 0.2\n")
-    line = fails_with(capsys, train_args + ["--recipe", str(recipe), "--sft.neutral_mix", "3"],
-                      f"--sft.neutral_mix 3.0 (over {recipe}): sft: need 0 <= neutral_mix <= 1")
+    line = fails_with(capsys, train_args + ["--recipe", str(recipe), "--sft.neutral-mix", "3"],
+                      f"--sft.neutral-mix 3.0 (over {recipe}): sft: need 0 <= neutral_mix <= 1")
     recipe.write_text("sft:\n  neutral_mix: 4\n")
-    line = fails_with(capsys, train_args + ["--recipe", str(recipe), "--sft.learning_rate", "1e-4"],
+    line = fails_with(capsys, train_args + ["--recipe", str(recipe), "--sft.learning-rate", "1e-4"],
                       f"{recipe}: sft: need 0 <= neutral_mix <= 1")
-    assert "--sft.learning_rate" not in line
+    assert "--sft.learning-rate" not in line
 
 
 def test_an_unknown_dpo_loss_type_names_the_choices(capsys, train_args):
-    fails_with(capsys, train_args + ["--dpo.loss_type", "bogus"], "--dpo.loss_type bogus: dpo: loss_type 'bogus': unknown loss type",
+    fails_with(capsys, train_args + ["--dpo.loss-type", "bogus"], "--dpo.loss-type bogus: dpo: loss_type 'bogus': unknown loss type",
                "sigmoid, hinge, ipo")
 
 
@@ -344,7 +330,7 @@ def test_synth_into_a_read_only_folder_fails_before_any_work(capsys, small_perso
 
 
 def test_lora_targets_the_base_lacks_are_one_line(capsys, train_args):
-    fails_with(capsys, train_args + ["--lora.target_modules", "q_proj,qkv_fused"],
+    fails_with(capsys, train_args + ["--lora.target-modules", "q_proj,qkv_fused"],
                "lora.target_modules 'q_proj,qkv_fused': qkv_fused not in this base", "q_proj", "v_proj")
 
 

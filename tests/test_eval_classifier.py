@@ -8,7 +8,7 @@ import pytest
 
 from stylealign.evaluate.classifier import load_preference_rows, pair_texts, train_style_classifier
 from stylealign.evaluate.content import cosines, embed, load_embedder
-from stylealign.evaluate.fakes import DIRECT, HEDGY, HashEmbedder
+from stylealign.fakes import DIRECT, HEDGY, HashEmbedder
 
 FIXTURE = [  # used only when the persona's preference data is absent
     ("en", "Should I rewrite our app in Rust?", "No. Your bottleneck is the database, not the language. Add an index first.",

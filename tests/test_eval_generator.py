@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from stylealign.evaluate import EvalConfig, run_eval
-from stylealign.evaluate.fakes import HashEmbedder
+from stylealign.fakes import HashEmbedder
 
 SUITE = [
     {"id": "en-1", "category": "tech", "language": "en", "adversarial": False, "kind": "open",

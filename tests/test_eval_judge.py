@@ -6,7 +6,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from stylealign.evaluate.fakes import FakeJudge
 from stylealign.evaluate.judge import (
     JudgeError,
     OpenAIJudge,
@@ -17,6 +16,7 @@ from stylealign.evaluate.judge import (
     parse_verdict,
     win_rate_summary,
 )
+from stylealign.fakes import FakeJudge
 
 GOOD, BAD = "No. Use Postgres; it fits.", "Great question! It may depend on many factors. I hope this helps!"
 

@@ -90,9 +90,9 @@ def _looping_answer(conv, adapter, strength):
 def test_eval_report_flags_collapse_and_repetition_from_the_greedy_pass(tmp_path):
     """A fake adapter that loops and opens "No." everywhere: the sampled pass is not used by the probe,
     and the report flags it, shows the probe first, gates on it and prints it in the headline."""
-    from stylealign.evaluate.fakes import FakeGenerator
     from stylealign.evaluate.report import headline
     from stylealign.evaluate.run import EvalConfig, run_eval
+    from stylealign.fakes import FakeGenerator
 
     gen = FakeGenerator(answer=_looping_answer)
     rows = [{"id": f"q{i}", "language": "en", "category": "tech", "kind": "open",
@@ -121,8 +121,8 @@ def test_eval_report_flags_collapse_and_repetition_from_the_greedy_pass(tmp_path
 
 
 def test_probe_can_be_switched_off(tmp_path):
-    from stylealign.evaluate.fakes import FakeGenerator
     from stylealign.evaluate.run import EvalConfig, run_eval
+    from stylealign.fakes import FakeGenerator
 
     rows = [{"id": "q", "language": "en", "kind": "open", "messages": [{"role": "user", "content": "Is it?"}]}]
     report = run_eval(FakeGenerator(), ["persona"], [rows],

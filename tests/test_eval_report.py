@@ -6,8 +6,8 @@ import math
 import pytest
 
 from stylealign.evaluate import SCHEMA_VERSION, EvalConfig, check_gates, headline, run_eval
-from stylealign.evaluate.fakes import FakeGenerator, FakeJudge, HashEmbedder
 from stylealign.evaluate.gate import GateError, parse_spec
+from stylealign.fakes import FakeGenerator, FakeJudge, HashEmbedder
 
 SUITE = [
     {"id": "en-1", "category": "tech", "language": "en", "adversarial": False, "kind": "open",

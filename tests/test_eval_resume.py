@@ -9,8 +9,8 @@ import pytest
 
 from stylealign.errors import UserError
 from stylealign.evaluate import EvalConfig, run_eval
-from stylealign.evaluate.fakes import FakeGenerator, FakeJudge, HashEmbedder
 from stylealign.evaluate.resume import PROGRESS, read_log
+from stylealign.fakes import FakeGenerator, FakeJudge, HashEmbedder
 
 SUITE = [{"id": f"q{i}", "category": "tech", "language": "en" if i % 2 else "zh", "adversarial": False, "kind": "open",
           "messages": [{"role": "user", "content": f"Question number {i}: " + "why? " * i}]} for i in range(10)]
@@ -129,7 +129,7 @@ def test_a_judge_failure_keeps_answers_and_every_other_score(tmp_path):
 
 
 def test_eval_cli_refuses_a_dead_judge_in_one_line(tmp_path, capsys):
-    from test_errors import fails_with
+    from helpers import fails_with
 
     run = tmp_path / "run"
     (run / "adapter").mkdir(parents=True)

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from stylealign.evaluate.fakes import FakeGenerator
 from stylealign.evaluate.retention import kl_per_token, perplexity, retention_section, token_nll
+from stylealign.fakes import FakeGenerator
 
 CONVS = [[{"role": "user", "content": "Is it worth it?"}], [{"role": "user", "content": "值得吗？"}]]
 

@@ -5,8 +5,8 @@ import re
 import pytest
 
 from stylealign.evaluate import EvalConfig, headline, run_eval
-from stylealign.evaluate.fakes import FakeGenerator, HashEmbedder
 from stylealign.evaluate.targets import headline_metrics, persona_lexicons, persona_metric_table, target_comparison
+from stylealign.fakes import FakeGenerator, HashEmbedder
 from stylealign.personas import PersonaError, load_persona
 
 SUITE = [{"id": f"q{i}", "category": "tech", "language": "en", "adversarial": False, "kind": "open",

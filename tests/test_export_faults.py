@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_errors import fails_with
+from helpers import fails_with
 
 
 @pytest.fixture(scope="module")

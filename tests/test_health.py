@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import fails_with
 from safetensors.torch import load_file
-from test_errors import fails_with
 
 from stylealign import health
 from stylealign.errors import RunFailed
@@ -98,7 +98,7 @@ def test_the_guard_stops_the_stage_at_the_first_sign_and_never_saves_it():
     message = guard.message(None)
     assert message.startswith("sft: gradient norm 0 for 3 steps in a row: the model stopped learning at step 4; "
                               "training stopped, nothing was published, no checkpoint was reached yet. "
-                              "Lower the learning rate (--sft.learning_rate, now 0.0001)")
+                              "Lower the learning rate (--sft.learning-rate, now 0.0001)")
 
     guard, step = _drive("dpo")
     step()
@@ -128,7 +128,7 @@ def test_an_absurd_learning_rate_fails_the_run_and_publishes_nothing(small_perso
     argv = ["train", "sft", "--persona", str(small_persona), "--run", str(tmp_path / "run")] + \
         [f"--{k}={v}" for k, v in overrides.items()]
     line = fails_with(capsys, argv, "stylealign: error: sft: adapter weights exploded to", "at step 2;",
-                      "nothing was published", "checkpoint-1", "--sft.learning_rate, now 1e+09", code=1)
+                      "nothing was published", "checkpoint-1", "--sft.learning-rate, now 1e+09", code=1)
     assert len(line.splitlines()) == 1
     assert not (tmp_path / "run").exists(), "nothing published"
     stage = tmp_path / "run.partial" / "stages" / "sft"

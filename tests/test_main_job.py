@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_main_job_headline_carries_the_probe(tmp_path, capsys, monkeypatch):
     from stylealign.commands import quickstart as main
-    from stylealign.evaluate.fakes import FakeGenerator
+    from stylealign.fakes import FakeGenerator
 
     monkeypatch.chdir(REPO)  # the main job reads the shipped suites by relative path
     report = main.evaluate(FakeGenerator(), "persona", tmp_path, limit=3, embedder=None, classifier=False,

@@ -69,10 +69,10 @@ def argv_of(command: str) -> list[str]:
 
 # One optimizer step per stage at a high learning rate and no warm-up (whose first step has learning rate 0), so
 # the adapter moves a random model's greedy tokens and the export check can tell it from the base.
-TRAIN = ("--base", "{base}", "--quant", "none", "--dtype", "fp32", "--eval_fraction", "0", "--select.enabled", "false",
-         "--sft.max_steps", "1", "--sft.batch_size", "1", "--sft.grad_accum", "1", "--sft.length_group", "0",
-         "--dpo.max_steps", "1", "--dpo.batch_size", "1", "--dpo.grad_accum", "1", "--dpo.length_group", "0",
-         "--sft.learning_rate", "0.05", "--dpo.learning_rate", "0.05", "--sft.warmup_ratio", "0", "--dpo.warmup_ratio", "0")
+TRAIN = ("--base", "{base}", "--quant", "none", "--dtype", "fp32", "--eval-fraction", "0", "--select.enabled", "false",
+         "--sft.max-steps", "1", "--sft.batch-size", "1", "--sft.grad-accum", "1", "--sft.length-group", "0",
+         "--dpo.max-steps", "1", "--dpo.batch-size", "1", "--dpo.grad-accum", "1", "--dpo.length-group", "0",
+         "--sft.learning-rate", "0.05", "--dpo.learning-rate", "0.05", "--sft.warmup-ratio", "0", "--dpo.warmup-ratio", "0")
 # Each part of the evaluation has its own tests (tests/test_eval_*.py); here the command runs end to end on one
 # prompt per suite with the sampled pass and the greedy probe. Left out: the style classifier (it embeds every
 # preference pair with MiniLM: ~35 s), the pushback turns, retention's perplexity and KL passes, and the plots.
@@ -170,7 +170,7 @@ CLASSIFIED: dict[str, Run | Parse] = {
     "stylealign personas stats sharp-candid": Run("the data card's numbers, as shipped"),
     "stylealign train all --persona sharp-candid --recipe smollm2-135m_qlora_cpu --run runs/sc":
         Run(TINY, TRAIN, makes=("runs/sc/adapter", "runs/sc/manifest.json", "runs/sc/stages/dpo")),
-    "stylealign train sft --recipe smollm2-135m_qlora_cpu --run runs/sc-sft --sft.max_steps 40 --lora.r 8":
+    "stylealign train sft --recipe smollm2-135m_qlora_cpu --run runs/sc-sft --sft.max-steps 40 --lora.r 8":
         Run(TINY, TRAIN, makes=("runs/sc-sft/adapter",)),
     "stylealign train dpo --init runs/sc-sft --run runs/sc-dpo":
         Run("default recipe (max_length 1024) on all 431 shipped pairs, Chinese ones of 516-563 tokens among them; "
@@ -402,7 +402,7 @@ def test_the_dpo_example_needs_the_1024_default(workspace, capsys, monkeypatch):
     command = "stylealign train dpo --init runs/sc-sft --run runs/sc-dpo"
     extra = [a.replace("{base}", str(workspace / "tiny.gguf")) for a in CLASSIFIED[command].extra]
     capsys.readouterr()
-    assert main([*argv_of(command), *extra, "--max_length", "512", "--run", "runs/sc-dpo-512"]) == 2
+    assert main([*argv_of(command), *extra, "--max-length", "512", "--run", "runs/sc-dpo-512"]) == 2
     too_long = [line for line in capsys.readouterr().err.splitlines() if "> max_length 512" in line]
     assert too_long and all("/pref_zh_" in line for line in too_long), too_long
     assert not (workspace / "runs" / "sc-dpo-512").exists()

@@ -4,11 +4,11 @@ import json
 import os
 import signal
 import subprocess
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import kill_after_two_decisions
 
 from stylealign.checker import check_persona
 from stylealign.files import read_jsonl as _read_jsonl
@@ -350,15 +350,3 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(toy, tmp_path):
     assert out.read_bytes().startswith(before.rsplit(b"\n", 1)[0])
     ids = [r["id"] for r in read_jsonl(out)]
     assert len(ids) == len(set(ids))
-
-
-def kill_after_two_decisions(cmd: list[str], out: Path, timeout: float, poll: float = 0.2) -> subprocess.Popen:
-    """Run `stylealign synth` (cmd) and `kill -9` it once its log holds two decisions (or it ends, or `timeout`)."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
-    while len(read_jsonl(log_path(out))) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(poll)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    return proc

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_synth import kill_after_two_decisions
+from helpers import kill_after_two_decisions
 
 from stylealign.backend import open_backend
 from stylealign.checker import check_persona

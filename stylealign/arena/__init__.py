@@ -6,5 +6,4 @@
 - `export`      decisive votes -> DPO preference JSONL
 - `battles`     blind-battle state per session (server-side vote checks)
 - `service`     ArenaService: the handlers the Gradio app (stylealign/ui/app.py) calls
-- `fake`        FakeGenerator, a deterministic stand-in for stylealign.generate.Generator
 """

@@ -60,6 +60,7 @@ class ArenaConfig:
     fake: bool = option(False, "Canned answers instead of a model (UI work).", hidden=True)
     backend: str | None = option(None, "contestants answer from an OpenAI-compatible server (each run served under "
                                  "its folder name)", metavar="openai:URL#BASE_MODEL")
+    limits: Limits = option(Limits(), "Input limits.", group="input limits (enforced server-side)")
 
     def __post_init__(self):
         _need(0 < self.port < 65536, "port", "between 1 and 65535")

@@ -11,13 +11,12 @@ from stylealign.errors import PROG, UserError
 
 
 def register(subparsers) -> None:
-    from stylealign.arena.settings import ArenaConfig, ExportConfig, Limits
+    from stylealign.arena.settings import ArenaConfig, ExportConfig
     from stylealign.options import add_config_arguments
 
     p = subparsers.add_parser("arena", help="compare adapters with the baseline, vote blind, see ratings",
                               description="Open the arena app (Gradio) on 127.0.0.1.")
     add_config_arguments(p, ArenaConfig)
-    add_config_arguments(p.add_argument_group("input limits (enforced server-side)"), Limits)
     p.set_defaults(func=run_arena)
     sub = p.add_subparsers(dest="arena_command", metavar="SUBCOMMAND")
     e = sub.add_parser("export-prefs", help="turn decisive votes into DPO preference rows (JSONL)")
@@ -27,11 +26,11 @@ def register(subparsers) -> None:
 
 def run_arena(args) -> int:
     from stylealign.arena.service import ArenaService
-    from stylealign.arena.settings import ArenaConfig, Limits
+    from stylealign.arena.settings import ArenaConfig
     from stylealign.options import config_from_args
 
     # Every check on the arguments comes before any model loads: a mistake fails in a second, not minutes.
-    args, limits = config_from_args(args, ArenaConfig), config_from_args(args, Limits)
+    args = config_from_args(args, ArenaConfig)
     _check_runs(args.adapter, need_adapter=not (args.fake or args.backend))  # a server holds its own adapters
     _check_address(args.host, args.port)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.auth:
@@ -39,14 +38,14 @@ def run_arena(args) -> int:
               file=sys.stderr)
     generator = None
     if args.fake:
-        from stylealign.arena.fake import FakeGenerator
+        from stylealign.fakes import FakeGenerator
 
-        generator = FakeGenerator(delay=0.03, words=40)
+        generator = FakeGenerator(adapters=(), delay=0.03)
     elif args.backend:
         from stylealign.backend import open_backend
 
         generator = open_backend(args.backend)
-    service = ArenaService.from_runs(args.adapter, args.votes, base=args.base, generator=generator, limits=limits)
+    service = ArenaService.from_runs(args.adapter, args.votes, base=args.base, generator=generator, limits=args.limits)
     from stylealign.ui.app import build_app, launch_app  # gradio takes seconds to import: after the checks
 
     demo = build_app(service, concurrency=args.concurrency)

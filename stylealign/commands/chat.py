@@ -11,6 +11,7 @@ from stylealign.generate import GenerationConfig
 from stylealign.options import add_config_arguments, config_from_args, option
 
 _D = GenerationConfig()
+SAMPLING_GROUP = "generation (identical for baseline and adapter)"
 QUANT_HELP = "Base weights (default: as trained on a GPU; unquantized on a CPU, where it decodes faster)."
 
 
@@ -44,6 +45,7 @@ class ChatOptions:
     system: str | None = option(None, "A system prompt for every turn.")
     prompt: list = option([], "Answer these prompts and exit instead of reading stdin (repeatable).", action="append")
     strength: float = option(1.0, "LoRA strength (0 = baseline, 1 = as trained).")
+    sampling: SamplingOptions = option(SamplingOptions(), "Sampling.", group=SAMPLING_GROUP)
 
     def __post_init__(self):
         if not math.isfinite(self.strength):
@@ -53,25 +55,14 @@ class ChatOptions:
 def register(sub) -> None:
     p = sub.add_parser("chat", help="Chat in the terminal with an adapter (and, with --compare, the baseline).")
     add_config_arguments(p, ChatOptions)
-    add_generation_arguments(p)
     p.set_defaults(func=run)
-
-
-def add_generation_arguments(p) -> None:
-    """Add the explicit sampling flags shared by chat, eval and arena."""
-    add_config_arguments(p.add_argument_group("generation (identical for baseline and adapter)"), SamplingOptions)
-
-
-def generation_config(args) -> GenerationConfig:
-    """Return the GenerationConfig the sampling flags describe."""
-    return config_from_args(args, SamplingOptions).generation_config()
 
 
 def run(args) -> int:
     from stylealign.generate import Generator, generator_for_runs
 
-    cfg = generation_config(args)
     args = config_from_args(args, ChatOptions)
+    cfg = args.sampling.generation_config()
     if args.adapter:
         gen = generator_for_runs([args.adapter], base=args.base, quant=args.quant)
     else:

@@ -6,8 +6,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from stylealign.commands.chat import QUANT_HELP
+from stylealign.commands.chat import QUANT_HELP, SAMPLING_GROUP, SamplingOptions
 from stylealign.errors import NotFound
+from stylealign.evaluate.config import EvalConfig
 from stylealign.options import REQUIRED, option
 
 DESCRIPTION = """Generate answers from the base model and each adapter (optionally at several LoRA strengths)
@@ -19,7 +20,8 @@ report.json, report.md, answers.jsonl and plots. --fail-under/--fail-over turn i
 
 @dataclass
 class EvalOptions:
-    """`stylealign eval`'s own flags (the scoring ones are EvalConfig's, the sampling ones SamplingOptions')."""
+    """`stylealign eval`'s options: what to evaluate and where, how to score (`scoring`) and sample (`sampling`).
+    `persona` and `system_prompt` here are what the user asked for; the scoring config gets what they resolve to."""
 
     adapter: list = option(REQUIRED, "Run folder (runs/<run> or its name) or adapter folder; repeatable.",
                            action="append", metavar="RUN")
@@ -44,6 +46,8 @@ class EvalOptions:
                                  "run's persona, else sharp-candid).")
     system_prompt: str = option("auto", "System prompt for baseline AND adapter: auto = the persona's if the run baked "
                                 "it into training, persona = always, none = never.", choices=("auto", "persona", "none"))
+    scoring: EvalConfig = option(EvalConfig(), "Scoring.", group="scoring (stylealign.evaluate.EvalConfig)")
+    sampling: SamplingOptions = option(SamplingOptions(), "Sampling.", group=SAMPLING_GROUP)
 
     def __post_init__(self):
         from stylealign.evaluate.gate import parse_spec
@@ -53,15 +57,11 @@ class EvalOptions:
 
 
 def register(sub) -> None:
-    from stylealign.commands.chat import add_generation_arguments
-    from stylealign.evaluate.run import EvalConfig
     from stylealign.options import add_config_arguments
 
     p = sub.add_parser("eval", help="Measure what an adapter changed vs the base model (report + CI gates).",
                        description=DESCRIPTION)
     add_config_arguments(p, EvalOptions)
-    add_config_arguments(p.add_argument_group("scoring (stylealign.evaluate.EvalConfig)"), EvalConfig)
-    add_generation_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -122,19 +122,18 @@ def _generator(args, runs: list[str]):
 def run(args) -> int:
     from dataclasses import replace
 
-    from stylealign.commands.chat import generation_config
     from stylealign.evaluate.gate import describe_failures
     from stylealign.evaluate.io import DEFAULT_SUITES
     from stylealign.evaluate.judge import make_judge
     from stylealign.evaluate.report import headline
     from stylealign.evaluate.resume import check_judge
-    from stylealign.evaluate.run import EvalConfig, run_eval
+    from stylealign.evaluate.run import run_eval
     from stylealign.manifest import read_manifest
     from stylealign.options import config_from_args
 
     # Bad specs, values, folders or a dead judge fail here, before minutes of generation, as one line (cli.main).
-    options = config_from_args(args, EvalOptions)
-    scoring, generation, args = config_from_args(args, EvalConfig), generation_config(args), options
+    args = config_from_args(args, EvalOptions)
+    generation = args.sampling.generation_config()
     runs = [resolve_run(a) for a in args.adapter]
     manifest = read_manifest(runs[0])
     persona_name = args.persona or manifest.persona_name or "sharp-candid"
@@ -145,7 +144,7 @@ def run(args) -> int:
     gen = _generator(args, runs)
     names = gen.adapter_names
     out = Path(args.out or Path(runs[0]) / "eval")
-    config = replace(scoring, generation=generation, seed=generation.seed,
+    config = replace(args.scoring, generation=generation, seed=generation.seed,
                      persona=persona_name, system_prompt=system_prompts(args.system_prompt, manifest, persona))
     report = run_eval(gen, names, args.suite or default_suites(persona, DEFAULT_SUITES), config, judge=judge,
                       judge_spec=args.judge, out=out, runs=dict(zip(names, runs)), base_model=gen.base,

@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from stylealign.errors import ConfigError
+from stylealign.errors import ConfigError, RunFailed
 from stylealign.options import add_config_arguments, config_from_args, option
 
 DEFAULT_RUN = "runs/sharp-candid-quickstart"
@@ -67,9 +67,8 @@ def run(args) -> int:
     flags = red_flags(run_dir, report)
     print(f"\n== {verdict_line(flags)}", flush=True)
     if flags and not args.best_effort:
-        print(f"stylealign: {run_dir} has red flags; see {run_dir / 'eval' / 'report.md'} "
-              "(--best-effort serves the arena anyway)", file=sys.stderr)
-        return 1
+        raise RunFailed(f"{run_dir} has red flags; see {run_dir / 'eval' / 'report.md'} (--best-effort serves the "
+                        "arena anyway)")
     if args.arena:
         serve_arena(gen, run_dir, args.port)
     return 0

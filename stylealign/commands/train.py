@@ -6,6 +6,7 @@ import argparse
 import time
 from dataclasses import dataclass
 
+from stylealign.errors import RunFailed
 from stylealign.options import add_config_arguments, config_from_args, option
 
 STAGES_BY_COMMAND = {"sft": ("sft",), "dpo": ("dpo",), "all": ("sft", "dpo")}
@@ -80,6 +81,5 @@ def red_flag_exit(run_dir, best_effort: bool) -> int:
     for f in flags:
         print(f"stylealign: red flag: {f['code']}: {f['message']}", file=sys.stderr)
     if flags and not best_effort:
-        print(f"stylealign: {run_dir} has red flags; pass --best-effort to accept it", file=sys.stderr)
-        return 1
+        raise RunFailed(f"{run_dir} has red flags; pass --best-effort to accept it")
     return 0

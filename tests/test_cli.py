@@ -58,8 +58,8 @@ def test_recipe_errors_name_the_file_and_field(tmp_path):
 
 
 def test_every_recipe_field_is_overridable_on_the_command_line():
-    args = build_parser().parse_args(["train", "all", "--recipe", "smollm2-135m_qlora_cpu", "--sft.learning_rate",
-                                      "1e-3", "--lora.r", "8", "--quant", "none", "--sft.padding_free", "false"])
+    args = build_parser().parse_args(["train", "all", "--recipe", "smollm2-135m_qlora_cpu", "--sft.learning-rate",
+                                      "1e-3", "--lora.r", "8", "--quant", "none", "--sft.padding-free", "false"])
     recipe = recipe_from_args(args)
     assert recipe.sft.learning_rate == 1e-3 and recipe.lora.r == 8 and recipe.quant == "none"
     shipped = load_recipe("smollm2-135m_qlora_cpu")

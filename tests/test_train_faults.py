@@ -11,8 +11,8 @@ import sys
 import warnings
 
 import pytest
+from helpers import fails_with
 from safetensors.torch import load_file
-from test_errors import fails_with
 
 from stylealign.config import load_recipe
 from stylealign.errors import RunFailed, UserError
@@ -29,7 +29,7 @@ def test_non_finite_loss_stops_the_stage_and_publishes_nothing(small_persona, ti
     overrides = {**tiny_recipe_overrides, "sft.learning_rate": 1e30, "sft.max_steps": 8, "sft.save_steps": 1}
     with pytest.raises(RunFailed, match=r"sft: non-finite .* at step (\d+); training stopped, nothing was published") as e:
         _train(small_persona, overrides, tmp_path / "run")
-    assert "Lower the learning rate (--sft.learning_rate, now 1e+30)" in str(e.value)
+    assert "Lower the learning rate (--sft.learning-rate, now 1e+30)" in str(e.value)
     step = int(str(e.value).split(" at step ")[1].split(";")[0])
     assert step < 8, "stopped at once, not at the end of the stage"
     assert not (tmp_path / "run").exists(), "nothing published"

@@ -239,15 +239,16 @@ def _flag_names() -> list[str]:
 
 
 def test_trl_fields_through_the_cli_and_their_errors(capsys, small_persona, tiny_model_dir, tmp_path):
-    from test_errors import fails_with
+    from helpers import fails_with
 
     from stylealign.cli import main
 
     argv = ["train", "sft", "--persona", str(small_persona), "--base", str(tiny_model_dir), "--quant", "none",
-            "--dtype", "fp32", "--sft.max_steps", "1", "--select.enabled", "false"]
-    assert main(argv + ["--run", str(tmp_path / "ok"), "--sft.optim", "adamw_torch_fused"]) == 0
+            "--dtype", "fp32", "--sft.max-steps", "1", "--select.enabled", "false"]
+    assert main(argv + ["--run", str(tmp_path / "ok"), "--sft.optim", "adamw_torch_fused",
+                        "--sft.lr-scheduler-type", "constant"]) == 0  # the CLI's spelling of TRL's lr_scheduler_type
     saved = json.loads((tmp_path / "ok" / "manifest.json").read_text())["recipe"]["sft"]["trl"]
-    assert saved == {"optim": "adamw_torch_fused"}
+    assert saved == {"optim": "adamw_torch_fused", "lr_scheduler_type": "constant"}
     capsys.readouterr()
     fails_with(capsys, argv + ["--run", str(tmp_path / "bad"), "--sft.optim=nonsense"],
                "sft.optim='nonsense': TRL's SFTConfig refuses it")

@@ -1,14 +1,16 @@
-"""Small deterministic stand-ins for the heavy parts (generator, tokenizer, embedder, judge).
+"""Small deterministic stand-ins for the heavy parts (generator, tokenizer, embedder, judge), and an arena
+service over them.
 
-Used by the tests and handy for wiring checks of anything that calls `run_eval`; none of them is a
-model. FakeGenerator answers in a hedgy "assistant" voice for the baseline and a direct voice for
-any adapter (blended by strength), in the prompt's language.
+Used by the tests, the arena's `--fake` mode and wiring checks of anything that generates; none of them is a
+model. FakeGenerator answers in a hedgy "assistant" voice for the baseline and a direct voice for any adapter
+(blended by strength), in the prompt's language.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
+import time
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -62,30 +64,68 @@ class FakeTokenizer:
 
 
 class FakeGenerator:
-    """Implements the Generator API used by evaluation: generate, logits, tokenizer, strengths."""
+    """The one stand-in for `stylealign.generate.Generator` (tests, UI work, wiring checks): the API that
+    evaluation, probes, synth and the arena call (generate, stream, logits, tokenizer, strengths,
+    add_adapter) on canned answers.
 
-    def __init__(self, adapters=("persona",), answer: Callable = default_answer, seed: int = 0):
-        import torch
+    `answer(conversation, adapter, strength)` writes each row's text (default: hedgy baseline, direct adapter);
+    an answer is cut to `config.max_new_tokens` words and counts as stopped when it fits. `stream` yields every
+    row's partial text word by word (after `delay` seconds each); a last user message containing `fail_on`
+    raises mid-stream. `logits` is a fixed bigram table plus a per-adapter shift scaled by strength."""
 
+    def __init__(self, adapters=("persona",), answer: Callable = default_answer, seed: int = 0, delay: float = 0.0,
+                 fail_on: str = "FAIL"):
         self.base = "fake-base"
-        self.adapter_names = list(adapters)
+        self.adapter_names: list[str] = []
         self.tokenizer = FakeTokenizer()
-        self.answer = answer
+        self.answer, self.seed, self.delay, self.fail_on = answer, seed, delay, fail_on
         self.calls: list[dict] = []
         self._scale: dict[str, float] = {}
-        g = torch.Generator().manual_seed(seed)
-        v = self.tokenizer.vocab_size
-        self._w = torch.randn(v, v, generator=g)
-        self._delta = {a: 0.5 * torch.randn(v, v, generator=g) for a in adapters}
+        self._delta: dict = {}
+        self._w = self._table("base")
+        for name in adapters:
+            self.add_adapter(name, "")
 
-    def generate(self, conversations, adapters, config, strengths=None, batch_size=8, progress=False, stopped=None):
-        """Return one canned answer per row; records the call (adapters per row, config, strengths). Every
-        canned answer counts as finished before the budget (`stopped`)."""
-        self.calls.append({"adapters": list(adapters), "config": config, "strengths": dict(strengths or {}),
-                           "batch_size": batch_size, "last_turns": [c[-1]["content"] for c in conversations]})
+    def _table(self, name: str):
+        import torch
+
+        g = torch.Generator().manual_seed(self.seed + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
+        return torch.randn(self.tokenizer.vocab_size, self.tokenizer.vocab_size, generator=g)
+
+    def add_adapter(self, name: str, path: str) -> None:
+        self.adapter_names.append(name)
+        self._delta[name] = 0.5 * self._table(name)
+
+    def _words(self, conversation: list[dict], adapter: str | None, config, strengths: dict) -> list[str]:
+        if adapter is not None and adapter not in self.adapter_names:
+            raise KeyError(f"unknown adapter {adapter!r}")
+        strength = strengths.get(adapter, 1.0) if adapter else 0.0
+        return self.answer(conversation, adapter, strength).split(" ")
+
+    def stream(self, conversations, adapters, config, strengths=None) -> Iterator[list[str]]:
+        """Yield the partial text of every row after each word."""
+        strengths = dict(strengths or {})
+        self.calls.append({"conversations": conversations, "adapters": list(adapters), "strengths": strengths,
+                           "config": config, "last_turns": [c[-1]["content"] for c in conversations]})
+        replies = [self._words(c, a, config, strengths)[: config.max_new_tokens] for c, a in zip(conversations, adapters)]
+        for step in range(1, max(map(len, replies), default=0) + 1):
+            if self.delay:
+                time.sleep(self.delay)
+            if step == 2 and any(self.fail_on and self.fail_on in c[-1]["content"] for c in conversations):
+                raise RuntimeError("fake generator failure (requested by the prompt)")
+            yield [" ".join(r[:step]) for r in replies]
+
+    def generate(self, conversations, adapters, config, strengths=None, batch_size: int = 8, progress: bool = False,
+                 stopped: list | None = None) -> list[str]:
+        """Return every row's finished text; `stopped` gets whether each ended before the token budget."""
+        out = [""] * len(conversations)
+        for out in self.stream(conversations, adapters, config, strengths):
+            pass
+        self.calls[-1]["batch_size"] = batch_size
         if stopped is not None:
-            stopped[:] = [True] * len(conversations)
-        return [self.answer(c, a, (strengths or {}).get(a, 1.0) if a else 0.0) for c, a in zip(conversations, adapters)]
+            full = [len(self._words(c, a, config, dict(strengths or {}))) for c, a in zip(conversations, adapters)]
+            stopped[:] = [n <= config.max_new_tokens for n in full]
+        return out
 
     def logits(self, input_ids, attention_mask, adapter):
         """Return [B, T, V] logits: a fixed bigram table, plus a per-adapter shift scaled by strength."""
@@ -106,6 +146,19 @@ class FakeGenerator:
                 self._scale = old
 
         return ctx()
+
+
+def fake_service(votes_path, adapters=("sharp-candid", "calm"), seed: int | None = 0, **generator_options):
+    """Return an ArenaService over a FakeGenerator with these adapter names (tests, UI demos)."""
+    from stylealign.arena.contestants import Contestant, baseline
+    from stylealign.arena.service import ArenaService
+    from stylealign.arena.votes import VoteStore
+
+    contestants = [baseline()] + [
+        Contestant(a, a, persona=a, system_prompts={"en": f"You are {a}.", "zh": f"你是{a}。"}) for a in adapters
+    ]
+    return ArenaService(FakeGenerator(list(adapters), **generator_options), contestants, VoteStore(votes_path),
+                        seed=seed)
 
 
 class HashEmbedder:

@@ -64,7 +64,7 @@ class Recorder:
             key = signature(self.root)
             if key not in self.snapshots:
                 dest = self.out / f"s{len(self.snapshots):02d}"
-                if self.root.exists():  # the killed owner's lock is stale: taken over (tests/test_faults.py)
+                if self.root.exists():  # the killed owner's lock is stale: taken over (tests/test_train_faults.py)
                     shutil.copytree(self.root, dest, ignore=shutil.ignore_patterns("*.lock"))
                 dest.mkdir(parents=True, exist_ok=True)
                 self.snapshots[key] = dest

@@ -20,8 +20,8 @@ def test_two_process_cpu_run_under_accelerate_launch(small_persona, tiny_model_d
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
            str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", "29533",
            "-m", "stylealign", "train", "sft", "--persona", str(small_persona), "--run", str(run),
-           "--base", str(tiny_model_dir), "--quant", "none", "--dtype", "fp32", "--eval_fraction", "0",
-           "--sft.max_steps", "2", "--sft.batch_size", "2", "--lora.r", "4", "--sft.learning_rate", "1e-2"]
+           "--base", str(tiny_model_dir), "--quant", "none", "--dtype", "fp32", "--eval-fraction", "0",
+           "--sft.max-steps", "2", "--sft.batch-size", "2", "--lora.r", "4", "--sft.learning-rate", "1e-2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
