@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-AREAS = ("personas", "synth", "train", "chat", "eval", "arena", "export", "bench", "quickstart")  # command modules
+AREAS = ("personas", "synth", "train", "chat", "eval", "arena", "studio", "export", "bench", "quickstart")  # command modules
 
 
 def build_parser() -> argparse.ArgumentParser:

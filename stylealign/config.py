@@ -323,7 +323,7 @@ def load_recipe(name_or_path: str | None = None, overrides: dict | None = None) 
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    flags = " ".join(f"--{k} {v}" for k, v in overrides.items())
+    flags = " ".join(f"{flag_name(k)} {v}" for k, v in overrides.items())
     return from_dict(Recipe, data, f"{flags} (over {where})" if name_or_path else flags)
 
 

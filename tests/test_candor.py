@@ -186,8 +186,9 @@ def test_main_job_headline_names_the_red_flags_or_says_there_are_none(tmp_path):
 def test_a_run_whose_published_candidate_breaks_the_rule_is_flagged_and_exits_non_zero(tmp_path, capsys):
     import dataclasses
 
-    from stylealign.commands.train import red_flag_exit
+    from stylealign.commands.train import check_red_flags
     from stylealign.config import SelectSettings
+    from stylealign.errors import RunFailed, describe
     from stylealign.manifest import RunManifest, write_manifest
     from stylealign.selection import selection_flags
 
@@ -202,9 +203,11 @@ def test_a_run_whose_published_candidate_breaks_the_rule_is_flagged_and_exits_no
     run = tmp_path / "run"
     run.mkdir()
     write_manifest(run, RunManifest(persona="p", red_flags=flags))
-    assert red_flag_exit(run, best_effort=False) == 1
-    assert "--best-effort" in capsys.readouterr().err.splitlines()[-1]
-    assert red_flag_exit(run, best_effort=True) == 0
+    with pytest.raises(RunFailed) as failed:
+        check_red_flags(run, best_effort=False)
+    assert describe(failed.value) == (f"{run} has red flags; pass --best-effort to accept it", 1)
+    assert "red flag: selection_rule_not_met" in capsys.readouterr().err
+    check_red_flags(run, best_effort=True)  # flagged, printed, accepted
 
 
 def test_probe_section_reports_belief_consistency_against_the_baseline():

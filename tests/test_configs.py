@@ -69,7 +69,7 @@ def test_command_options_come_from_typed_config():
 
 def _option_classes():
     from stylealign.arena.settings import ArenaConfig, ExportConfig, Limits
-    from stylealign.commands import chat, export, personas, quickstart, synth, train
+    from stylealign.commands import chat, export, personas, quickstart, studio, synth, train
     from stylealign.commands import eval as eval_command
     from stylealign.commands.bench import harness
     from stylealign.evaluate.run import EvalConfig
@@ -79,7 +79,7 @@ def _option_classes():
     return (ArenaConfig, ExportConfig, Limits, harness().Settings, EvalConfig, eval_command.EvalOptions, export.ExportOptions,
             export.ServeOptions, chat.ChatOptions, chat.SamplingOptions, quickstart.QuickstartOptions, personas.Root,
             personas.Selection, personas.OneSelection, personas.StatsOptions, PersonaDraft, SynthConfig, synth.SynthTarget,
-            train.TrainOptions, train.DPOTrainOptions)
+            train.TrainOptions, train.DPOTrainOptions, studio.StudioOptions)
 
 
 def _actions(parser, path=()):

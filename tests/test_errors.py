@@ -207,7 +207,7 @@ def test_a_setting_whose_package_is_missing_is_one_line(capsys, train_args, monk
 
     # a package name that cannot be installed, so the test means the same on a machine that has the real one
     monkeypatch.setitem(getattr(stylealign.config, table), value, "no_such_package_for_stylealign")
-    fails_with(capsys, train_args + [flag, value], f"{flag[2:]} {value!r} needs the no_such_package_for_stylealign "
+    fails_with(capsys, train_args + [flag, value], f"{flag[2:].replace('-', '_')} {value!r} needs the no_such_package_for_stylealign "
                "package", "pip install")
 
 

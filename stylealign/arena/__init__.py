@@ -5,5 +5,5 @@
 - `leaderboard` ratings + records + pairwise win-rate matrix
 - `export`      decisive votes -> DPO preference JSONL
 - `battles`     blind-battle state per session (server-side vote checks)
-- `service`     ArenaService: the handlers the Gradio app (stylealign/ui/app.py) calls
+- `service`     ArenaService: the handlers the Gradio app (ui/app.py, installed as stylealign.ui) calls
 """

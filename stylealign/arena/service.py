@@ -1,7 +1,7 @@
 """The arena's logic, independent of any UI: side-by-side streaming, blind battles, votes, ratings.
 
 Every handler is a plain method that takes plain values and returns (or yields) plain dicts, so
-tests drive it without a browser and the Gradio layer in `stylealign/ui/` only maps dicts to components.
+tests drive it without a browser and the Gradio layer in `ui/` (installed as `stylealign.ui`) only maps dicts to components.
 One base model serves every pane: each turn is one batched, mixed-adapter `Generator.stream` call.
 """
 

@@ -68,11 +68,12 @@ def run(args) -> int:
     out = train_run(persona, recipe, run_dir, stages=stages, resume=options.resume, overwrite=options.overwrite,
                     init_adapter=getattr(options, "init", None), data_files=files)
     print(f"run written to {out}")
-    return red_flag_exit(out, options.best_effort)
+    check_red_flags(out, options.best_effort)
+    return 0
 
 
-def red_flag_exit(run_dir, best_effort: bool) -> int:
-    """Print the run's red flags, the last line being the verdict; return 1 when there are any, unless `best_effort`."""
+def check_red_flags(run_dir, best_effort: bool) -> None:
+    """Print the run's red flags; raise RunFailed (exit 1) when there are any, unless `best_effort`."""
     import sys
 
     from stylealign.manifest import read_manifest
@@ -82,4 +83,3 @@ def red_flag_exit(run_dir, best_effort: bool) -> int:
         print(f"stylealign: red flag: {f['code']}: {f['message']}", file=sys.stderr)
     if flags and not best_effort:
         raise RunFailed(f"{run_dir} has red flags; pass --best-effort to accept it")
-    return 0

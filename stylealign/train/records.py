@@ -81,7 +81,10 @@ def run_trainer(trainer, stage_dir: Path, resume: bool, main_process: bool = Tru
 
     if not torch.cuda.is_available():
         trainer.add_callback(phases.trim_callback())  # RSS stays at what a step needs, not what all steps left
-    result = trainer.train(resume_from_checkpoint=latest_checkpoint(stage_dir) if resume else None)
+    checkpoint = latest_checkpoint(stage_dir) if resume else None
+    if checkpoint:
+        print(f"stylealign: {stage_dir.name}: resuming from {Path(checkpoint).name}", file=sys.stderr, flush=True)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     if guard.tripped:
         raise RunFailed(guard.message(latest_checkpoint(stage_dir)))
     summary = {"wall_s": round(time.time() - start, 1), "steps": trainer.state.global_step,

@@ -30,20 +30,27 @@ def build_app(service: ArenaService, concurrency: int = 4, max_queue: int = 64) 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"## {TITLE}\nCompare a persona adapter with the neutral baseline (same base model, "
                     "same seed), vote blind, and see the ratings.")
-        settings = _settings_panel(service)
-        with gr.Tabs():
-            with gr.Tab("Side by side", id="side"):
-                _side_by_side(service, settings)
-            with gr.Tab("Blind battle", id="battle"):
-                votes = _battle(service, settings)
-            with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
-                refresh = _leaderboard(service)
-        board_tab.select(**refresh)
-        for vote in votes:  # every vote button refreshes the ratings
-            vote.then(**refresh)
+        refresh = arena_tabs(service)
         demo.load(**refresh)
     demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
     return demo
+
+
+def arena_tabs(service: ArenaService) -> dict:
+    """Add the arena (settings, side by side, blind battle, leaderboard) to the Blocks being built; return the
+    leaderboard's refresh event, for the page load to fill the ratings."""
+    settings = _settings_panel(service)
+    with gr.Tabs():
+        with gr.Tab("Side by side", id="side"):
+            _side_by_side(service, settings)
+        with gr.Tab("Blind battle", id="battle"):
+            votes = _battle(service, settings)
+        with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
+            refresh = _leaderboard(service)
+    board_tab.select(**refresh)
+    for vote in votes:  # every vote button refreshes the ratings
+        vote.then(**refresh)
+    return refresh
 
 
 def _settings_panel(service: ArenaService) -> dict:
@@ -179,8 +186,9 @@ def _leaderboard(service: ArenaService) -> dict:
 
 
 def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
-               auth: str | None = None, block: bool = True):
-    """Serve the app on host:port (localhost by default, no share link unless asked).
+               auth: str | None = None, block: bool = True, allowed: list | None = None):
+    """Serve the app on host:port (localhost by default, no share link unless asked); `allowed` folders may be
+    downloaded from (the studio's runs/).
 
     With `auth`, every route needs the login (RequireLogin), not only those Gradio guards itself.
     """
@@ -189,5 +197,5 @@ def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860
     # constructor is how it is in place before the first request.
     app_kwargs = {"middleware": [Middleware(RequireLogin)]} if login else None
     return demo.launch(server_name=host, server_port=port, share=share, auth=login, app_kwargs=app_kwargs,
-                       prevent_thread_lock=not block, theme=THEME, css=CSS, ssr_mode=False, quiet=not block,
+                       prevent_thread_lock=not block, allowed_paths=[str(p) for p in allowed or []], theme=THEME, css=CSS, ssr_mode=False, quiet=not block,
                        footer_links=["api"])

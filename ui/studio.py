@@ -1,0 +1,274 @@
+"""The studio app: the persona loop in the browser. `build_studio(studio, arena)` returns the Gradio Blocks.
+
+Tabs follow the loop: Persona (create from a form, edit the spec with inline validation), Train, Jobs (the
+queue, live logs, cancel, resume), Evaluate (the report, red flags first), Arena (the arena's own tabs),
+Improve (votes -> DPO pairs -> the next round) and Export. Layout and callbacks only: every action is one
+`stylealign.studio.Studio` call; a user error shows as one line in the tab's status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import gradio as gr
+
+from stylealign.errors import describe
+from stylealign.jobs import Job
+from stylealign.scaffold import PersonaDraft
+from stylealign.studio import EXPORT_TARGETS, Studio
+from stylealign.ui import app as arena_app
+
+TITLE = "stylealign studio"
+JOB_COLUMNS = ["id", "command", "state", "started", "ended", "note"]
+
+
+def shown_errors(fn):
+    """Return `fn` whose user errors come back as the status line ("Error: ...") instead of raising."""
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            known = describe(e)
+            if known is None:
+                raise
+            return _status(f"**Error:** {known[0]}")
+
+    return wrapped
+
+
+def _status(text: str):
+    """What a callback returns when all it has to say is a line (its first output is the status)."""
+    return text
+
+
+def job_rows(jobs: list[Job]) -> list[list]:
+    clock = lambda t: time.strftime("%H:%M:%S", time.localtime(t)) if t else ""
+    return [[j.id, " ".join(j.argv), j.state, clock(j.started), clock(j.ended), j.note] for j in jobs]
+
+
+def build_studio(studio: Studio, arena=None, concurrency: int = 4) -> gr.Blocks:
+    """Return the studio app; `arena` (an ArenaService) adds the arena's tabs."""
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        gr.Markdown(f"## {TITLE}\nWrite a persona, train it, evaluate it, compare and vote, train on the votes, "
+                    "export. Long steps run as jobs, one at a time; the Jobs tab shows them.")
+        with gr.Tabs(selected="arena" if arena is not None and studio.runs() else "persona"):
+            with gr.Tab("Persona", id="persona"):
+                _persona_tab(studio)
+            with gr.Tab("Train", id="train"):
+                _train_tab(studio)
+            with gr.Tab("Jobs", id="jobs"):
+                _jobs_tab(studio)
+            with gr.Tab("Evaluate", id="evaluate"):
+                _evaluate_tab(studio)
+            if arena is not None:
+                with gr.Tab("Arena", id="arena"):
+                    busy = gr.Markdown(elem_id="arena-busy")
+                    gr.Timer(3).tick(lambda: _busy_line(studio), outputs=busy, api_visibility="private")
+                    demo.load(**arena_app.arena_tabs(arena))
+            with gr.Tab("Improve", id="improve"):
+                _improve_tab(studio)
+            with gr.Tab("Export", id="export"):
+                _export_tab(studio)
+    demo.queue(default_concurrency_limit=concurrency, max_size=64)
+    return demo
+
+
+def _busy_line(studio: Studio) -> str:
+    job = studio.queue.running()
+    if job is None or job.kind not in ("train", "synth", "eval", "export"):
+        return ""
+    return f"A {job.kind} job (#{job.id}) is using this machine: answers here are slower until it ends."
+
+
+def _persona_tab(studio: Studio) -> None:
+    with gr.Row():
+        name = gr.Dropdown(studio.personas(), label="Persona", allow_custom_value=False, scale=3, elem_id="persona-name")
+        reload = gr.Button("Reload list", scale=1)
+    spec = gr.Code(language="yaml", label="persona.yaml", lines=24, elem_id="persona-spec")
+    with gr.Row():
+        save = gr.Button("Validate and save", variant="primary", elem_id="persona-save")
+        check = gr.Button("Validate data", elem_id="persona-validate")
+    problems = gr.Markdown(elem_id="persona-problems")
+    with gr.Accordion("New persona", open=not studio.personas()):
+        new_name = gr.Textbox(label="Folder name", placeholder="warm-tutor", elem_id="new-name")
+        title = gr.Textbox(label="Title", placeholder="Warm Tutor", elem_id="new-title")
+        description = gr.Textbox(label="The persona in a sentence or two", lines=2, elem_id="new-description")
+        system_prompt = gr.Textbox(label="System prompt (English)", lines=3, elem_id="new-system-prompt")
+        languages = gr.CheckboxGroup(["en", "zh"], value=["en"], label="Languages")
+        system_prompt_zh = gr.Textbox(label="System prompt (Chinese; with zh)", lines=2)
+        traits = gr.Textbox(label="Traits, comma-separated", placeholder="patient, concrete")
+        do = gr.Textbox(label="Style rules to follow, one per line", lines=3)
+        dont = gr.Textbox(label="Style rules to avoid, one per line", lines=3)
+        create = gr.Button("Create", variant="primary", elem_id="new-create")
+
+    def on_open(persona):
+        return ("", studio.spec(persona)) if persona else ("", "")
+
+    @shown_errors
+    def on_save(persona, text):
+        found = studio.save_spec(persona, text)
+        return "Saved; no problems." if not found else "**Not saved:**\n" + "\n".join(f"- `{p}`" for p in found)
+
+    @shown_errors
+    def on_validate(persona):
+        found = studio.validate(persona)
+        return "No problems." if not found else "\n".join(f"- `{p}`" for p in found)
+
+    def on_create(*values):
+        keys = ("name", "title", "description", "system_prompt", "languages", "system_prompt_zh")
+        fields = dict(zip(keys, values[:6]))
+        lines = lambda text: tuple(line.strip() for line in (text or "").splitlines() if line.strip())
+        draft = PersonaDraft(**fields, traits=tuple(t.strip() for t in (values[6] or "").split(",") if t.strip()),
+                             do=lines(values[7]), dont=lines(values[8]))
+        try:
+            folder = studio.create_persona(draft)
+        except Exception as e:
+            known = describe(e)
+            if known is None:
+                raise
+            return gr.update(), f"**Not created:** {known[0]}", gr.update()
+        return gr.update(choices=studio.personas(), value=folder.name), f"Created {folder}.", studio.spec(folder.name)
+
+    name.change(on_open, name, [problems, spec], api_name="open_persona")
+    reload.click(lambda: gr.update(choices=studio.personas()), None, name, api_visibility="private")
+    save.click(on_save, [name, spec], problems, api_name="save_persona")
+    check.click(on_validate, name, problems, api_name="validate_persona")
+    create.click(on_create, [new_name, title, description, system_prompt, languages, system_prompt_zh, traits, do, dont],
+                 [name, problems, spec], api_name="create_persona")
+
+
+def _overrides(text: str) -> dict:
+    pairs = [line.split("=", 1) for line in (text or "").splitlines() if line.strip()]
+    bad = [p[0] for p in pairs if len(p) != 2]
+    if bad:
+        raise gr.Error(f"overrides: {bad[0]!r} is not field=value")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _train_tab(studio: Studio) -> None:
+    with gr.Row():
+        persona = gr.Dropdown(studio.personas(), label="Persona", elem_id="train-persona")
+        run = gr.Textbox(label="Run name (runs/NAME)", elem_id="train-run")
+        recipe = gr.Textbox("smollm2-135m_qlora_cpu", label="Recipe (shipped name or YAML path)")
+        stage = gr.Radio(["all", "sft", "dpo"], value="all", label="Stages")
+    overrides = gr.Textbox(label="Recipe fields, one field=value per line", lines=3, elem_id="train-overrides",
+                           placeholder="sft.max_steps=40\ndpo.learning_rate=5e-5")
+    start = gr.Button("Start training", variant="primary", elem_id="train-start")
+    status = gr.Markdown(elem_id="train-status")
+    gr.Markdown("Progress, loss and the checkpoint candidates' probe scores appear in the job's log (Jobs tab).")
+
+    @shown_errors
+    def on_start(persona_name, run_name, recipe_name, stage_name, fields):
+        job = studio.train(persona_name, run_name, recipe_name, _overrides(fields), stage=stage_name)
+        return f"Queued job #{job.id}: `{' '.join(job.argv)}`"
+
+    persona.focus(lambda: gr.update(choices=studio.personas()), None, persona, api_visibility="private")
+    start.click(on_start, [persona, run, recipe, stage, overrides], status, api_name="train")
+
+
+def _jobs_tab(studio: Studio) -> None:
+    table = gr.Dataframe(job_rows(studio.queue.list()), headers=JOB_COLUMNS, interactive=False, elem_id="jobs")
+    with gr.Row():
+        job_id = gr.Number(label="Job", precision=0, minimum=1, elem_id="job-id")
+        cancel = gr.Button("Cancel", elem_id="job-cancel")
+        resume = gr.Button("Resume", elem_id="job-resume")
+    status = gr.Markdown(elem_id="job-status")
+    log = gr.Textbox(label="Log (last lines)", lines=16, max_lines=16, autoscroll=True, elem_id="job-log")
+
+    def refresh(selected):
+        jobs = studio.queue.list()
+        shown = int(selected) if selected else (jobs[0].id if jobs else None)
+        return job_rows(jobs), studio.queue.log(shown, tail=6000) if shown else ""
+
+    @shown_errors
+    def on_cancel(selected):
+        return f"Job #{int(selected)}: {studio.queue.cancel(int(selected)).state}."
+
+    @shown_errors
+    def on_resume(selected):
+        job = studio.queue.resume(int(selected))
+        return f"Queued job #{job.id}: `{' '.join(job.argv)}`"
+
+    gr.Timer(2).tick(refresh, job_id, [table, log], api_visibility="private")
+    job_id.change(refresh, job_id, [table, log], api_name="job_log")
+    cancel.click(on_cancel, job_id, status, api_name="cancel_job")
+    resume.click(on_resume, job_id, status, api_name="resume_job")
+
+
+def _run_picker(studio: Studio, elem_id: str) -> gr.Dropdown:
+    runs = studio.runs()
+    picker = gr.Dropdown(runs, value=runs[-1] if runs else None, label="Run", elem_id=elem_id)
+    picker.focus(lambda: gr.update(choices=studio.runs()), None, picker, api_visibility="private")
+    return picker
+
+
+def _evaluate_tab(studio: Studio) -> None:
+    with gr.Row():
+        run = _run_picker(studio, "eval-run")
+        limit = gr.Number(8, label="Prompts per suite", precision=0, minimum=1, maximum=500)
+        start = gr.Button("Evaluate", variant="primary", elem_id="eval-start")
+        show = gr.Button("Show report", elem_id="eval-show")
+    status = gr.Markdown(elem_id="eval-status")
+    report = gr.Markdown(elem_id="eval-report")
+
+    @shown_errors
+    def on_start(run_name, n):
+        job = studio.evaluate(run_name, int(n or 8))
+        return f"Queued job #{job.id}; the report appears here when it is done (Show report)."
+
+    @shown_errors
+    def on_show(run_name):
+        return studio.report(run_name)
+
+    start.click(on_start, [run, limit], status, api_name="evaluate")
+    show.click(on_show, run, report, api_name="report")
+
+
+def _improve_tab(studio: Studio) -> None:
+    gr.Markdown("Decisive votes from the Arena's blind battles become DPO preference pairs; the next round trains "
+                "DPO on them, starting from the run that was voted on.")
+    with gr.Row():
+        run = _run_picker(studio, "improve-run")
+        votes = gr.Textbox(".stylealign/arena/votes.sqlite", label="Vote file (in the workspace)")
+        next_run = gr.Textbox(label="Next run name", elem_id="improve-next")
+    start = gr.Button("Train on the votes", variant="primary", elem_id="improve-start")
+    status = gr.Markdown(elem_id="improve-status")
+
+    @shown_errors
+    def on_start(run_name, vote_file, name):
+        n, job = studio.improve(run_name, vote_file, name)
+        return f"{n} preference pairs; queued job #{job.id}: `{' '.join(job.argv)}`"
+
+    start.click(on_start, [run, votes, next_run], status, api_name="improve")
+
+
+def _export_tab(studio: Studio) -> None:
+    with gr.Row():
+        run = _run_picker(studio, "export-run")
+        to = gr.Radio(list(EXPORT_TARGETS), value="gguf", label="Export")
+        start = gr.Button("Export", variant="primary", elem_id="export-start")
+        listing = gr.Button("Show files", elem_id="export-files")
+    status = gr.Markdown(elem_id="export-status")
+    files = gr.File(label="Exported files", file_count="multiple", interactive=False, elem_id="export-download")
+
+    @shown_errors
+    def on_start(run_name, target):
+        job = studio.export(run_name, target)
+        return f"Queued job #{job.id}; the check's verdict is the end of its log (Jobs tab)."
+
+    def on_list(run_name):
+        try:
+            folder = studio.run_dir(run_name) / "export"
+        except Exception as e:
+            known = describe(e)
+            if known is None:
+                raise
+            return None, f"**Error:** {known[0]}"
+        found = sorted(str(p) for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+        return found or None, f"{len(found)} file(s) in {folder}" if found else f"Nothing exported in {folder} yet."
+
+    start.click(on_start, [run, to], status, api_name="export")
+    listing.click(on_list, run, [files, status], api_name="export_files")
