@@ -30,7 +30,8 @@ from stylealign.errors import NotFound, UserError
 DEFAULT_JOBS = ".stylealign/studio/jobs.sqlite"
 KINDS = ("synth", "train", "eval", "export", "arena")  # the first word of the command line
 STATES = ("queued", "running", "done", "failed", "cancelled")
-RESUMABLE = ("train", "eval", "synth")  # commands whose --resume continues their own records
+RESUMABLE = ("train", "eval", "synth")  # commands that continue their own records: train and eval with --resume,
+RERUN_CONTINUES = ("synth",)  # synth by running again (its append logs)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -160,12 +161,13 @@ class JobQueue:
         return self.get(job_id)
 
     def resume(self, job_id: int) -> Job:
-        """Queue a failed or cancelled train/eval/synth job again with `--resume`."""
+        """Queue a failed or cancelled train/eval job again with `--resume` (synth: again as it was)."""
         job = self.get(job_id)
         if not job.resumable:
             raise UserError(f"job {job_id} ({job.kind}, {job.state}): only a failed or cancelled "
                             f"{'/'.join(RESUMABLE)} job resumes")
-        return self.submit([a for a in job.argv if a != "--resume"] + ["--resume"], resumes=job_id)
+        again = [a for a in job.argv if a != "--resume"]
+        return self.submit(again if job.kind in RERUN_CONTINUES else again + ["--resume"], resumes=job_id)
 
     # -- the runner ---------------------------------------------------------------------------------------------
     def recover(self) -> list[int]:

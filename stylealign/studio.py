@@ -8,6 +8,8 @@ against one pattern and paths resolved inside it, so nothing outside can be read
 
 from __future__ import annotations
 
+import fnmatch
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,45 +86,117 @@ class Studio:
     def spec(self, name: str) -> str:
         return (self.persona_dir(name) / "persona.yaml").read_text(encoding="utf-8")
 
-    def save_spec(self, name: str, text: str) -> list[str]:
-        """Save an edited persona.yaml if it loads and validates; return the problems (file:line: what) instead
-        of saving when it does not. The file on disk is replaced whole or not at all."""
+    def save_spec(self, name: str, text: str) -> tuple[bool, list[str]]:
+        """Save an edited persona.yaml if it loads; return (saved, problems). Problems that stop the save (YAML,
+        unknown or mistyped fields) come as `file:line: what`; once saved, the data checks follow (`validate`).
+        The file on disk is replaced whole or not at all."""
         from stylealign.files import write_atomic
 
         folder = self.persona_dir(name)
-        problems = self.check_spec_text(folder, text)
-        if not problems:
-            write_atomic(folder / "persona.yaml", text)
-        return problems
+        errors = self.spec_errors(folder, text)
+        if errors:
+            return False, errors
+        write_atomic(folder / "persona.yaml", text)
+        return True, self.validate(name)
 
-    def check_spec_text(self, folder: Path, text: str) -> list[str]:
-        """Return what is wrong with a persona.yaml text for `folder` (loading, then the data checks)."""
-        import shutil
+    def spec_errors(self, folder: Path, text: str) -> list[str]:
+        """Return why a persona.yaml text for `folder` does not load, as `file:line: what` (empty when it loads)."""
         import tempfile
 
-        from stylealign.checker import check_persona
+        import yaml
+
         from stylealign.errors import describe
         from stylealign.personas import load_persona
 
-        with tempfile.TemporaryDirectory() as tmp:  # the draft beside a copy-free view of the persona's files
+        shown = self.shown(folder / "persona.yaml")
+        try:
+            yaml.safe_load(text)
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            return [f"{shown}:{mark.line + 1}:{mark.column + 1}: {e.problem or e.context}"]
+        with tempfile.TemporaryDirectory() as tmp:  # the edit beside links to the persona's own files
             draft = Path(tmp) / folder.name
-            shutil.copytree(folder, draft, ignore=shutil.ignore_patterns("persona.yaml"), symlinks=True)
+            draft.mkdir()
+            for entry in folder.iterdir():
+                if entry.name != "persona.yaml":
+                    (draft / entry.name).symlink_to(entry)
             (draft / "persona.yaml").write_text(text, encoding="utf-8")
             try:
-                persona = load_persona(str(draft))
+                load_persona(str(draft))
             except Exception as e:
                 known = describe(e)
                 if known is None:
                     raise
-                return [known[0].replace(str(draft), str(folder))]
-            return [p.replace(str(draft), str(folder)) for p in check_persona(persona).problems]
+                what = known[0].replace(str(draft / "persona.yaml") + ": ", "").replace(str(draft), str(folder))
+                return [f"{shown}:{_line_of(text, what)}: {what}"]
+        return []
+
+    def shown(self, path: Path) -> str:
+        """`path` as the studio shows it: relative to the workspace."""
+        return str(Path(path).resolve().relative_to(self.root))
 
     def validate(self, name: str) -> list[str]:
         """`personas validate NAME`: every problem, as file:line: what."""
         from stylealign.checker import check_persona
         from stylealign.personas import load_persona
 
-        return check_persona(load_persona(str(self.persona_dir(name)))).problems
+        folder = self.persona_dir(name)
+        spec, text = self.shown(folder / "persona.yaml"), (folder / "persona.yaml").read_text(encoding="utf-8")
+        found = [p.replace(str(folder), self.shown(folder)) for p in check_persona(load_persona(str(folder))).problems]
+        return [f"{spec}:{_line_of(text, p[len(spec) + 2:])}: {p[len(spec) + 2:]}" if p.startswith(f"{spec}: ") else p
+                for p in found]
+
+    # -- data -----------------------------------------------------------------------------------------------------
+    def add_rows(self, persona: str, kind: str, upload: str | Path, name: str = "", category: str = "life",
+                 rejected_kind: str = "hedge") -> tuple[int, Path]:
+        """Validate an uploaded JSONL / JSON / CSV / Parquet file of SFT or preference rows (TRL's formats) and,
+        only if every row is good, write it into the persona's data folder as JSONL (atomically). Metadata a row
+        lacks is filled as synth fills it: id, language (detected), `category`, an SFT row's verdict (parsed from
+        its answer), a pair's `rejected_kind`; the persona's own checks then hold. Return (rows, file written)."""
+        from stylealign.data.readers import read_file
+        from stylealign.data.validate import check_records
+        from stylealign.files import write_jsonl
+        from stylealign.personas import load_persona
+
+        if kind not in ("sft", "preference"):
+            raise UserError(f"rows of kind {kind!r}: upload sft or preference rows")
+        upload = Path(upload)
+        if upload.stat().st_size > MAX_UPLOAD_BYTES:
+            raise UserError(f"{upload.name}: {upload.stat().st_size / 2**20:.1f} MiB is over the studio's "
+                            f"{MAX_UPLOAD_BYTES // 2**20} MiB upload limit; split the file")
+        records, problems = read_file(upload)
+        stem = check_name("file name", name or re.sub(r"[^a-z0-9_-]+", "-", upload.stem.lower()).strip("-_") or "rows")
+        if not problems:
+            problems = check_records(records, kind)  # the TRL format first, then the metadata it lacked
+            for i, record in enumerate(records if not problems else []):
+                record.row = _with_metadata(record.row, kind, f"{stem}-{i + 1}", category, rejected_kind)
+            problems += check_records(records, kind, schema=True) if not problems else []
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise UserError(f"{upload.name}: nothing written; " + "; ".join(map(str, problems[:3])) + more)
+        if not records:
+            raise UserError(f"{upload.name}: no rows; upload a file with at least one row")
+        folder = self.persona_dir(persona)
+        out = folder / "data" / f"{'sft' if kind == 'sft' else 'pref'}_upload_{stem}.jsonl"
+        if out.exists():
+            raise UserError(f"{self.shown(out)}: already exists; pick another name or delete it first")
+        globs = getattr(load_persona(str(folder)).data, kind)
+        if not any(fnmatch.fnmatch(f"data/{out.name}", os.path.normpath(g)) for g in globs):
+            raise UserError(f"{self.shown(out)}: persona.yaml's data.{kind} globs ({', '.join(globs)}) would not take this file; "
+                            f"add data/{'sft' if kind == 'sft' else 'pref'}_*.jsonl to data.{kind}")
+        return write_jsonl(out, (r.row for r in records)), out
+
+    def synth(self, persona: str, teacher: str, out_name: str = "synth", sft: bool = True, limit: int = 0) -> Job:
+        """Queue `stylealign synth` for the persona (preference pairs, and SFT rows with `sft`) into its data
+        folder; a rerun of the same job continues where it stopped."""
+        folder = self.persona_dir(persona)
+        if not (teacher or "").strip():
+            raise UserError("teacher: give one (file:PATH, hf:PATH or openai:URL#MODEL); see `stylealign synth --help`")
+        stem = check_name("file name", out_name)
+        argv = ["synth", str(folder), "--teacher", teacher.strip(), "--out", str(folder / "data" / f"pref_{stem}.jsonl")]
+        argv += ["--sft-out", str(folder / "data" / f"sft_{stem}.jsonl")] if sft else []
+        argv += ["--limit", str(int(limit))] if limit else []
+        return self.queue.submit(argv)
 
     # -- jobs ---------------------------------------------------------------------------------------------------
     def train(self, persona: str, run: str, recipe: str = "smollm2-135m_qlora_cpu", overrides: dict | None = None,
@@ -170,3 +244,30 @@ class Studio:
 
     def runs(self) -> list[str]:
         return sorted(p.parent.name for p in self.runs_dir.glob("*/manifest.json"))
+
+
+def _line_of(text: str, problem: str) -> int:
+    """Return the line of the top-level key a problem names (`style.do: ...` -> the `style:` line), else 1."""
+    key = re.split(r"[.:\s\[]", problem.strip(), maxsplit=1)[0]
+    for number, line in enumerate(text.splitlines(), 1):
+        if key and re.match(rf"{re.escape(key)}\s*:", line):
+            return number
+    return 1
+
+
+def _with_metadata(row: dict, kind: str, row_id: str, category: str, rejected_kind: str) -> dict:
+    """Return `row` with the project's metadata it lacks filled in (what synth writes for its own rows)."""
+    from stylealign.data.rows import first_user_turn
+    from stylealign.text import detect_language
+
+    filled = {"id": row_id, "category": category,
+              "language": detect_language(first_user_turn(row) or ""), **row}
+    if kind == "sft" and "verdict" not in row:
+        from stylealign.data import VERDICTS
+        from stylealign.evaluate.verdict import parse_verdict
+
+        verdict = parse_verdict(row["messages"][-1]["content"], filled["language"])
+        filled["verdict"] = verdict if verdict in VERDICTS else "none"
+    if kind == "preference":
+        filled.setdefault("rejected_kind", rejected_kind)
+    return filled

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
+
+import httpx
 
 from stylealign.cli import main
 from stylealign.files import read_jsonl
@@ -39,3 +42,44 @@ def kill_after_two_decisions(cmd: list[str], out: Path, timeout: float, poll: fl
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return proc
+
+
+# ---- the browser apps behind a login -------------------------------------------------------------------------
+LOGIN = ("alice", "s3cret")
+# The login page and what it loads (checked in a browser), and startup-events, which launch() calls itself.
+PUBLIC = {("GET", "/"), ("HEAD", "/"), ("POST", "/login"), ("POST", "/login/"), ("GET", "/theme.css"),
+          ("GET", "/favicon.ico"), ("GET", "/assets/{path:path}"), ("GET", "/static/{path:path}"),
+          ("GET", "/gradio_api/startup-events")}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def routes(app) -> list[tuple[str, str]]:
+    """Every (method, path) the app serves, FastAPI's included routers flattened."""
+    found, todo = set(), list(app.routes)
+    while todo:
+        route = todo.pop()
+        todo += getattr(getattr(route, "original_router", None), "routes", [])
+        found |= {(m, route.path) for m in getattr(route, "methods", None) or ()}
+    return sorted(found)
+
+
+def refused(client: httpx.Client, method: str, path: str) -> bool:
+    """Whether a login check refused a request to the route (its path parameters filled in).
+
+    Other 401s are the route's own business (run history wants a Hugging Face token); only the
+    status and a 401's body are read, as some routes stream forever. A HEAD answer has no body.
+    """
+    url = re.sub(r"\{[^}]*\}", "x", path)
+    with client.stream(method, url, json={} if method == "POST" else None) as response:
+        return response.status_code == 401 and (method == "HEAD" or b"Not authenticated" in response.read())
+
+
+def log_in(client: httpx.Client) -> None:
+    """Log in through Gradio's own login route; the client keeps the cookie it sets."""
+    response = client.post("/login", data=dict(zip(("username", "password"), LOGIN)))
+    assert response.status_code == 200, response.text

@@ -5,30 +5,17 @@ httpx, first without a login (all refused bar the login page and its static file
 the cookie Gradio's own /login sets (none refused).
 """
 
-import re
-import socket
 import time
 
 import gradio_client
 import httpx
 import pytest
+from helpers import LOGIN, PUBLIC, free_port, log_in, refused, routes
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from stylealign.fakes import default_answer, fake_service
 from stylealign.ui.app import build_app, launch_app
-
-LOGIN = ("alice", "s3cret")
-# The login page and what it loads (checked in a browser), and startup-events, which launch() calls itself.
-PUBLIC = {("GET", "/"), ("HEAD", "/"), ("POST", "/login"), ("POST", "/login/"), ("GET", "/theme.css"),
-          ("GET", "/favicon.ico"), ("GET", "/assets/{path:path}"), ("GET", "/static/{path:path}"),
-          ("GET", "/gradio_api/startup-events")}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -39,33 +26,6 @@ def arena(tmp_path_factory):
     launch_app(demo, port=port, auth=":".join(LOGIN), block=False)
     yield service, demo, f"http://127.0.0.1:{port}"
     demo.close()
-
-
-def routes(app) -> list[tuple[str, str]]:
-    """Every (method, path) the app serves, FastAPI's included routers flattened."""
-    found, todo = set(), list(app.routes)
-    while todo:
-        route = todo.pop()
-        todo += getattr(getattr(route, "original_router", None), "routes", [])
-        found |= {(m, route.path) for m in getattr(route, "methods", None) or ()}
-    return sorted(found)
-
-
-def refused(client: httpx.Client, method: str, path: str) -> bool:
-    """Whether a login check refused a request to the route (its path parameters filled in).
-
-    Other 401s are the route's own business (run history wants a Hugging Face token); only the
-    status and a 401's body are read, as some routes stream forever. A HEAD answer has no body.
-    """
-    url = re.sub(r"\{[^}]*\}", "x", path)
-    with client.stream(method, url, json={} if method == "POST" else None) as response:
-        return response.status_code == 401 and (method == "HEAD" or b"Not authenticated" in response.read())
-
-
-def log_in(client: httpx.Client) -> None:
-    """Log in through Gradio's own login route; the client keeps the cookie it sets."""
-    response = client.post("/login", data=dict(zip(("username", "password"), LOGIN)))
-    assert response.status_code == 200, response.text
 
 
 def test_every_route_but_the_login_page_needs_the_login(arena):

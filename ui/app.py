@@ -186,9 +186,10 @@ def _leaderboard(service: ArenaService) -> dict:
 
 
 def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
-               auth: str | None = None, block: bool = True, allowed: list | None = None):
+               auth: str | None = None, block: bool = True, allowed: list | None = None,
+               max_file_size: int | None = None):
     """Serve the app on host:port (localhost by default, no share link unless asked); `allowed` folders may be
-    downloaded from (the studio's runs/).
+    downloaded from (the studio's runs/); uploads over `max_file_size` bytes are refused by the server.
 
     With `auth`, every route needs the login (RequireLogin), not only those Gradio guards itself.
     """
@@ -197,5 +198,6 @@ def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860
     # constructor is how it is in place before the first request.
     app_kwargs = {"middleware": [Middleware(RequireLogin)]} if login else None
     return demo.launch(server_name=host, server_port=port, share=share, auth=login, app_kwargs=app_kwargs,
-                       prevent_thread_lock=not block, allowed_paths=[str(p) for p in allowed or []], theme=THEME, css=CSS, ssr_mode=False, quiet=not block,
+                       prevent_thread_lock=not block, allowed_paths=[str(p) for p in allowed or []],
+                       max_file_size=max_file_size, theme=THEME, css=CSS, ssr_mode=False, quiet=not block,
                        footer_links=["api"])

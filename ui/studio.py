@@ -57,6 +57,8 @@ def build_studio(studio: Studio, arena=None, concurrency: int = 4) -> gr.Blocks:
         with gr.Tabs(selected="arena" if arena is not None and studio.runs() else "persona"):
             with gr.Tab("Persona", id="persona"):
                 _persona_tab(studio)
+            with gr.Tab("Data", id="data"):
+                _data_tab(studio)
             with gr.Tab("Train", id="train"):
                 _train_tab(studio)
             with gr.Tab("Jobs", id="jobs"):
@@ -85,7 +87,7 @@ def _busy_line(studio: Studio) -> str:
 
 def _persona_tab(studio: Studio) -> None:
     with gr.Row():
-        name = gr.Dropdown(studio.personas(), label="Persona", allow_custom_value=False, scale=3, elem_id="persona-name")
+        name = gr.Dropdown(studio.personas(), label="Persona", allow_custom_value=True, scale=3, elem_id="persona-name")
         reload = gr.Button("Reload list", scale=1)
     spec = gr.Code(language="yaml", label="persona.yaml", lines=24, elem_id="persona-spec")
     with gr.Row():
@@ -109,8 +111,11 @@ def _persona_tab(studio: Studio) -> None:
 
     @shown_errors
     def on_save(persona, text):
-        found = studio.save_spec(persona, text)
-        return "Saved; no problems." if not found else "**Not saved:**\n" + "\n".join(f"- `{p}`" for p in found)
+        saved, found = studio.save_spec(persona, text)
+        listed = "\n".join(f"- `{p}`" for p in found)
+        if not saved:
+            return "**Not saved:**\n" + listed
+        return "Saved; no problems." if not found else "Saved. The data checks still find:\n" + listed
 
     @shown_errors
     def on_validate(persona):
@@ -140,6 +145,42 @@ def _persona_tab(studio: Studio) -> None:
                  [name, problems, spec], api_name="create_persona")
 
 
+def _data_tab(studio: Studio) -> None:
+    persona = gr.Dropdown(studio.personas(), label="Persona", elem_id="data-persona", allow_custom_value=True)
+    persona.focus(lambda: gr.update(choices=studio.personas()), None, persona, api_visibility="private")
+    with gr.Row():
+        with gr.Column():
+            gr.Markdown("**Upload rows** (JSONL, JSON, CSV or Parquet): every row is checked before anything is "
+                        "written.")
+            kind = gr.Radio(["sft", "preference"], value="sft", label="Rows")
+            upload = gr.File(label="File", file_types=[".jsonl", ".json", ".csv", ".parquet"], type="filepath",
+                             elem_id="data-upload")
+            add = gr.Button("Check and add", elem_id="data-add")
+        with gr.Column():
+            gr.Markdown("**Grow data with `synth`**: a teacher answers in character, the base model answers the same "
+                        "prompts; the filters' decisions are counted at the end of the job's log.")
+            teacher = gr.Textbox(label="Teacher", placeholder="file:PATH, hf:PATH or openai:http://HOST:PORT/v1#MODEL")
+            out_name = gr.Textbox("synth", label="Output name (data/pref_NAME.jsonl, data/sft_NAME.jsonl)")
+            limit = gr.Number(0, precision=0, minimum=0, label="Prompts (0: all)")
+            grow = gr.Button("Start synth", elem_id="data-synth")
+    status = gr.Markdown(elem_id="data-status")
+
+    @shown_errors
+    def on_add(persona_name, rows, path):
+        if not path:
+            return "Choose a file first."
+        n, out = studio.add_rows(persona_name, rows, path)
+        return f"Added {n} {rows} rows as `{studio.shown(out)}`."
+
+    @shown_errors
+    def on_synth(persona_name, spec, name, n):
+        job = studio.synth(persona_name, spec, name or "synth", limit=int(n or 0))
+        return f"Queued job #{job.id}: `{' '.join(job.argv)}`"
+
+    add.click(on_add, [persona, kind, upload], status, api_name="add_rows")
+    grow.click(on_synth, [persona, teacher, out_name, limit], status, api_name="synth")
+
+
 def _overrides(text: str) -> dict:
     pairs = [line.split("=", 1) for line in (text or "").splitlines() if line.strip()]
     bad = [p[0] for p in pairs if len(p) != 2]
@@ -150,7 +191,7 @@ def _overrides(text: str) -> dict:
 
 def _train_tab(studio: Studio) -> None:
     with gr.Row():
-        persona = gr.Dropdown(studio.personas(), label="Persona", elem_id="train-persona")
+        persona = gr.Dropdown(studio.personas(), label="Persona", elem_id="train-persona", allow_custom_value=True)
         run = gr.Textbox(label="Run name (runs/NAME)", elem_id="train-run")
         recipe = gr.Textbox("smollm2-135m_qlora_cpu", label="Recipe (shipped name or YAML path)")
         stage = gr.Radio(["all", "sft", "dpo"], value="all", label="Stages")
@@ -200,7 +241,8 @@ def _jobs_tab(studio: Studio) -> None:
 
 def _run_picker(studio: Studio, elem_id: str) -> gr.Dropdown:
     runs = studio.runs()
-    picker = gr.Dropdown(runs, value=runs[-1] if runs else None, label="Run", elem_id=elem_id)
+    # custom values: runs finished after the page was built; the studio checks every name it is given
+    picker = gr.Dropdown(runs, value=runs[-1] if runs else None, label="Run", elem_id=elem_id, allow_custom_value=True)
     picker.focus(lambda: gr.update(choices=studio.runs()), None, picker, api_visibility="private")
     return picker
 

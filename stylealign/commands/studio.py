@@ -75,6 +75,7 @@ def open_arena(runs: list[str], votes: Path, base: str | None = None, generator=
 def serve(studio, arena=None, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
           block: bool = True):
     """Start the job runner and serve the studio; on exit the runner stops (a running job is marked failed)."""
+    from stylealign.studio import MAX_UPLOAD_BYTES
     from stylealign.ui.app import launch_app
     from stylealign.ui.studio import build_studio
 
@@ -82,7 +83,8 @@ def serve(studio, arena=None, host: str = "127.0.0.1", port: int = 7860, auth: s
     demo = build_studio(studio, arena)
     print(f"\n== studio on http://{host}:{port} (Ctrl+C to stop)", file=sys.stderr)
     try:
-        return launch_app(demo, host=host, port=port, auth=auth, block=block, allowed=[studio.runs_dir])
+        return launch_app(demo, host=host, port=port, auth=auth, block=block, allowed=[studio.runs_dir],
+                          max_file_size=MAX_UPLOAD_BYTES)
     finally:
         if block:
             studio.queue.stop()
