@@ -237,6 +237,31 @@ class Studio:
             raise UserError(f"{votes}: no decisive votes yet; vote in the Arena tab's blind battles first")
         return n, self.queue.submit(["train", "dpo", "--init", str(folder), "--data", str(pairs), "--run", str(target)])
 
+    def progress(self, run: str) -> dict:
+        """What a run has done so far, read from its records while it trains (`runs/RUN.partial`) or after:
+        {"stages": {stage: {"step", "max_steps", "eta_s", "losses": [(step, loss)]}}, "candidates": [...]}."""
+        from stylealign.selection import stage_candidates
+        from stylealign.train.records import PROGRESS
+
+        name = check_name("run", run)
+        folder = next((f for f in (self.runs_dir / f"{name}.partial", self.runs_dir / name) if f.is_dir()), None)
+        out = {"stages": {}, "candidates": [], "folder": self.shown(folder) if folder else None}
+        for stage_dir in sorted(folder.glob("stages/*")) if folder else []:
+            lines = {}
+            for line in _complete_lines(stage_dir / PROGRESS):
+                lines[(line["step"], "loss" in line)] = line  # a resumed stage logs its steps again: the last wins
+            logs = sorted(lines.values(), key=lambda x: x["step"])
+            losses = [(x["step"], x["loss"]) for x in logs if "loss" in x]
+            last = logs[-1] if logs else None
+            eta = None
+            if last and len(logs) > 1 and last["step"] > logs[0]["step"] and last["elapsed_s"] > logs[0]["elapsed_s"]:
+                rate = (last["elapsed_s"] - logs[0]["elapsed_s"]) / (last["step"] - logs[0]["step"])
+                eta = round(rate * (last["max_steps"] - last["step"]))
+            out["stages"][stage_dir.name] = {"step": last["step"] if last else 0, "max_steps": last and last["max_steps"],
+                                             "eta_s": eta, "losses": losses, "done": (stage_dir / "DONE").exists()}
+            out["candidates"] += stage_candidates(stage_dir)
+        return out
+
     def report(self, run: str) -> str:
         """The run's evaluation report (Markdown), or a line saying there is none yet."""
         path = self.run_dir(run) / "eval" / "report.md"
@@ -271,3 +296,21 @@ def _with_metadata(row: dict, kind: str, row_id: str, category: str, rejected_ki
     if kind == "preference":
         filled.setdefault("rejected_kind", rejected_kind)
     return filled
+
+
+def _complete_lines(path: Path) -> list[dict]:
+    """The whole JSON lines of a log being appended to (a torn last line is not read)."""
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines(keepends=True):
+        if line.endswith("\n") and line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out

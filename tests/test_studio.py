@@ -185,3 +185,19 @@ def test_the_studio_command_refuses_a_bad_login_and_a_busy_port_in_one_line(caps
         s.listen()
         fails_with(capsys, ["studio", "--workspace", str(tmp_path), "--port", str(s.getsockname()[1])],
                    "already in use")
+
+
+def test_training_progress_is_read_from_the_run_while_it_trains(studio):
+    stage = studio.runs_dir / "r1.partial" / "stages" / "sft"
+    (stage / "candidates" / "step-2").mkdir(parents=True)
+    lines = [{"step": 1, "max_steps": 4, "elapsed_s": 1.0, "loss": 3.0}, {"step": 2, "max_steps": 4, "elapsed_s": 3.0,
+             "loss": 2.5}, {"step": 2, "max_steps": 4, "elapsed_s": 0.5, "loss": 2.4}]  # step 2 again after a resume
+    (stage / "progress.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"step": 3, "los')  # torn
+    scores = {"verdict_first": 0.5, "repetitive": 0.1, "top_opener": 0.3, "yes_share": 0.5}
+    (stage / "candidates" / "step-2" / "probe.json").write_text(json.dumps({"stage": "sft", "step": 2, "scores": scores}))
+    seen = studio.progress("r1")
+    assert seen["folder"] == "runs/r1.partial" and seen["candidates"][0]["scores"] == scores
+    assert seen["stages"]["sft"] == {"step": 2, "max_steps": 4, "eta_s": None, "losses": [(1, 3.0), (2, 2.4)],
+                                     "done": False}
+    with pytest.raises(UserError):
+        studio.progress("../r1")

@@ -31,6 +31,8 @@ def test_sft_moves_lora_keeps_base_and_writes_a_complete_run(small_persona, tiny
     assert manifest["persona"] == "mini" and manifest["data"]["sft"]["train_rows"] == 12
     assert manifest["base_model"]["sha256"] and manifest["recipe"]["sft"]["max_steps"] == 3
     assert manifest["stages"]["sft"]["steps"] == 3 and manifest["peak_memory_mb"]["rss"] > 0
+    progress = [json.loads(line) for line in (run / "stages" / "sft" / "progress.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in progress if "loss" in p] == [1, 2, 3] and progress[-1]["max_steps"] == 3  # live view
     # LoRA B starts at zero, so any non-zero B means training moved the adapter.
     trained = load_file(run / "adapter" / "adapter_model.safetensors")
     assert any(t.abs().sum() > 0 for n, t in trained.items() if "lora_B" in n)

@@ -197,17 +197,76 @@ def _train_tab(studio: Studio) -> None:
         stage = gr.Radio(["all", "sft", "dpo"], value="all", label="Stages")
     overrides = gr.Textbox(label="Recipe fields, one field=value per line", lines=3, elem_id="train-overrides",
                            placeholder="sft.max_steps=40\ndpo.learning_rate=5e-5")
-    start = gr.Button("Start training", variant="primary", elem_id="train-start")
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary", elem_id="train-start")
+        cancel = gr.Button("Cancel", elem_id="train-cancel")
+        resume = gr.Button("Resume", elem_id="train-resume")
     status = gr.Markdown(elem_id="train-status")
-    gr.Markdown("Progress, loss and the checkpoint candidates' probe scores appear in the job's log (Jobs tab).")
+    job = gr.State(None)
+    progress = gr.Markdown(elem_id="train-progress")
+    losses = gr.LinePlot(x="step", y="loss", color="stage", title="Training loss", elem_id="train-loss", height=260)
+    candidates = gr.Dataframe(headers=CANDIDATE_COLUMNS, interactive=False, label="Checkpoint candidates (greedy probe)",
+                              elem_id="train-candidates")
 
     @shown_errors
     def on_start(persona_name, run_name, recipe_name, stage_name, fields):
-        job = studio.train(persona_name, run_name, recipe_name, _overrides(fields), stage=stage_name)
-        return f"Queued job #{job.id}: `{' '.join(job.argv)}`"
+        queued = studio.train(persona_name, run_name, recipe_name, _overrides(fields), stage=stage_name)
+        return f"Queued job #{queued.id}: `{' '.join(queued.argv)}`", queued.id
 
+    def on_control(action, job_id):
+        if not job_id:
+            return "Start a training first.", job_id
+        try:
+            done = studio.queue.cancel(job_id) if action == "cancel" else studio.queue.resume(job_id)
+        except Exception as e:
+            known = describe(e)
+            if known is None:
+                raise
+            return f"**Error:** {known[0]}", job_id
+        return f"Job #{done.id}: {done.state}.", done.id
+
+    start.click(on_start, [persona, run, recipe, stage, overrides], [status, job], api_name="train")
+    cancel.click(lambda j: on_control("cancel", j), job, [status, job], api_name="cancel_training")
+    resume.click(lambda j: on_control("resume", j), job, [status, job], api_name="resume_training")
     persona.focus(lambda: gr.update(choices=studio.personas()), None, persona, api_visibility="private")
-    start.click(on_start, [persona, run, recipe, stage, overrides], status, api_name="train")
+    watch = dict(fn=lambda name, j: _training_view(studio, name, j), inputs=[run, job],
+                 outputs=[progress, losses, candidates])
+    gr.Timer(3).tick(api_visibility="private", **watch)
+    run.change(api_name="training_progress", **watch)
+
+
+CANDIDATE_COLUMNS = ["stage", "step", "verdict-first", "repetitive", "top opener", "yes-share"]
+
+
+def _training_view(studio: Studio, run_name: str, job_id: int | None):
+    """Progress line, loss curve and candidate table of a run (what its records hold so far)."""
+    import pandas as pd
+
+    empty = pd.DataFrame({"step": [], "loss": [], "stage": []})
+    if not (run_name or "").strip():
+        return "", empty, []
+    try:
+        seen = studio.progress(run_name)
+    except Exception as e:
+        known = describe(e)
+        if known is None:
+            raise
+        return f"**Error:** {known[0]}", empty, []
+    state = studio.queue.get(job_id).state if job_id else None
+    lines = [f"**{stage}**: step {p['step']}/{p['max_steps'] or '?'}" + (" · done" if p["done"] else "")
+             + (f" · about {_duration(p['eta_s'])} left" if p["eta_s"] and not p["done"] else "")
+             for stage, p in seen["stages"].items()]
+    head = f"Job #{job_id}: {state}. " if state else ""
+    points = [(s, x, y) for s, p in seen["stages"].items() for x, y in p["losses"]]
+    frame = pd.DataFrame(points, columns=["stage", "step", "loss"]) if points else empty
+    pct = lambda v: "–" if v is None else f"{v:.0%}"
+    table = [[c["stage"], c["step"], *(pct(c["scores"].get(k)) for k in ("verdict_first", "repetitive", "top_opener",
+                                                                        "yes_share"))] for c in seen["candidates"]]
+    return head + (" · ".join(lines) or "No training records yet."), frame, table
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def _jobs_tab(studio: Studio) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from stylealign import health, phases
 from stylealign.adapters import check_finite
 from stylealign.errors import RunFailed
-from stylealign.files import write_atomic
+from stylealign.files import append_durable, write_atomic
 
 DONE = "DONE"
 
@@ -70,6 +70,26 @@ def no_final_checkpoint():
     return NoFinalCheckpoint()
 
 
+PROGRESS = "progress.jsonl"  # in the stage folder: one line per Trainer log (step, max_steps, elapsed, metrics)
+
+
+def progress_callback(stage_dir: Path):
+    """Return a TrainerCallback that appends each of Trainer's logs to the stage's progress.jsonl as it happens
+    (what a live view reads: loss by step, and the ETA from the elapsed time); a resumed stage appends again."""
+    from transformers import TrainerCallback
+
+    start = time.time()
+
+    class Progress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if state.is_world_process_zero and logs:
+                line = {"step": state.global_step, "max_steps": state.max_steps,
+                        "elapsed_s": round(time.time() - start, 2), **logs}
+                append_durable(stage_dir / PROGRESS, json.dumps(line) + "\n")
+
+    return Progress()
+
+
 def run_trainer(trainer, stage_dir: Path, resume: bool, main_process: bool = True) -> dict:
     """Train (resuming from the last complete checkpoint when asked), save the adapter and the log history,
     return the stage summary. The stage's DONE marker is the caller's to write, after its last record."""
@@ -77,6 +97,8 @@ def run_trainer(trainer, stage_dir: Path, resume: bool, main_process: bool = Tru
     guard = health.guard(stage_dir.name)
     trainer.add_callback(guard)
     trainer.add_callback(no_final_checkpoint())
+    if main_process:
+        trainer.add_callback(progress_callback(stage_dir))
     import torch
 
     if not torch.cuda.is_available():
