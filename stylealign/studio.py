@@ -229,13 +229,26 @@ class Studio:
         """Turn the arena's decisive votes into DPO pairs and queue the next round: DPO from `run`'s adapter on
         them into runs/NEXT_RUN. Return (pairs written, job)."""
         from stylealign.arena.export import export_preferences
+        from stylealign.files import write_atomic
 
         folder, target = self.run_dir(run), self.run_dir(next_run, finished=False)
         pairs = self.root / ".stylealign" / "studio" / f"votes-{check_name('run', next_run)}.jsonl"
         n = export_preferences(str(self.inside(votes)), str(pairs))
         if n == 0:
             raise UserError(f"{votes}: no decisive votes yet; vote in the Arena tab's blind battles first")
-        return n, self.queue.submit(["train", "dpo", "--init", str(folder), "--data", str(pairs), "--run", str(target)])
+        import yaml
+
+        from stylealign.manifest import read_manifest
+
+        manifest = read_manifest(folder)  # the next round: the same persona, the same recipe (base, LoRA, ...)
+        argv = ["train", "dpo", "--init", str(folder), "--data", str(pairs), "--run", str(target)]
+        if manifest.persona_name:
+            argv += ["--persona", str(self.persona_dir(manifest.persona_name))]
+        if manifest.recipe:
+            recipe = pairs.with_name(f"recipe-{next_run}.yaml")
+            write_atomic(recipe, yaml.safe_dump(manifest.recipe, sort_keys=False, allow_unicode=True))
+            argv += ["--recipe", str(recipe)]
+        return n, self.queue.submit(argv)
 
     def progress(self, run: str) -> dict:
         """What a run has done so far, read from its records while it trains (`runs/RUN.partial`) or after:
@@ -266,6 +279,18 @@ class Studio:
         """The run's evaluation report (Markdown), or a line saying there is none yet."""
         path = self.run_dir(run) / "eval" / "report.md"
         return path.read_text(encoding="utf-8") if path.is_file() else f"No evaluation of {run} yet."
+
+    def export_verdict(self, run: str) -> str:
+        """The export check's verdict on runs/RUN/export, in a line."""
+        import json
+
+        path = self.run_dir(run) / "export" / "report.json"
+        if not path.is_file():
+            return "No export check yet (exported with --no-check, or still running)."
+        report = json.loads(path.read_text(encoding="utf-8"))
+        failed = [g["check"] for g in report.get("gates", []) if not g["passed"]]
+        return ("Check passed: the exports answer like the adapter." if report.get("passed")
+                else f"Check FAILED: {', '.join(failed) or 'see report.md'}.")
 
     def runs(self) -> list[str]:
         return sorted(p.parent.name for p in self.runs_dir.glob("*/manifest.json"))

@@ -134,3 +134,24 @@ def no_process_left_running():
     if leaked:
         pytest.fail("the test left processes running (killed now): "
                     + "; ".join(f"{pid}: {cmd[:200]}" for pid, cmd in leaked.items()), pytrace=False)
+
+
+# ---- a headless Chromium (Debian's; Playwright never downloads one) ---------------------------------------------
+CHROMIUM = Path(os.environ.get("STYLEALIGN_CHROMIUM", "/usr/bin/chromium"))
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright import sync_api  # in the test extra: a missing install fails, never skips
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield browser
+        browser.close()

@@ -16,6 +16,7 @@ from stylealign.cli import main
 from stylealign.files import read_jsonl
 from stylealign.synth import log_path
 
+ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots of the browser tests (gitignored)
 PROGRESS = re.compile(r"\d+%\||\[A$|^\s*\[A")  # tqdm bars (weights, tokenizing, training steps)
 
 

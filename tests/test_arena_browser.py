@@ -4,36 +4,16 @@ Needs Debian's chromium at /usr/bin/chromium (never downloaded by Playwright). W
 fails when CI is set and skips locally. Screenshots go to tests/artifacts/ (gitignored).
 """
 
-import os
 import re
 import socket
-from pathlib import Path
 
 import pytest
+from helpers import ARTIFACTS
 
 from stylealign.fakes import HEDGY, fake_service
 from stylealign.ui.app import build_app, launch_app
 
-CHROMIUM = Path(os.environ.get("STYLEALIGN_CHROMIUM", "/usr/bin/chromium"))
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright import sync_api  # in the test extra: a missing install fails, never skips
-
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

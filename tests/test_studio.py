@@ -201,3 +201,25 @@ def test_training_progress_is_read_from_the_run_while_it_trains(studio):
                                      "done": False}
     with pytest.raises(UserError):
         studio.progress("../r1")
+
+
+def test_the_main_job_ends_in_the_studio_with_its_run_in_the_open_arena_tab(tmp_path, monkeypatch):
+    import stylealign.ui.app
+    from stylealign.commands.quickstart import serve_studio
+    from stylealign.fakes import FakeGenerator
+
+    run = tmp_path / "runs" / "sc-quickstart"
+    run.mkdir(parents=True)
+    served = {}
+    monkeypatch.setattr(stylealign.ui.app, "launch_app", lambda demo, **kw: served.update(demo=demo, **kw))
+    monkeypatch.chdir(tmp_path)
+    serve_studio(FakeGenerator(adapters=("sc-quickstart",)), run, port=7999)
+    config = served["demo"].config
+    [tabs] = [c for c in config["components"] if c["type"] == "tabs" and c["props"].get("selected")]
+    labels = {c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"}
+    assert tabs["props"]["selected"] == "arena" and {"Persona", "Data", "Train", "Jobs", "Evaluate", "Arena",
+                                                     "Improve", "Export"} <= labels
+    pickers = [c for c in config["components"] if c["props"].get("elem_id") is None and c["type"] == "dropdown"
+               and c["props"].get("label") == "Adapter (right pane)"]
+    assert pickers and pickers[0]["props"]["value"] == "sc-quickstart"
+    assert (served["host"], served["port"]) == ("127.0.0.1", 7999)

@@ -30,19 +30,18 @@ def build_app(service: ArenaService, concurrency: int = 4, max_queue: int = 64) 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"## {TITLE}\nCompare a persona adapter with the neutral baseline (same base model, "
                     "same seed), vote blind, and see the ratings.")
-        refresh = arena_tabs(service)
-        demo.load(**refresh)
+        demo.load(**arena_tabs(service)["refresh"])
     demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
     return demo
 
 
 def arena_tabs(service: ArenaService) -> dict:
     """Add the arena (settings, side by side, blind battle, leaderboard) to the Blocks being built; return the
-    leaderboard's refresh event, for the page load to fill the ratings."""
+    leaderboard's refresh event (for the page load to fill the ratings) and the side-by-side adapter picker."""
     settings = _settings_panel(service)
     with gr.Tabs():
         with gr.Tab("Side by side", id="side"):
-            _side_by_side(service, settings)
+            adapter = _side_by_side(service, settings)
         with gr.Tab("Blind battle", id="battle"):
             votes = _battle(service, settings)
         with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
@@ -50,7 +49,7 @@ def arena_tabs(service: ArenaService) -> dict:
     board_tab.select(**refresh)
     for vote in votes:  # every vote button refreshes the ratings
         vote.then(**refresh)
-    return refresh
+    return {"refresh": refresh, "adapter": adapter}
 
 
 def _settings_panel(service: ArenaService) -> dict:
@@ -79,7 +78,7 @@ def _to_settings(values: dict, strength: float = 1.0) -> Settings:
     return Settings(strength=strength, **values)
 
 
-def _side_by_side(service: ArenaService, settings: dict) -> None:
+def _side_by_side(service: ArenaService, settings: dict) -> gr.Dropdown:
     adapters = service.adapters
     first = adapters[0] if adapters else None
     with gr.Row():
@@ -118,6 +117,7 @@ def _side_by_side(service: ArenaService, settings: dict) -> None:
     for control in (adapter, strength):
         control.change(lambda a, s: gr.update(label=views.pane_label(a, s)), [adapter, strength], right,
                        api_visibility="private", queue=False)
+    return adapter
 
 
 def _battle(service: ArenaService, settings: dict) -> list:

@@ -54,7 +54,7 @@ def build_studio(studio: Studio, arena=None, concurrency: int = 4) -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"## {TITLE}\nWrite a persona, train it, evaluate it, compare and vote, train on the votes, "
                     "export. Long steps run as jobs, one at a time; the Jobs tab shows them.")
-        with gr.Tabs(selected="arena" if arena is not None and studio.runs() else "persona"):
+        with gr.Tabs(selected="arena" if arena is not None and arena.adapters else "persona"):
             with gr.Tab("Persona", id="persona"):
                 _persona_tab(studio)
             with gr.Tab("Data", id="data"):
@@ -67,15 +67,30 @@ def build_studio(studio: Studio, arena=None, concurrency: int = 4) -> gr.Blocks:
                 _evaluate_tab(studio)
             if arena is not None:
                 with gr.Tab("Arena", id="arena"):
-                    busy = gr.Markdown(elem_id="arena-busy")
-                    gr.Timer(3).tick(lambda: _busy_line(studio), outputs=busy, api_visibility="private")
-                    demo.load(**arena_app.arena_tabs(arena))
+                    _arena_tab(studio, arena, demo)
             with gr.Tab("Improve", id="improve"):
                 _improve_tab(studio)
             with gr.Tab("Export", id="export"):
                 _export_tab(studio)
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
     return demo
+
+
+def _arena_tab(studio: Studio, arena, demo: gr.Blocks) -> None:
+    with gr.Row():
+        busy = gr.Markdown(elem_id="arena-busy")
+        loaded = gr.Markdown(elem_id="arena-loaded")
+        load = gr.Button("Load new runs", scale=0, elem_id="arena-load")
+    parts = arena_app.arena_tabs(arena)
+    demo.load(**parts["refresh"])
+    gr.Timer(3).tick(lambda: _busy_line(studio), outputs=busy, api_visibility="private")
+
+    def on_load():
+        added = arena.add_runs([str(studio.runs_dir / r) for r in studio.runs()])
+        said = f"Loaded {', '.join(added)}." if added else "No new finished runs."
+        return said, gr.update(choices=arena.adapters)
+
+    load.click(on_load, None, [loaded, parts["adapter"]], api_name="load_runs")
 
 
 def _busy_line(studio: Studio) -> str:
@@ -272,7 +287,7 @@ def _duration(seconds: float) -> str:
 def _jobs_tab(studio: Studio) -> None:
     table = gr.Dataframe(job_rows(studio.queue.list()), headers=JOB_COLUMNS, interactive=False, elem_id="jobs")
     with gr.Row():
-        job_id = gr.Number(label="Job", precision=0, minimum=1, elem_id="job-id")
+        job_id = gr.Number(label="Job (0: the newest)", precision=0, value=0, elem_id="job-id")
         cancel = gr.Button("Cancel", elem_id="job-cancel")
         resume = gr.Button("Resume", elem_id="job-resume")
     status = gr.Markdown(elem_id="job-status")
@@ -369,7 +384,9 @@ def _export_tab(studio: Studio) -> None:
                 raise
             return None, f"**Error:** {known[0]}"
         found = sorted(str(p) for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
-        return found or None, f"{len(found)} file(s) in {folder}" if found else f"Nothing exported in {folder} yet."
+        if not found:
+            return None, f"Nothing exported in {studio.shown(folder)} yet."
+        return found, f"{len(found)} file(s) in {studio.shown(folder)}. {studio.export_verdict(run_name)}"
 
     start.click(on_start, [run, to], status, api_name="export")
     listing.click(on_list, run, [files, status], api_name="export_files")

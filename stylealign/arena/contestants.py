@@ -42,16 +42,15 @@ def from_run(run: str | Path, name: str | None = None) -> Contestant:
     return Contestant(name=name, adapter=name, run=str(run), persona=manifest.persona_name, system_prompts=prompts)
 
 
-def from_runs(runs: list[str | Path]) -> list[Contestant]:
-    """Return the baseline plus one contestant per run, with unique names (suffixes on clashes)."""
-    out, seen = [baseline()], {BASELINE}
+def from_runs(runs: list[str | Path], taken: list[str] | None = None) -> list[Contestant]:
+    """Return the baseline plus one contestant per run, with unique names (suffixes on clashes with each other
+    and with the names in `taken`)."""
+    from stylealign.generate import unique_name
+
+    out, seen = [baseline()], [BASELINE, *(taken or [])]
     for run in runs:
-        name = base = Path(run).resolve().name
-        i = 2
-        while name in seen:
-            name, i = f"{base}-{i}", i + 1
-        seen.add(name)
-        out.append(from_run(run, name))
+        seen.append(unique_name(Path(run).resolve().name, seen))
+        out.append(from_run(run, seen[-1]))
     return out
 
 

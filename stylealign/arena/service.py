@@ -51,6 +51,22 @@ class ArenaService:
                 generator.add_adapter(c.adapter, c.run)
         return cls(generator, contestants, store, **kwargs)
 
+    def add_runs(self, runs: list[str | Path]) -> list[str]:
+        """Load the runs not loaded yet as new contestants (their adapters join the one base model); return
+        the names added. Battles drawn from now on can meet them."""
+        known = {Path(c.run).resolve() for c in self.contestants.values() if c.run}
+        fresh = [r for r in runs if Path(r).resolve() not in known]
+        if not fresh:
+            return []
+        with self._generate_lock:  # no generation reads the adapter list while it grows
+            added = from_runs(fresh, taken=list(self.contestants))[1:]
+            for c in added:
+                self.generator.add_adapter(c.adapter, c.run)
+                self.contestants[c.name] = c
+            with self.battles.lock:
+                self.battles.names = list(self.contestants)
+        return [c.name for c in added]
+
     @property
     def names(self) -> list[str]:
         return list(self.contestants)

@@ -23,8 +23,9 @@ class QuickstartOptions:
     run: str = option(DEFAULT_RUN, "Run folder; reused if complete.")
     retrain: bool = option(False, "Train again even if the run folder is complete.", flag="--retrain")
     limit: int = option(8, "Prompts per evaluation suite (0: skip the evaluation).")
-    arena: bool = option(True, "Stop after the evaluation instead of serving the arena.", flag="--no-arena")
-    port: int = option(7860, "Arena port on 127.0.0.1.")
+    arena: bool = option(True, "Stop after the evaluation instead of serving the studio (its Arena tab open).",
+                         flag="--no-arena")
+    port: int = option(7860, "Studio port on 127.0.0.1.")
     best_effort: bool = option(False, "Serve the arena and exit 0 even when the run or its evaluation raised red "
                                "flags.", flag="--best-effort")
 
@@ -36,7 +37,8 @@ class QuickstartOptions:
 def register(sub) -> None:
     p = sub.add_parser("quickstart", help="Train sharp-candid on the embedded model, evaluate it, open the arena.",
                        description="The main job: train (or reuse) a run, print baseline vs adapter answers to "
-                                   "held-out prompts, run the evaluation, then serve the arena on 127.0.0.1.")
+                                   "held-out prompts, run the evaluation, then serve the studio on 127.0.0.1 with "
+                                   "its Arena tab open on the run.")
     add_config_arguments(p, QuickstartOptions)
     p.set_defaults(func=run)
 
@@ -70,7 +72,7 @@ def run(args) -> int:
         raise RunFailed(f"{run_dir} has red flags; see {run_dir / 'eval' / 'report.md'} (--best-effort serves the "
                         "arena anyway)")
     if args.arena:
-        serve_arena(gen, run_dir, args.port)
+        serve_studio(gen, run_dir, args.port)
     return 0
 
 
@@ -191,11 +193,11 @@ def evaluate(gen, name: str, run_dir: Path, limit: int, embedder="default", **co
     return report
 
 
-def serve_arena(gen, run_dir: Path, port: int) -> None:
-    """Serve the arena on 127.0.0.1 with the baseline and this run, reusing the loaded model."""
-    from stylealign.arena.service import ArenaService
-    from stylealign.ui.app import build_app, launch_app
+def serve_studio(gen, run_dir: Path, port: int) -> None:
+    """Serve the studio on 127.0.0.1, its Arena tab open on the baseline and this run, reusing the loaded model."""
+    from stylealign.arena.settings import DEFAULT_VOTES
+    from stylealign.commands.studio import open_arena, serve
+    from stylealign.studio import Studio
 
-    service = ArenaService.from_runs([str(run_dir)], ".stylealign/arena/votes.sqlite", generator=gen)
-    print(f"\n== arena on http://127.0.0.1:{port} (Ctrl+C to stop)", file=sys.stderr)
-    launch_app(build_app(service), host="127.0.0.1", port=port)
+    studio = Studio.open(".")
+    serve(studio, open_arena([str(run_dir)], studio.inside(DEFAULT_VOTES), generator=gen), port=port)
