@@ -61,7 +61,8 @@ def candidates_panel(ax, selection: dict) -> None:
         line, = ax.plot(range(len(cands)), [float("nan") if v is None else v for v in values], marker="o", label=name)
         if base.get(key) is not None:
             ax.axhline(base[key], color=line.get_color(), linestyle=":", linewidth=1)
-    chosen = next((i for i, c in enumerate(cands) if c["path"] == selection["selected"]["path"]), None)
+    published = (selection.get("selected") or {}).get("path")  # none while the run still trains
+    chosen = next((i for i, c in enumerate(cands) if published and c["path"] == published), None)
     if chosen is not None:
         ax.axvline(chosen, color="black", linewidth=1)
         ax.annotate("published", (chosen, 1.02), ha="center", fontsize=8)

@@ -271,14 +271,29 @@ class Studio:
                 rate = (last["elapsed_s"] - logs[0]["elapsed_s"]) / (last["step"] - logs[0]["step"])
                 eta = round(rate * (last["max_steps"] - last["step"]))
             out["stages"][stage_dir.name] = {"step": last["step"] if last else 0, "max_steps": last and last["max_steps"],
-                                             "eta_s": eta, "losses": losses, "done": (stage_dir / "DONE").exists()}
+                                             "eta_s": eta, "losses": losses, "done": (stage_dir / "DONE").exists(),
+                                             "history": logs}
             out["candidates"] += stage_candidates(stage_dir)
         return out
+
+    def progress_plot(self, seen: dict, out: Path) -> Path | None:
+        """Write the training plot (SFT loss, DPO margin and accuracy, the candidates' probe scores) of what
+        `progress` saw to `out`; None before the first log."""
+        from stylealign.plots import training_plot
+
+        histories = {stage: p["history"] for stage, p in seen["stages"].items() if p["history"]}
+        if not histories:
+            return None
+        return training_plot(histories, out, {"candidates": seen["candidates"]} if seen["candidates"] else None)
 
     def report(self, run: str) -> str:
         """The run's evaluation report (Markdown), or a line saying there is none yet."""
         path = self.run_dir(run) / "eval" / "report.md"
         return path.read_text(encoding="utf-8") if path.is_file() else f"No evaluation of {run} yet."
+
+    def report_plots(self, run: str) -> list[Path]:
+        """The evaluation's PNG plots of a run."""
+        return sorted((self.run_dir(run) / "eval").glob("*.png"))
 
     def export_verdict(self, run: str) -> str:
         """The export check's verdict on runs/RUN/export, in a line."""

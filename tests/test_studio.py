@@ -194,11 +194,13 @@ def test_training_progress_is_read_from_the_run_while_it_trains(studio):
              "loss": 2.5}, {"step": 2, "max_steps": 4, "elapsed_s": 0.5, "loss": 2.4}]  # step 2 again after a resume
     (stage / "progress.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"step": 3, "los')  # torn
     scores = {"verdict_first": 0.5, "repetitive": 0.1, "top_opener": 0.3, "yes_share": 0.5}
-    (stage / "candidates" / "step-2" / "probe.json").write_text(json.dumps({"stage": "sft", "step": 2, "scores": scores}))
+    (stage / "candidates" / "step-2" / "probe.json").write_text(json.dumps({"stage": "sft", "step": 2, "path": "stages/sft/candidates/step-2", "scores": scores}))
     seen = studio.progress("r1")
     assert seen["folder"] == "runs/r1.partial" and seen["candidates"][0]["scores"] == scores
     assert seen["stages"]["sft"] == {"step": 2, "max_steps": 4, "eta_s": None, "losses": [(1, 3.0), (2, 2.4)],
-                                     "done": False}
+                                     "done": False, "history": [lines[0], lines[2]]}
+    plot = studio.progress_plot(seen, studio.root / "p.png")
+    assert plot.read_bytes().startswith(b"\x89PNG") and studio.progress_plot({"stages": {}, "candidates": []}, plot) is None
     with pytest.raises(UserError):
         studio.progress("../r1")
 
@@ -223,3 +225,25 @@ def test_the_main_job_ends_in_the_studio_with_its_run_in_the_open_arena_tab(tmp_
                and c["props"].get("label") == "Adapter (right pane)"]
     assert pickers and pickers[0]["props"]["value"] == "sc-quickstart"
     assert (served["host"], served["port"]) == ("127.0.0.1", 7999)
+
+
+def test_the_arena_says_answers_are_slower_while_a_job_runs(studio, tmp_path):
+    from stylealign.ui.studio import _busy_line
+
+    assert _busy_line(studio) == ""
+    slow = tmp_path / "slow-python"
+    slow.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(60)\n")
+    slow.chmod(0o755)
+    studio.queue.python = str(slow)
+    job = studio.train("mini", "r1")
+    studio.queue.start()
+    try:
+        deadline = time.monotonic() + 30
+        while studio.queue.get(job.id).state != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert _busy_line(studio) == f"A train job (#{job.id}) is using this machine: answers here are slower until it ends."
+    finally:
+        studio.queue.cancel(job.id)
+        studio.queue.stop()
+    assert _busy_line(studio) == ""

@@ -120,6 +120,7 @@ def test_the_whole_loop_without_a_terminal(studio_page, tmp_path, tiny_model_dir
     wait_job_done(studio, 1)
     expect(page.locator("#train-progress")).to_contain_text("sft", timeout=30_000)
     expect(page.locator("#train-progress")).to_contain_text("done", timeout=30_000)
+    expect(page.locator("#train-loss img")).to_be_visible(timeout=30_000)  # the training plot
     page.screenshot(path=str(ARTIFACTS / "studio-train.png"), full_page=True)
     tab(page, "Jobs", "jobs")
     expect(page.locator("#jobs")).to_contain_text("done")
@@ -132,6 +133,7 @@ def test_the_whole_loop_without_a_terminal(studio_page, tmp_path, tiny_model_dir
     wait_job_done(studio, 2, timeout=600)
     page.locator("#eval-show").click()
     expect(page.locator("#eval-report")).to_contain_text("red flags", ignore_case=True, timeout=30_000)
+    expect(page.locator("#eval-plots img").first).to_be_visible(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "studio-evaluate.png"), full_page=True)
     # Arena: the new run joins, a blind battle, a vote.
     tab(page, "Arena")
