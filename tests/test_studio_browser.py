@@ -128,6 +128,7 @@ def test_the_whole_loop_without_a_terminal(studio_page, tmp_path, tiny_model_dir
     tab(page, "Evaluate")
     page.locator("#eval-run input").fill("tutor-1")
     page.keyboard.press("Enter")
+    page.locator("#eval-limit input").fill("2")  # 2 prompts per suite: the wiring, not the numbers
     page.locator("#eval-start").click()
     expect(page.locator("#eval-status")).to_contain_text("Queued job #2", timeout=30_000)
     wait_job_done(studio, 2, timeout=600)

@@ -121,7 +121,7 @@ def jobs_tab(studio: Studio) -> None:
 def evaluate_tab(studio: Studio) -> None:
     with gr.Row():
         run = run_picker(studio, "eval-run")
-        limit = gr.Number(8, label="Prompts per suite", precision=0, minimum=1, maximum=500)
+        limit = gr.Number(8, label="Prompts per suite", precision=0, minimum=1, maximum=500, elem_id="eval-limit")
         start = gr.Button("Evaluate", variant="primary", elem_id="eval-start")
         show = gr.Button("Show report", elem_id="eval-show")
     status = gr.Markdown(elem_id="eval-status")
