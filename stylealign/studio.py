@@ -135,6 +135,16 @@ class Studio:
         """`path` as the studio shows it: relative to the workspace."""
         return str(Path(path).resolve().relative_to(self.root))
 
+    def data_card(self, name: str) -> str:
+        """The persona's data card tables (`personas stats NAME --markdown`)."""
+        import contextlib
+
+        from stylealign.datacard import format_stats, persona_stats
+        from stylealign.personas import load_persona
+
+        with contextlib.chdir(self.root):  # paths in the tables relative to the workspace
+            return format_stats(persona_stats(load_persona(str(self.persona_dir(name)))), markdown=True)
+
     def validate(self, name: str) -> list[str]:
         """`personas validate NAME`: every problem, as file:line: what."""
         from stylealign.checker import check_persona

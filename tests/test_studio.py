@@ -65,6 +65,8 @@ def test_a_persona_from_the_form_and_its_inline_validation(studio):
     line = next(i for i, t in enumerate(original.splitlines(), 1) if t.startswith("data:"))
     assert f"personas/warm/persona.yaml:{line}: data.sft: 'data/sft_*.jsonl' matches no files" in problems
     assert studio.validate("mini") == []
+    card = studio.data_card("mini")
+    assert "| SFT | (all) | 12 |" in card and "| SFT | personas/mini/data/sft.jsonl | 12 |" in card
 
 
 def test_uploads_are_checked_before_anything_is_written(studio, tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ Screenshots of every tab go to tests/artifacts/studio-*.png (the README shows th
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -16,6 +17,9 @@ from helpers import ARTIFACTS, free_port
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SHIPPED = "personas/sharp-candid/data"
+# The suite drives the loop on the tiny random model (a few minutes); STYLEALIGN_STUDIO_BASE=smollm2-135m drives the
+# same loop on the embedded model with the CPU recipe (NF4), as a user would.
+EMBEDDED = os.environ.get("STYLEALIGN_STUDIO_BASE")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -29,7 +33,7 @@ def studio_page(browser, tmp_path, tiny_model_dir):
     (tmp_path / "ws").mkdir()
     (tmp_path / "ws" / "eval").symlink_to(REPO / "eval")  # a workspace is a checkout: the kit's suites and corpus
     studio = Studio.open(tmp_path / "ws")
-    arena = open_arena([], studio.inside(".stylealign/arena/votes.sqlite"), base=str(tiny_model_dir))
+    arena = open_arena([], studio.inside(".stylealign/arena/votes.sqlite"), base=EMBEDDED or str(tiny_model_dir))
     demo = build_studio(studio, arena)
     port = free_port()
     launch_app(demo, port=port, block=False, allowed=[studio.runs_dir])
@@ -113,8 +117,8 @@ def test_the_whole_loop_without_a_terminal(studio_page, tmp_path, tiny_model_dir
     page.locator("#train-persona input").fill("my-tutor")
     page.keyboard.press("Enter")
     fill(page, "train-run", "tutor-1")
-    fill(page, "train-overrides", f"base={tiny_model_dir}\nquant=none\ndtype=fp32\nsft.max_steps=2\ndpo.max_steps=2\n"
-                                  "sft.logging_steps=1\nselect.enabled=false")
+    model = f"base={EMBEDDED}" if EMBEDDED else f"base={tiny_model_dir}\nquant=none\ndtype=fp32"
+    fill(page, "train-overrides", f"{model}\nsft.max_steps=2\ndpo.max_steps=2\nsft.logging_steps=1\nselect.enabled=false")
     page.locator("#train-start").click()
     expect(page.locator("#train-status")).to_contain_text("Queued job #1", timeout=30_000)
     wait_job_done(studio, 1)

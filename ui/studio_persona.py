@@ -18,7 +18,9 @@ def persona_tab(studio: Studio) -> None:
     with gr.Row():
         save = gr.Button("Validate and save", variant="primary", elem_id="persona-save")
         check = gr.Button("Validate data", elem_id="persona-validate")
+        card_button = gr.Button("Data card", elem_id="persona-card-button")
     problems = gr.Markdown(elem_id="persona-problems")
+    card = gr.Markdown(elem_id="persona-card")
     with gr.Accordion("New persona", open=not studio.personas()):
         new_name = gr.Textbox(label="Folder name", placeholder="warm-tutor", elem_id="new-name")
         title = gr.Textbox(label="Title", placeholder="Warm Tutor", elem_id="new-title")
@@ -61,6 +63,7 @@ def persona_tab(studio: Studio) -> None:
     reload.click(lambda: gr.update(choices=studio.personas()), None, name, api_visibility="private")
     save.click(on_save, [name, spec], problems, api_name="save_persona")
     check.click(on_validate, name, problems, api_name="validate_persona")
+    card_button.click(shown_errors(studio.data_card), name, card, api_name="data_card")
     create.click(on_create, [new_name, title, description, system_prompt, languages, system_prompt_zh, traits, do, dont],
                  [name, problems, spec], api_name="create_persona")
 
