@@ -168,7 +168,7 @@ class Guard:
         step, what = self.tripped
         kept = f"the last good checkpoint is kept in {checkpoint}" if checkpoint else "no checkpoint was reached yet"
         return (f"{self.stage}: {what} at step {step}; training stopped, nothing was published, {kept}. "
-                f"Lower the learning rate (--{self.stage}.learning_rate, now {self.lr:g}) and train again")
+                f"Lower the learning rate (--{self.stage}.learning-rate, now {self.lr:g}) and train again")
 
 
 def _trainable(model) -> list:

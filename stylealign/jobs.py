@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stylealign.errors import NotFound, UserError
+from stylealign.runlock import pid_alive
 
 DEFAULT_JOBS = ".stylealign/studio/jobs.sqlite"
 KINDS = ("synth", "train", "eval", "export", "arena")  # the first word of the command line
@@ -174,8 +175,8 @@ class JobQueue:
         """Mark failed every job left running by a server that is gone; return their ids."""
         lost = []
         for job in self.list():
-            if job.state == "running" and not (job.server and _alive(job.server) and job.server != os.getpid()):
-                if job.pid and _alive(job.pid):  # a job outlived its server (no parent-death signal here): stop it
+            if job.state == "running" and not (job.server and pid_alive(job.server) and job.server != os.getpid()):
+                if job.pid and pid_alive(job.pid):  # a job outlived its server (no parent-death signal here): stop it
                     _kill_group(job.pid)
                 self._update(job.id, state="failed", ended=time.time(),
                              note="the server stopped while this job ran; resume continues it")
@@ -253,16 +254,6 @@ def _job(row) -> Job:
     job = Job(*row)
     job.argv = json.loads(job.argv)
     return job
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _kill_group(pid: int) -> None:

@@ -84,6 +84,11 @@ def _alive(owner: dict) -> bool:
         return False  # half-written or foreign file: nobody can be holding it
     if owner.get("host") != socket.gethostname():
         return True  # another machine's process: we cannot tell, so refuse
+    return pid_alive(pid)
+
+
+def pid_alive(pid: int) -> bool:
+    """Return True if process `pid` runs on this host (one of another user counts; a zombie does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -212,14 +212,14 @@ class Studio:
     def train(self, persona: str, run: str, recipe: str = "smollm2-135m_qlora_cpu", overrides: dict | None = None,
               stage: str = "all") -> Job:
         """Queue `stylealign train STAGE` for a persona into runs/RUN; `overrides` are recipe fields."""
-        from stylealign.config import load_recipe
+        from stylealign.config import flag_name, load_recipe
 
         overrides = {k: str(v) for k, v in (overrides or {}).items() if str(v).strip()}
         load_recipe(recipe, dict(overrides))  # a bad field or value fails now, in one line, not in the job
         argv = ["train", stage, "--persona", str(self.persona_dir(persona)), "--recipe", recipe,
                 "--run", str(self.run_dir(run, finished=False))]
         for key, value in overrides.items():
-            argv += [f"--{key}", value]
+            argv += [flag_name(key), value]
         return self.queue.submit(argv)
 
     def evaluate(self, run: str, limit: int = 8) -> Job:

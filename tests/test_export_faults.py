@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from helpers import fails_with
 
+from stylealign.runlock import pid_alive
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
@@ -153,13 +155,6 @@ def test_serve_errors_are_one_line_with_the_fix(capsys, run, exported, tmp_path)
                "no gguf/base.gguf", "stylealign export")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _server_of(serve: subprocess.Popen, port: int) -> tuple[int, Path]:
     """Wait until `serve` answers on `port`; return its llama.cpp server child's pid and temporary folder."""
     deadline = time.monotonic() + 180
@@ -171,7 +166,7 @@ def _server_of(serve: subprocess.Popen, port: int) -> tuple[int, Path]:
         except OSError:
             assert time.monotonic() < deadline, "no server after 180 s"
             time.sleep(0.5)
-    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _alive(int(p.name))
+    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and pid_alive(int(p.name))
                 and int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == serve.pid]
     assert len(children) == 1, children
     argv = Path(f"/proc/{children[0]}/cmdline").read_bytes().decode().split("\0")
@@ -216,7 +211,7 @@ def test_the_server_exits_when_serve_is_killed(run, exported, tmp_path):
         serve.kill()  # SIGKILL: serve can do nothing; the server must notice on its own
         serve.wait()
     deadline = time.monotonic() + 60
-    while (_alive(server) or tmp.exists()) and time.monotonic() < deadline:
+    while (pid_alive(server) or tmp.exists()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _alive(server), "the server outlived serve"
+    assert not pid_alive(server), "the server outlived serve"
     assert not tmp.exists()

@@ -16,6 +16,7 @@ import pytest
 
 from stylealign.errors import NotFound, UserError
 from stylealign.jobs import JobQueue
+from stylealign.runlock import pid_alive
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,7 +130,7 @@ def test_a_server_killed_mid_training_leaves_a_failed_job_that_resumes_to_a_fini
     queue = JobQueue(db, cwd=tmp_path)
     [job] = queue.list()
     assert queue.recovered == [job.id] and job.state == "failed" and "server stopped" in job.note
-    wait_for(lambda: not _alive(job.pid), timeout=30)  # the job died with its server
+    wait_for(lambda: not pid_alive(job.pid), timeout=30)  # the job died with its server
     assert not (run / "manifest.json").exists() and queue.log(job.id)
     again = queue.resume(job.id)
     queue.start()
@@ -155,11 +156,3 @@ def _state(db: Path) -> str | None:
         except sqlite3.OperationalError:  # the table is not there yet
             return None
     return row and row[0]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False

@@ -103,7 +103,7 @@ def test_jobs_from_the_tabs(studio):
         studio.train("mini", "r1", overrides={"sft.max_stepz": "3"})
     assert studio.queue.list() == []  # a bad field fails before anything is queued
     job = studio.train("mini", "r1", overrides={"sft.max_steps": "3"})
-    assert job.argv[:2] == ["train", "all"] and job.argv[-2:] == ["--sft.max_steps", "3"]
+    assert job.argv[:2] == ["train", "all"] and job.argv[-2:] == ["--sft.max-steps", "3"]
     assert str(studio.root / "runs" / "r1") in job.argv
     with pytest.raises(NotFound):
         studio.evaluate("r1")  # not finished yet
