@@ -185,6 +185,7 @@ CLASSIFIED: dict[str, Run | Parse] = {
     "stylealign eval --adapter runs/sc --suite eval/suites/style_en.jsonl --fail-under verdict_first=0.5":
         Run("the gate decides the exit (1: a random model fails it)", EVAL, codes=(0, 1),
             makes=("runs/sc/eval/report.json", "runs/sc/eval/report.md"), check=_gate_decided),
+    "stylealign studio": Parse("Gradio app: " + SERVER + " (tests/test_studio*.py drive it)"),
     "stylealign arena --adapter runs/sc": Parse("Gradio app: " + SERVER + " (tests/test_arena_*.py drive it)"),
     "stylealign arena export-prefs --votes .stylealign/arena/votes.sqlite --out arena-prefs.jsonl":
         Run("on a vote file with 3 decisive votes and a tie", prepare=_cast_votes, check=_three_pairs),
