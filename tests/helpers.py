@@ -38,10 +38,12 @@ def kill_after_two_decisions(cmd: list[str], out: Path, timeout: float, poll: fl
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout
-    while len(read_jsonl(log_path(out))) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(poll)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:  # the log appears with the first decision
+        while len(read_jsonl(log_path(out), missing_ok=True)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(poll)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     return proc
 
 

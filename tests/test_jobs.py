@@ -17,6 +17,7 @@ import pytest
 from stylealign.errors import NotFound, UserError
 from stylealign.jobs import JobQueue
 from stylealign.runlock import pid_alive
+from stylealign.train.records import checkpoint_complete
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,8 +123,8 @@ def test_a_server_killed_mid_training_leaves_a_failed_job_that_resumes_to_a_fini
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(db), str(tmp_path), *argv], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: _state(db) == "running" and any(Path(f"{run}.partial").rglob(
-            "checkpoint-*/adapter_model.safetensors")), timeout=300, poll=0.2)
+        wait_for(lambda: _state(db) == "running" and any(map(checkpoint_complete, Path(f"{run}.partial").rglob(
+            "checkpoint-*"))), timeout=300, poll=0.2)
     finally:
         server.send_signal(signal.SIGKILL)
         server.wait()
@@ -140,7 +141,8 @@ def test_a_server_killed_mid_training_leaves_a_failed_job_that_resumes_to_a_fini
         queue.stop()
     assert queue.get(again.id).state == "done", queue.log(again.id)
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["stages"]["sft"]["steps"] == 40 and "resuming from checkpoint-" in queue.log(again.id)
+    assert manifest["stages"]["sft"]["steps"] == 40
+    assert "sft: resuming from checkpoint-" in queue.log_path(again.id).read_text()  # not from the start
 
 
 def _state(db: Path) -> str | None:
