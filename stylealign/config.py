@@ -140,7 +140,7 @@ class DPOSettings(StageSettings):
     precompute_ref_log_probs: bool = _f(False, "Compute the reference log-probs once before training.")
     shared_prompt: bool = _f(True, "With the label-position LM head (a CPU): run each pair's prompt once and share "
                              "its KV cache between the chosen and the rejected answer, in the policy and the "
-                             "reference pass (not with gradient checkpointing).")
+                             "reference pass (not with gradient checkpointing or compile: on).")
     on_policy_negatives: int = _f(0, "Add up to N pairs whose rejected answer is the SFT adapter's own greedy answer "
                                   "to a preference prompt when it loops or opens like most of its answers "
                                   "(chosen: the persona's answer). 0: off.")
@@ -225,6 +225,13 @@ class Recipe:
                            "on the layer's own bf16 input, as on a GPU: PEFT otherwise keeps an fp32 copy of every "
                            "LoRA input for backward, a third of the activation memory; weights and optimizer stay "
                            "fp32), or fp32 (PEFT's default on a CPU).", choices=("auto", "fp32"))
+    compile: str = _f("off", "torch.compile (inductor) of the decoder blocks in training: off, or on (each decoder "
+                      "layer compiled with dynamic shapes, so length-grouped batches of any length share one graph; the "
+                      "masks and the LM head stay eager; DPO then runs without dpo.shared_prompt, whose KV cache would give each "
+                      "layer a graph of its own). On 2 CPU cores a step ran 1.5-2.4x faster, but the first "
+                      "compile of each stage took 60-85 s (about 7 s once inductor's on-disk cache holds it), more "
+                      "than the main job's stages save: off by default (benchmarks/README.md).",
+                      choices=("off", "on"))
     liger: bool = _f(False, "Liger kernels in the trainers (TrainingArguments.use_liger_kernel; needs the "
                      "liger-kernel package and a GPU).")
     report_to: str = _f("none", "Where the trainers log metrics: none, or integrations comma-separated "
@@ -243,6 +250,8 @@ class Recipe:
         _need(self.threads >= 0, "threads", self.threads, ">= 0 (0: all cores)")
         if self.lora_compute not in ("auto", "fp32"):
             raise ConfigError(f"lora_compute must be 'auto' or 'fp32', got {self.lora_compute!r}")
+        if self.compile not in ("off", "on"):
+            raise ConfigError(f"compile must be 'off' or 'on', got {self.compile!r}")
         if self.lm_head not in ("auto", "trl"):
             raise ConfigError(f"lm_head must be 'auto' or 'trl', got {self.lm_head!r}")
         reports = [] if self.report_to_list == "none" else self.report_to_list

@@ -112,7 +112,8 @@ def _kit_trainer(spec: ArmSpec, base, tokenizer, rows: list[dict], out_dir: Path
              "gradient_checkpointing": stage.gradient_checkpointing,
              "fast_paths": [f"lm head {trainer.stylealign_lm_head}", f"LoRA {trainer.stylealign_lora_compute}",
                             f"attention {trainer.model.config._attn_implementation}"]
-             + (["length-grouped"] if stage.group_by_length and not setup_padding_free(recipe, spec.area) else [])}
+             + (["length-grouped"] if stage.group_by_length and not setup_padding_free(recipe, spec.area) else [])
+             + ([f"compiled ({trainer.stylealign_compile})"] if recipe.compile == "on" else [])}
     return trainer, setup
 
 

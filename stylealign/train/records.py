@@ -112,6 +112,7 @@ def run_trainer(trainer, stage_dir: Path, resume: bool, main_process: bool = Tru
     summary = {"wall_s": round(time.time() - start, 1), "steps": trainer.state.global_step,
                "lm_head": getattr(trainer, "stylealign_lm_head", "trl"),
                "lora_compute": getattr(trainer, "stylealign_lora_compute", "fp32"),
+               "compile": getattr(trainer, "stylealign_compile", "off"),
                "attn_implementation": trainer.model.config._attn_implementation,
                "train_loss": result.training_loss, "final": final_metrics(trainer.state.log_history)}
     if not main_process:  # one writer: the other ranks hold the same weights

@@ -180,9 +180,13 @@ def _fast_head(trainer, recipe: Recipe, verdict=None):
     if cpu_lora_autocast(recipe) and _no_input_casts(trainer.model):
         trainer.stylealign_lora_compute = "bf16 autocast"
     trainer.stylealign_lm_head = "trl"
+    trainer.stylealign_compile = compile_blocks(trainer.model) if recipe.compile == "on" else "off"
     from trl import DPOTrainer
 
-    shared = (isinstance(trainer, DPOTrainer) and recipe.dpo.shared_prompt and not recipe.dpo.gradient_checkpointing)
+    # Not with compiled layers: the shared prompt's KV cache makes each layer index its own cache layer, one graph per
+    # layer (30 for SmolLM2, past dynamo's recompile limit of 8, so most layers ran eager and the step got slower).
+    shared = (isinstance(trainer, DPOTrainer) and recipe.dpo.shared_prompt and not recipe.dpo.gradient_checkpointing
+              and recipe.compile != "on")
     if recipe.lm_head == "auto" and lmhead.label_positions_head(trainer.model, lmhead.head_outputs(trainer),
                                                                 shared_prompt=shared, verdict=verdict):
         trainer.stylealign_lm_head = "label-positions" + (", shared prompt" if shared else "")
@@ -190,6 +194,34 @@ def _fast_head(trainer, recipe: Recipe, verdict=None):
         raise ConfigError(f"sft.verdict_split {verdict.split!r} needs the label-position LM head (lm_head: auto, "
                           "training on a CPU); use sft.verdict_split: data here")
     return trainer
+
+
+def decoder_blocks(model) -> list:
+    """Return the model's decoder layers: the modules of the classes transformers keeps whole (`_no_split_modules`)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    kinds = set(getattr(base, "_no_split_modules", None) or ())
+    return [m for m in base.modules() if type(m).__name__ in kinds]
+
+
+def compile_blocks(model) -> str:
+    """Compile each decoder layer of `model` in place with torch.compile (inductor; the recipe's `compile: on`) and
+    return how, for the manifest. Dynamic shapes from the first call: the layers share one graph for every batch
+    length and size (but 1), so length-grouped batches recompile nothing. The layer is the unit because it traces
+    without a graph break, LoRA layers and autocast included, with a bf16 or an NF4 base; the model around it
+    (masks, the label-position LM head's data-dependent indexing) breaks the graph and stays eager. Inductor's
+    compiled kernels are cached on disk under the kit's home, so a later run of the same shapes skips most of the
+    compile."""
+    import os
+
+    from stylealign.models import home
+
+    blocks = decoder_blocks(model)
+    if not blocks:
+        raise ConfigError("compile: on: no decoder layers found in this base (no _no_split_modules); use compile: off")
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(home() / "inductor"))
+    for block in blocks:
+        block.compile(dynamic=True)
+    return f"inductor, {len(blocks)} decoder layers, dynamic shapes"
 
 
 def training_attention(recipe: Recipe) -> str | None:
