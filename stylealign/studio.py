@@ -20,6 +20,15 @@ from stylealign.jobs import DEFAULT_JOBS, Job, JobQueue
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 EXPORT_TARGETS = ("merged", "gguf", "ollama")
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # one uploaded data file
+MAX_TEXT = 200_000  # characters of any text the browser sends (a persona.yaml, a form field, a teacher, an override)
+MAX_OVERRIDES = 64  # recipe fields set from the Train tab at once
+
+
+def check_size(kind: str, text: str, limit: int = MAX_TEXT) -> str:
+    """Return `text` if it is at most `limit` characters (the browser's limits are only a convenience)."""
+    if len(text or "") > limit:
+        raise UserError(f"{kind}: {len(text):,} characters is over the studio's limit of {limit:,}; shorten it")
+    return text
 
 
 def check_name(kind: str, name: str) -> str:
@@ -78,6 +87,8 @@ class Studio:
         """Write a new persona from a `scaffold.PersonaDraft`; every problem with it in one UserError."""
         from stylealign.scaffold import check_draft, write_persona
 
+        for key, value in vars(draft).items():
+            check_size(key, value if isinstance(value, str) else "".join(map(str, value)))
         problems = check_draft(draft, self.personas_dir)
         if problems:
             raise UserError("; ".join(problems))
@@ -93,7 +104,7 @@ class Studio:
         from stylealign.files import write_atomic
 
         folder = self.persona_dir(name)
-        errors = self.spec_errors(folder, text)
+        errors = self.spec_errors(folder, check_size("persona.yaml", text))
         if errors:
             return False, errors
         write_atomic(folder / "persona.yaml", text)
@@ -200,6 +211,7 @@ class Studio:
         """Queue `stylealign synth` for the persona (preference pairs, and SFT rows with `sft`) into its data
         folder; a rerun of the same job continues where it stopped."""
         folder = self.persona_dir(persona)
+        check_size("teacher", teacher or "", 2000)
         if not (teacher or "").strip():
             raise UserError("teacher: give one (file:PATH, hf:PATH or openai:URL#MODEL); see `stylealign synth --help`")
         stem = check_name("file name", out_name)
@@ -214,7 +226,10 @@ class Studio:
         """Queue `stylealign train STAGE` for a persona into runs/RUN; `overrides` are recipe fields."""
         from stylealign.config import flag_name, load_recipe
 
-        overrides = {k: str(v) for k, v in (overrides or {}).items() if str(v).strip()}
+        overrides = {check_size("recipe field", k, 200): check_size(k, str(v), 10_000)
+                     for k, v in (overrides or {}).items() if str(v).strip()}
+        if len(overrides) > MAX_OVERRIDES:
+            raise UserError(f"{len(overrides)} recipe fields: at most {MAX_OVERRIDES} at once; use a recipe YAML")
         load_recipe(recipe, dict(overrides))  # a bad field or value fails now, in one line, not in the job
         argv = ["train", stage, "--persona", str(self.persona_dir(persona)), "--recipe", recipe,
                 "--run", str(self.run_dir(run, finished=False))]
@@ -224,8 +239,8 @@ class Studio:
 
     def evaluate(self, run: str, limit: int = 8) -> Job:
         """Queue `stylealign eval` of a finished run (its report in runs/RUN/eval)."""
-        if limit < 1:
-            raise UserError(f"limit {limit}: evaluate at least 1 prompt per suite")
+        if not 1 <= limit <= 100_000:
+            raise UserError(f"limit {limit}: evaluate between 1 and 100,000 prompts per suite")
         return self.queue.submit(["eval", "--adapter", str(self.run_dir(run)), "--limit", str(int(limit))])
 
     def export(self, run: str, to: str = "gguf") -> Job:

@@ -46,6 +46,16 @@ def test_names_and_paths_stay_in_the_workspace(studio):
         studio.persona_dir("../mini")
     with pytest.raises(NotFound, match="run nope: no finished run"):
         studio.run_dir("nope")
+    # sizes are checked on the server, whatever the page allows
+    with pytest.raises(UserError, match="persona.yaml: 200,001 characters is over the studio's limit"):
+        studio.save_spec("mini", "x" * 200_001)
+    with pytest.raises(UserError, match="description: 200,001 characters"):
+        studio.create_persona(PersonaDraft(name="big", **{**DRAFT, "description": "d" * 200_001}))
+    with pytest.raises(UserError, match="at most 64 at once"):
+        studio.train("mini", "r", overrides={f"sft.f{i}": "1" for i in range(65)})
+    with pytest.raises(UserError, match="teacher: 2,001 characters"):
+        studio.synth("mini", "t" * 2001)
+    assert studio.queue.list() == [] and not (studio.personas_dir / "big").exists()
 
 
 def test_a_persona_from_the_form_and_its_inline_validation(studio):
