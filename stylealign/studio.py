@@ -284,7 +284,10 @@ class Studio:
         name = check_name("run", run)
         folder = next((f for f in (self.runs_dir / f"{name}.partial", self.runs_dir / name) if f.is_dir()), None)
         out = {"stages": {}, "candidates": [], "folder": self.shown(folder) if folder else None}
-        for stage_dir in sorted(folder.glob("stages/*")) if folder else []:
+        order = ("sft", "dpo", "sft-retry", "dpo-retry")  # the order the stages train in
+        stages = sorted(folder.glob("stages/*"), key=lambda d: (order.index(d.name) if d.name in order else 9, d.name)) \
+            if folder else []
+        for stage_dir in stages:
             lines = {}
             for line in _complete_lines(stage_dir / PROGRESS):
                 lines[(line["step"], "loss" in line)] = line  # a resumed stage logs its steps again: the last wins

@@ -215,6 +215,10 @@ def test_training_progress_is_read_from_the_run_while_it_trains(studio):
     assert plot.read_bytes().startswith(b"\x89PNG") and studio.progress_plot({"stages": {}, "candidates": []}, plot) is None
     with pytest.raises(UserError):
         studio.progress("../r1")
+    dpo = studio.runs_dir / "r1.partial" / "stages" / "dpo"
+    dpo.mkdir()
+    assert list(studio.progress("r1")["stages"]) == ["sft", "dpo"]  # the order they train in
+    assert studio.progress("r9") == {"stages": {}, "candidates": [], "folder": None}  # nothing yet
 
 
 def test_the_main_job_ends_in_the_studio_with_its_run_in_the_open_arena_tab(tmp_path, monkeypatch):
