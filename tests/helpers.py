@@ -33,6 +33,33 @@ def fails_with(capsys, argv: list[str], *phrases: str, code: int = 2) -> str:
     return err[0]
 
 
+def tiny_trainer(stage: str, tiny_model_dir, small_persona, overrides: dict, out: Path):
+    """Return the kit's SFT or DPO trainer on the tiny fp32 Llama and the small persona, under these recipe
+    overrides; for DPO a PeftModel with a non-zero adapter (as after SFT), so policy and reference differ."""
+    import torch
+
+    from stylealign import models
+    from stylealign.config import load_recipe
+    from stylealign.personas import load_persona
+    from stylealign.train import dpo_trainer, load_stage_data, sft_trainer
+
+    recipe = load_recipe(None, overrides)
+    torch.manual_seed(0)
+    model = models.load_model(str(tiny_model_dir), quant="none", dtype="fp32")
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    data = load_stage_data(load_persona(small_persona), stage, recipe, tok)
+    if stage == "dpo":
+        from peft import get_peft_model
+
+        from stylealign.train import lora_config
+
+        model = get_peft_model(model, lora_config(recipe))  # as after SFT: TRL adds the frozen "ref" copy
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(sum(map(ord, name))))
+    return (sft_trainer if stage == "sft" else dpo_trainer)(model, tok, data, recipe, out)
+
+
 def kill_after_two_decisions(cmd: list[str], out: Path, timeout: float, poll: float = 0.2) -> subprocess.Popen:
     """Run `stylealign synth` (cmd) and `kill -9` it once its log holds two decisions (or it ends, or `timeout`)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

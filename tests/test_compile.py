@@ -6,36 +6,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import tiny_trainer
 
 from stylealign.config import load_recipe
 from stylealign.errors import ConfigError
-from stylealign.personas import load_persona
 
 # fp32 on the tiny model: compiled and eager differ by the order of fused reductions only (measured ~1e-6 relative).
 # In bf16 they differ as much as either differs from fp32 (SmolLM2, one SFT micro-batch: LoRA gradients 4-8% from
 # fp32's in both), so the contract is stated, and tested, in fp32.
 LOSS_RTOL, GRAD_RTOL = 1e-4, 1e-3
-
-
-def _trainer(stage, compile_, tiny_model_dir, small_persona, overrides, out):
-    from stylealign import models
-    from stylealign.train import dpo_trainer, load_stage_data, sft_trainer
-
-    recipe = load_recipe(None, {**overrides, "compile": compile_})
-    torch.manual_seed(0)
-    model = models.load_model(str(tiny_model_dir), quant="none", dtype="fp32")
-    tok = models.load_tokenizer(str(tiny_model_dir))
-    data = load_stage_data(load_persona(small_persona), stage, recipe, tok)
-    if stage == "dpo":
-        from peft import get_peft_model
-
-        from stylealign.train import lora_config
-
-        model = get_peft_model(model, lora_config(recipe))  # as after SFT: TRL adds the frozen "ref" copy
-        for name, p in model.named_parameters():  # a non-zero adapter, so policy and reference differ
-            if "lora_B" in name:
-                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(sum(map(ord, name))))
-    return (sft_trainer if stage == "sft" else dpo_trainer)(model, tok, data, recipe, out)
 
 
 def _train_steps(trainer, batches, lr=0.05):
@@ -70,8 +49,8 @@ def test_compiled_blocks_train_like_eager_and_do_not_recompile_over_lengths(stag
     # No LoRA dropout (the CPU recipe has none): inductor draws its own random masks, so with dropout the two runs
     # would train on different masks.
     overrides = {**tiny_recipe_overrides, "sft.padding_free": False, "lora.dropout": 0.0, "sft.batch_size": 3}
-    eager = _trainer(stage, "off", tiny_model_dir, small_persona, overrides, tmp_path / "eager")
-    compiled = _trainer(stage, "on", tiny_model_dir, small_persona, overrides, tmp_path / "compiled")
+    eager = tiny_trainer(stage, tiny_model_dir, small_persona, {**overrides, "compile": "off"}, tmp_path / "eager")
+    compiled = tiny_trainer(stage, tiny_model_dir, small_persona, {**overrides, "compile": "on"}, tmp_path / "compiled")
     assert eager.stylealign_compile == "off"
     assert compiled.stylealign_compile.startswith("inductor, 2 decoder layers")
     if stage == "dpo":  # the shared prompt's KV cache would give each layer a graph of its own

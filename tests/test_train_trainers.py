@@ -7,31 +7,10 @@ import json
 
 import pytest
 import torch
+from helpers import tiny_trainer
 
 from stylealign.config import load_recipe
 from stylealign.personas import load_persona
-
-
-def _trainer(stage, lm_head, tiny_model_dir, small_persona, overrides, out):
-    from stylealign import models
-    from stylealign.train import dpo_trainer, load_stage_data, sft_trainer
-
-    recipe = load_recipe(None, {**overrides, "lm_head": lm_head})
-    torch.manual_seed(0)
-    model = models.load_model(str(tiny_model_dir), quant="none", dtype="fp32")
-    tok = models.load_tokenizer(str(tiny_model_dir))
-    data = load_stage_data(load_persona(small_persona), stage, recipe, tok)
-    if stage == "dpo":
-        from peft import get_peft_model
-
-        from stylealign.train import lora_config
-
-        model = get_peft_model(model, lora_config(recipe))  # as after SFT: TRL adds the frozen "ref" copy
-        for name, p in model.named_parameters():  # a non-zero adapter, so policy and reference differ
-            if "lora_B" in name:
-                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(hash(name) % 2**31))
-    make = sft_trainer if stage == "sft" else dpo_trainer
-    return make(model, tok, data, recipe, out)
 
 
 @pytest.mark.parametrize("stage,padding_free", [("sft", False), ("sft", True), ("dpo", False)])
@@ -47,7 +26,7 @@ def test_label_position_head_gives_trl_kernel_results_and_gradients(stage, paddi
     monkeypatch.setattr(lmhead, "shared_prompt_hidden", lambda *a, **k: shared_calls.append(1) or real_shared(*a, **k))
     overrides = {**tiny_recipe_overrides, "sft.padding_free": padding_free}
     for head in ("auto", "trl"):
-        trainer = _trainer(stage, head, tiny_model_dir, small_persona, overrides, tmp_path / head)
+        trainer = tiny_trainer(stage, tiny_model_dir, small_persona, {**overrides, "lm_head": head}, tmp_path / head)
         fast = "label-positions" + (", shared prompt" if stage == "dpo" else "")  # DPO: each prompt runs once
         assert trainer.stylealign_lm_head == (fast if head == "auto" else "trl")
         batch = next(iter(trainer.get_train_dataloader()))

@@ -67,8 +67,6 @@ CANDIDATE_COLUMNS = ["stage", "step", "verdict-first", "repetitive", "top opener
 @shown_errors(shape=lambda line, *_: (line, None, []))
 def _training_view(studio: Studio, run_name: str, job_id: int | None):
     """Progress line, training plot and candidate table of a run (what its records hold so far)."""
-    import tempfile
-
     if not (run_name or "").strip():
         return "", None, []
     seen = studio.progress(run_name)
@@ -77,12 +75,29 @@ def _training_view(studio: Studio, run_name: str, job_id: int | None):
              + (f" · about {_duration(p['eta_s'])} left" if p["eta_s"] and not p["done"] else "")
              for stage, p in seen["stages"].items()]
     head = f"Job #{job_id}: {state}. " if state else ""
-    with tempfile.NamedTemporaryFile(prefix="stylealign-training-", suffix=".png", delete=False) as f:
-        plot = studio.progress_plot(seen, Path(f.name))
+    plot = _plot_of(studio, run_name, seen)
     pct = lambda v: "–" if v is None else f"{v:.0%}"
     table = [[c["stage"], c["step"], *(pct(c["scores"].get(k)) for k in ("verdict_first", "repetitive", "top_opener",
                                                                         "yes_share"))] for c in seen["candidates"]]
     return head + (" · ".join(lines) or "No training records yet."), plot and str(plot), table
+
+
+def _plot_of(studio: Studio, run_name: str, seen: dict) -> Path | None:
+    """The run's training plot: drawn again only when its records changed (the view refreshes every few seconds
+    while the CPU trains), one file per run in the temp folder."""
+    import hashlib
+    import json
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / "stylealign-studio"
+    folder.mkdir(exist_ok=True)
+    records = json.dumps([seen["stages"], seen["candidates"]], sort_keys=True, default=str)
+    path = folder / f"{run_name}-{hashlib.sha256(records.encode()).hexdigest()[:16]}.png"
+    if path.exists():
+        return path
+    for old in folder.glob(f"{run_name}-*.png"):  # the drawing of earlier records
+        old.unlink(missing_ok=True)
+    return studio.progress_plot(seen, path)
 
 
 def _duration(seconds: float) -> str:
