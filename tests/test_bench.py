@@ -158,3 +158,69 @@ def test_main_job_area_summary_table_and_quick_recipe(tmp_path):
     assert not shipped and cut["base"] == "/models/x" and cut["sft"]["max_steps"] == 4 and cut["dpo"]["max_steps"] == 2
     assert load_recipe(path).select.max_new_tokens == 8
     assert run.main_recipe(bench.Settings(model="smollm2-135m"), setup) == (cpu_recipe, True)
+
+
+# ---- the scale area ------------------------------------------------------------------------------------------------
+def test_parameter_counts_of_the_shapes_by_hand():
+    # SmolLM2-360M: per layer q, o 960x960, k, v 960x320, MLP 3 x 960x2560; tied 49152x960 embedding; 2 norms a
+    # layer and a final one
+    layer = 2 * 960 * 960 + 2 * 960 * 320 + 3 * 960 * 2560
+    assert arith.param_count(arith.SHAPES["smollm2-360m"]) == 32 * layer + 49152 * 960 + (2 * 32 + 1) * 960 == 361_821_120
+    assert arith.param_count(arith.SHAPES["smollm2-135m"]) == 134_515_008  # the published 134.5M
+    assert arith.param_count(arith.SHAPES["smol-1b"]) == 1_069_639_680
+    assert arith.param_count(arith.SHAPES["llama-1b"]) == 1_235_814_400  # Llama 3.2 1B, as published
+    untied = {**arith.SHAPES["tiny"], "tie_word_embeddings": False}
+    assert arith.param_count(untied) - arith.param_count(arith.SHAPES["tiny"]) == 49152 * 64  # a second V x d head
+    assert arith.param_count(arith.SHAPES["tiny"]) == 3_219_776
+    assert 2.0 < arith.param_count(arith.SHAPES["tiny-2x"]) / arith.param_count(arith.SHAPES["tiny"]) < 2.1
+
+
+def test_growth_is_per_seq_len_against_the_smallest_size():
+    rows = [{"params": 360, "seq_len": 256, "tps": 50.0, "mem": 3000.0},
+            {"params": 135, "seq_len": 256, "tps": 200.0, "mem": 1000.0},
+            {"params": 135, "seq_len": 1024, "tps": 100.0, "mem": None},
+            {"params": 360, "seq_len": 1024, "tps": 20.0, "mem": 4000.0}]
+    assert arith.growth(rows, ("tps", "mem")) == [{"tps": 0.25, "mem": 3.0}, {"tps": 1.0, "mem": 1.0},
+                                                  {"tps": 1.0, "mem": None}, {"tps": 0.2, "mem": None}]
+
+
+def test_scale_settings_order_and_estimate():
+    bench = harness()
+    scale = bench.scale
+    assert scale.by_size(["smol-1b", "tiny", "smollm2-135m"]) == ["tiny", "smollm2-135m", "smol-1b"]
+    with pytest.raises(ValueError, match="unknown shape"):
+        bench.Settings(scale_shapes="tiny,llama-900b")
+    with pytest.raises(ValueError, match="at least 128"):
+        bench.Settings(scale_seq_lens="64,256")
+    assert bench.Settings(scale_seq_lens="256,1024").scale_seq_lens == (256, 1024)
+    done = [{"shape": "tiny", "seq_len": 256, "wall_seconds": 10.0, "load_seconds": 3.0, "warmup_seconds": [1.0],
+             "steps": [{"seconds": 1.0}]}]
+    flops = scale.train_flops("tiny-2x", 256) / scale.train_flops("tiny", 256)
+    params = arith.param_count(arith.SHAPES["tiny-2x"]) / arith.param_count(arith.SHAPES["tiny"])
+    assert scale.estimate_seconds(done, [("tiny-2x", 256)]) == pytest.approx(5 + 3 * params + 2 * flops)
+    assert scale.estimate_seconds(done, [("tiny-2x", 1024)]) == 0  # nothing measured at that length
+
+
+def test_quick_scale_area_runs_end_to_end(tiny_model_dir, tmp_path, capsys):
+    """Kit and plain TRL at two tiny shapes and two seq lens, through the CLI (one process per arm, as in the full
+    area); the rows' growth figures are the rows' own ratios to the smallest shape's."""
+    from stylealign.cli import main
+
+    out = tmp_path / "bench"
+    code = main(["bench", "--quick", "--only", "scale", "--model", str(tiny_model_dir), "--quant", "none",
+                 "--out", str(out), "--steps", "1", "--no-profile"])
+    assert code == 0, capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["arms"]) == {"scale"} and all("error" not in r for r in report["arms"]["scale"])
+    rows = report["summary"]["scale"]["rows"]
+    assert [(r["shape"], r["params"], r["seq_len"]) for r in rows] == [
+        (shape, arith.param_count(arith.SHAPES[shape]), seq) for shape in ("tiny", "tiny-2x") for seq in (128, 256)]
+    for row in rows:
+        for key in ("kit_tokens_per_s", "ref_tokens_per_s", "kit_peak_memory_mb", "ref_peak_memory_mb"):
+            assert row[key] > 0
+            smallest = next(r for r in rows if r["shape"] == "tiny" and r["seq_len"] == row["seq_len"])
+            assert row["growth"][key] == pytest.approx(row[key] / smallest[key])
+        assert row["speed_ratio"] == pytest.approx(row["kit_tokens_per_s"] / row["ref_tokens_per_s"])
+    md = (out / "report.md").read_text()
+    assert "| size | parameters | seq len | kit tokens/s | TRL tokens/s |" in md and "| tiny-2x | 7M | 256 |" in md
+    assert "Targets:" not in md  # the scale area alone judges no target

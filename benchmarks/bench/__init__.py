@@ -8,7 +8,8 @@ Public API: `Settings`, `run_bench(settings) -> report dict`, `markdown(report)`
 Modules: settings (what to measure, the CLI flags), run
 (orchestration: one subprocess per arm), spec (one arm's JSON spec), worker (the subprocess's entry) with
 training, generation and measure (the arms, clocks and memory), host (the machine), shapes (random
-Llamas), rows (the data), summary (rates, ratios, targets) and report (Markdown, report.json).
+Llamas), scale (the scale area: SFT at growing model sizes), rows (the data), summary (rates, ratios, targets)
+and report (Markdown, report.json).
 """
 
 from .arith import (

@@ -36,8 +36,15 @@ SHAPES: dict[str, dict] = {
                      num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True),
     "smollm2-135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                          num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True),
+    "smollm2-360m": dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
+                         num_key_value_heads=5, vocab_size=49152, tie_word_embeddings=True),
+    # TinyLlama-1.1B's body with SmolLM2's vocabulary, tied: the embedded tokenizer at about 1B parameters.
+    "smol-1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
+                    num_key_value_heads=4, vocab_size=49152, tie_word_embeddings=True),
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, vocab_size=49152, tie_word_embeddings=True),
+    "tiny-2x": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, vocab_size=49152, tie_word_embeddings=True),  # ~2x tiny's parameters
 }
 
 
@@ -74,6 +81,14 @@ class Dims:
 def linear_params(dims: Dims) -> int:
     """Return N: the frozen linear weights of all decoder layers (embedding and LM head excluded)."""
     return dims.layers * sum(i * o for i, o in dims.linears())
+
+
+def param_count(config: dict) -> int:
+    """Return all parameters of a Llama with this HF config (or SHAPES entry): embedding, LM head unless tied,
+    the decoder layers' linears and RMSNorms (two per layer, one final); no biases."""
+    dims = Dims.from_config(config)
+    embeddings = head_params(dims) * (1 if config.get("tie_word_embeddings") else 2)
+    return embeddings + linear_params(dims) + (2 * dims.layers + 1) * dims.hidden
 
 
 def lora_params(dims: Dims, r: int) -> int:
@@ -132,6 +147,15 @@ def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
     return a / b
+
+
+def growth(rows: list[dict], keys, size: str = "params", group: str = "seq_len") -> list[dict]:
+    """Return per row {key: row[key] / the same key of the row with the smallest `size` in its `group`}
+    (None where either is missing): e.g. tokens/s at 360M as a multiple of tokens/s at 135M, per seq len."""
+    base = {}
+    for row in sorted(rows, key=lambda r: r[size]):
+        base.setdefault(row[group], row)
+    return [{k: ratio(row.get(k), base[row[group]].get(k)) for k in keys} for row in rows]
 
 
 def rate(amounts, seconds) -> float | None:

@@ -31,6 +31,7 @@ def _verdict(t: dict | None) -> str:
     return "PASS" if t["pass"] else "FAIL"
 
 
+AREAS_WITH_TARGETS = {"sft", "dpo", "gen", "main"}
 HEAD = ["area", "metric", "kit", "reference", "kit / ref", "target", "result"]
 
 
@@ -40,29 +41,37 @@ def markdown(report: dict) -> str:
     targets = {t["key"]: t for t in report["targets"]}
     rows = [row for area in ("sft", "dpo") for row in _train_rows(area, s[area], targets)]
     rows += _gen_rows(s["gen"], targets) if s["gen"] else []
-    lines = _header(report) + ["", table(HEAD, rows), ""]
+    lines = _header(report) + [""] + ([table(HEAD, rows), ""] if rows else [])
     if s.get("main"):
         lines += _main_lines(s["main"], targets) + [""]
-    lines.append("Targets: " + "; ".join(f"{t['label']}: {_verdict(t)}" + (f" (profile: {t['profile']})" if t.get("profile") else "")
-                                         for t in report["targets"]) + ".")
+    if s.get("scale"):
+        lines += _scale_lines(s["scale"], report["settings"]) + [""]
+    if set(report["settings"].get("areas") or AREAS_WITH_TARGETS) & AREAS_WITH_TARGETS:  # not the scale area alone
+        lines += _target_lines(report)
+    lines.append("Setups: " + "; ".join(_setups(s)) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def _target_lines(report: dict) -> list[str]:
+    lines = ["Targets: " + "; ".join(f"{t['label']}: {_verdict(t)}" + (f" (profile: {t['profile']})" if t.get("profile") else "")
+                                     for t in report["targets"]) + "."]
     if report.get("mode") == "quick":
         lines.append("Quick mode: short rows, small batches and few steps, where per-step overhead weighs more than "
                      "at the recipe's sizes; judge the targets on a full run.")
-    lines.append("Setups: " + "; ".join(_setups(s)) + ".")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _header(report: dict) -> list[str]:
     """Return the lines above the table: date, machine, model, reference, matmul peak."""
     m, s, model, peak = report["machine"], report["summary"], report["model"], report["peak_summary"]
-    threads = next((x.get("threads") for x in (s["sft"]["kit"], s["dpo"]["kit"], s["gen"]) if x), None)
+    threads = next((x.get("threads") for x in (s["sft"]["kit"], s["dpo"]["kit"], s["gen"], s.get("scale")) if x), None)
     kit_set = report["settings"].get("kit_set") or {}
     reference = ("Reference: the kit as shipped (training A/B of --kit-set "
                  + ", ".join(f"{k}={v}" for k, v in kit_set.items()) + "; targets not evaluated)."
                  if report["settings"].get("ref") == "kit" else
                  "Reference: plain TRL (fp32 from_pretrained, SFTConfig/DPOConfig defaults, LoRA r16 all-linear, DPO "
                  "with a separate reference copy) and one-by-one `model.generate`.")
-    return [
+    lines = [
         f"### stylealign bench ({report['mode']}) — {report['date']}",
         "",
         f"Machine: {cpu_line(m)}, {m['cores']} cores, {m['memory_gb']} GiB"
@@ -70,6 +79,10 @@ def _header(report: dict) -> list[str]:
         + f"; torch {m['torch']}, transformers {m['transformers']}, trl {m['trl']}, peft {m['peft']}; "
         f"torch threads {threads}" + "".join(f", {k}={v}" for k, v in (report.get("env") or {}).items())
         + f"; load average {report['load_before']} → {report['load_after']}.",
+    ]
+    if not peak:  # the scale area alone: no matmul peak measured, --model not trained
+        return lines + [f"Kit recipe `{report['recipe']}`; bench wall time {report['wall_seconds']:.0f} s."]
+    return lines + [
         f"Model: {model['name']} ({model['dims']['layers']} layers, hidden {model['dims']['hidden']}, "
         f"{model['linear_params'] / 1e6:.1f}M linear weights); recipe `{report['recipe']}`; "
         f"bench wall time {report['wall_seconds']:.0f} s.",
@@ -138,18 +151,44 @@ def _main_lines(m: dict, targets: dict) -> list[str]:
             f"{verdict('main_memory')} ({m['peak_rss_mb']:,.0f} MiB)."]
 
 
+SCALE_HEAD = ["size", "parameters", "seq len", "kit tokens/s", "{ref} tokens/s", "kit / {ref}", "kit {mem}, MiB",
+              "{ref} {mem}, MiB", "tokens/s vs smallest (kit / {ref})", "{mem} vs smallest (kit / {ref})"]
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+
+
+def _scale_lines(scale: dict, settings: dict) -> list[str]:
+    """Return the "Scaling" table: per (size, seq len) kit and reference SFT speed and peak memory, and both as
+    multiples of the smallest size's row at the same seq len."""
+    ref = "TRL" if settings.get("ref") != "kit" else "ref (kit)"
+    mem = "peak RSS" if scale["memory_kind"] == "process peak RSS" else "peak CUDA memory"
+    rows = []
+    for r in scale["rows"]:
+        g = r["growth"]
+        rows.append([r["shape"], _params(r['params']), r["seq_len"], _n(r["kit_tokens_per_s"]),
+                     _n(r["ref_tokens_per_s"]), _n(r["speed_ratio"], 2, "×"), _n(r["kit_peak_memory_mb"], 0),
+                     _n(r["ref_peak_memory_mb"], 0),
+                     f"{_n(g['kit_tokens_per_s'], 2, '×')} / {_n(g['ref_tokens_per_s'], 2, '×')}",
+                     f"{_n(g['kit_peak_memory_mb'], 2, '×')} / {_n(g['ref_peak_memory_mb'], 2, '×')}"])
+    head = [h.format(ref=ref, mem=mem) for h in SCALE_HEAD]
+    return [f"Scaling (SFT, kit vs {ref}, random-init Llamas with the embedded tokenizer, rows stitched to the seq "
+            f"len; batch {settings.get('scale_batch')}, {settings.get('warmup')} warm-up + "
+            f"{settings.get('scale_steps')} timed steps, one run per cell; memory: {scale['memory_kind']} of each "
+            "arm's own process; \"vs smallest\": multiple of the smallest size's figure at the same seq len):", "",
+            table(head, rows)]
+
+
 def _setups(s: dict) -> list[str]:
     """Return one phrase per arm: its weights, dtype and the fast paths it ran with."""
-    setups = []
-    for area in ("sft", "dpo"):
-        for arm in ("kit", "ref"):
-            st = (s[area][arm] or {}).get("setup")
-            if st:
-                setups.append(f"{area} {arm}: {st.get('quant')}/{st.get('dtype')}"
-                              + (", bf16 autocast" if st.get("autocast_bf16") else "")
-                              + (", padding-free" if st.get("padding_free") else "")
-                              + (", gradient checkpointing" if st.get("gradient_checkpointing") else "")
-                              + "".join(f", {v}" for v in st.get("fast_paths") or []))
+    found = [(f"{area} {arm}", (s[area][arm] or {}).get("setup")) for area in ("sft", "dpo") for arm in ("kit", "ref")]
+    found += [(f"scale {arm}", st) for arm, st in ((s.get("scale") or {}).get("setup") or {}).items()]
+    setups = [f"{name}: {st.get('quant')}/{st.get('dtype')}"
+              + (", bf16 autocast" if st.get("autocast_bf16") else "")
+              + (", padding-free" if st.get("padding_free") else "")
+              + (", gradient checkpointing" if st.get("gradient_checkpointing") else "")
+              + "".join(f", {v}" for v in st.get("fast_paths") or []) for name, st in found if st]
     if s["gen"]:
         setups.append(f"generation: {s['gen']['quant']}/{s['gen']['dtype']}, batch {s['gen']['batch_size']}")
     return setups

@@ -21,6 +21,7 @@ from stylealign.files import write_atomic
 from . import arith
 from .host import load, machine, on_gpu
 from .report import write_report
+from .scale import scale_arms
 from .settings import CPU_RECIPE, GPU_RECIPE_LARGE, GPU_RECIPE_SMALL, Settings
 from .shapes import shape_model
 from .spec import ArmSpec
@@ -219,13 +220,17 @@ def run_bench(settings: Settings, echo=print) -> dict:
     run = Runner(setup.out, settings, echo)
     echo(f"stylealign bench ({'quick' if settings.quick else 'full'}) on {setup.model_path} -> {setup.out}")
     report = new_report(settings, setup)
-    report["peak"].append(run("peak-start", ArmSpec(area="peak", trials=3 if settings.quick else 5)))
+    peak = bool({"sft", "dpo", "gen"} & set(settings.areas))  # the matmul peak serves their utilisation
+    if peak:
+        report["peak"].append(run("peak-start", ArmSpec(area="peak", trials=3 if settings.quick else 5)))
     train_arms(settings, setup, run, report["arms"])
     if "gen" in settings.areas:
         report["arms"]["gen"] = [gen_arm(settings, setup, run)]
     if "main" in settings.areas:
         report["arms"]["main"] = [main_arm(settings, setup, echo)]
-    if not settings.quick:  # a second measurement brackets the arms; quick mode saves the seconds
+    if "scale" in settings.areas:
+        report["arms"]["scale"] = scale_arms(settings, setup, run, echo)
+    if peak and not settings.quick:  # a second measurement brackets the arms; quick mode saves the seconds
         report["peak"].append(run("peak-end", ArmSpec(area="peak")))
     report["load_after"] = load()
     report["wall_seconds"] = round(time.time() - started, 1)

@@ -11,7 +11,7 @@ from pathlib import Path
 class ArmSpec:
     """What one worker process measures (`python -m bench.worker SPEC.json`) and where it writes."""
 
-    area: str                          # sft, dpo, gen or peak
+    area: str                          # sft, dpo, gen, peak or shape (builds the shape named by `model`)
     arm: str | None = None             # training areas: "kit" or "ref"
     rep: int | None = None             # which alternated repetition
     model: str | None = None           # base folder

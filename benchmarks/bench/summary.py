@@ -111,6 +111,7 @@ def summarise(report: dict, dims: arith.Dims, r: int, gpu: bool) -> None:
         gen["util_bf16"] = arith.utilisation(gen["batched"]["tokens_per_s"], gen["flops_per_token"], bf16 and bf16 * 1e9)
     s["gen"] = gen
     s["main"] = main_summary(arms.get("main"))
+    s["scale"] = scale_summary(arms.get("scale"), r, gpu)
     report["summary"] = s
     values = {
         "sft_speed": s["sft"]["speed_ratio"], "sft_memory": s["sft"]["memory_ratio"],
@@ -131,6 +132,34 @@ def summarise(report: dict, dims: arith.Dims, r: int, gpu: bool) -> None:
         if t["pass"] is False and area:
             part = s[area] if area == "gen" else s[area]["kit"]
             t["profile"] = part and part.get("profile")
+
+
+GROWTH_KEYS = ("kit_tokens_per_s", "ref_tokens_per_s", "kit_peak_memory_mb", "ref_peak_memory_mb")
+
+
+def scale_summary(results: list[dict] | None, r: int, gpu: bool) -> dict | None:
+    """Return the scale area's rows, one per (shape, seq len) in running order: kit and reference tokens/s and peak
+    memory, their ratios, and `growth`: those four as multiples of the smallest shape's at the same seq len."""
+    if not results:
+        return None
+    rows, setups = [], {}
+    for shape, seq in dict.fromkeys((res["shape"], res["seq_len"]) for res in results):
+        dims = arith.Dims.from_config(arith.SHAPES[shape])
+        part = {arm: train_summary([x for x in results if (x["shape"], x["seq_len"], x["arm"]) == (shape, seq, arm)],
+                                   dims, r if arm == "kit" else REF_LORA_R, "train", gpu) or {} for arm in ("kit", "ref")}
+        row = {"shape": shape, "params": arith.param_count(arith.SHAPES[shape]), "seq_len": seq,
+               "tokens_per_step": part["kit"].get("tokens_per_step") or part["ref"].get("tokens_per_step")}
+        for arm in ("kit", "ref"):
+            row.update({f"{arm}_{k}": part[arm].get(k) for k in ("tokens_per_s", "peak_memory_mb", "step_seconds")})
+            setups[arm] = part[arm].get("setup") or setups.get(arm)
+        row["speed_ratio"] = arith.ratio(row["kit_tokens_per_s"], row["ref_tokens_per_s"])
+        row["memory_ratio"] = arith.ratio(row["kit_peak_memory_mb"], row["ref_peak_memory_mb"])
+        rows.append(row)
+    for row, growth in zip(rows, arith.growth(rows, GROWTH_KEYS)):
+        row["growth"] = growth
+    threads = next((x.get("threads") for x in _ok(results) if x.get("threads")), None)
+    return {"rows": rows, "memory_kind": "cuda max allocated" if gpu else "process peak RSS", "setup": setups,
+            "threads": threads}
 
 
 def main_summary(results: list[dict]) -> dict | None:

@@ -8,6 +8,7 @@ Arms (training: bench.training, gen: bench.generation, peak: bench.measure):
   dpo  ref  plain DPOTrainer with a separate reference model copy (fp32 from_pretrained)
   gen  -    Generator.generate (mixed [None, adapter] batches) vs one-by-one model.generate; arena panes
   peak -    the matmul peak (fp32, bf16) on this machine, now
+  shape -   builds a random Llama of a named shape (bench.shapes) for the scale area
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from stylealign.files import write_json
 
 from .generation import gen_arm
 from .measure import peak_arm
+from .shapes import build_arm
 from .spec import ArmSpec
 from .training import train_arm
 
-ARMS = {"sft": train_arm, "dpo": train_arm, "gen": gen_arm, "peak": peak_arm}
+ARMS = {"sft": train_arm, "dpo": train_arm, "gen": gen_arm, "peak": peak_arm, "shape": build_arm}
 
 
 def main(argv: list[str]) -> int:
