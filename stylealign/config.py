@@ -112,6 +112,9 @@ class SFTSettings(StageSettings):
                             "a CPU).", choices=("data", "even", "free"))
     verdict_weight: float = _f(1.0, "The weight of the yes/no split's term (verdict_split data or even) at an "
                                "answer's opening verdict, against 1 for every other token.")
+    fact_weight: float | None = _f(None, "The weight of the same term at the opening of a known fact (an SFT row with "
+                                   "`expected`), always trained toward the known answer whatever verdict_split says "
+                                   "(default: verdict_weight).")
 
     def __post_init__(self):
         super().__post_init__()
@@ -121,6 +124,8 @@ class SFTSettings(StageSettings):
               "one of data, even, free")
         _need(math.isfinite(self.verdict_weight) and self.verdict_weight > 0, "verdict_weight", self.verdict_weight,
               "> 0")
+        _need(self.fact_weight is None or (math.isfinite(self.fact_weight) and self.fact_weight > 0), "fact_weight",
+              self.fact_weight, "> 0")
 
 
 # The loss types TRL's DPOTrainer implements (tests check this list against TRL's own DPOConfig help).

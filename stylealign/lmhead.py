@@ -41,6 +41,9 @@ def applies(model) -> bool:
 # Labels that stand for "a verdict token" at an answer's opening Yes/No (verdict_labels): scored against the whole
 # yes set and no set (VerdictSets), not the one token the data wrote. Negative, so no vocabulary id collides.
 VERDICT_YES, VERDICT_NO = -2, -3
+# The same at the opening of a known fact (an SFT row with "expected"): its side is the known answer, so it is
+# always trained toward the side the data wrote, whatever the split of opinions.
+FACT_YES, FACT_NO = -4, -5
 
 
 class VerdictSets:
@@ -50,16 +53,19 @@ class VerdictSets:
     verdict — plus, for "data", log P(the side the data wrote | a verdict) (plain cross-entropy, pooled over
     the spellings of each side), for "even", the cross-entropy of the yes/no split against 50/50: the adapter learns to answer
     first without a standing lean to either side, so the question's own evidence picks the verdict. "free" trains
-    no split at all (it stays the model's own).
-    `weight` scales the split's term against one ordinary token: one opening token among a hundred in its answer,
+    no split at all (it stays the model's own). A known fact's opening (FACT_YES / FACT_NO) is scored as "data"
+    whatever the split: the split is for verdicts of opinion, where the data's side is a taste; a fact's side is
+    the truth, and the balanced facts centre the base model's standing lean on short factual questions.
+    `weight` scales the split's term against one ordinary token (`fact_weight` a fact's, default the same): one opening token among a hundred in its answer,
     unweighted, moves the split too little to undo a base model's standing lean, while the "a verdict" term alone
     raises the favoured side faster than the other (its gradient on each token's logit is proportional to that
     token's probability)."""
 
-    def __init__(self, yes_ids, no_ids, split: str, weight: float = 1.0):
+    def __init__(self, yes_ids, no_ids, split: str, weight: float = 1.0, fact_weight: float | None = None):
         if split not in ("data", "even", "free"):
             raise ConfigError(f"verdict split {split!r}: expected 'data', 'even' or 'free'")
         self.yes, self.no, self.split, self.weight = list(yes_ids), list(no_ids), split, weight
+        self.fact_weight = weight if fact_weight is None else fact_weight
 
     def log_probs(self, logits, log_z, labels=None):
         """Return the stand-in log-prob for rows of `logits` ([n, vocab], fp32) with log-partition `log_z`;
@@ -69,24 +75,40 @@ class VerdictSets:
         ly = torch.logsumexp(logits[:, self.yes], dim=-1)
         ln = torch.logsumexp(logits[:, self.no], dim=-1)
         both = torch.logaddexp(ly, ln)
-        split = torch.zeros_like(both)
+        split, weight = torch.zeros_like(both), torch.full_like(both, self.weight)
         if self.split == "even":
             split = 0.5 * ((ly - both) + (ln - both))
+        if labels is not None:
+            data = torch.where((labels == VERDICT_YES) | (labels == FACT_YES), ly, ln) - both
+            fact = (labels == FACT_YES) | (labels == FACT_NO)
+            split = torch.where(fact | (self.split == "data"), data, split)
+            weight = torch.where(fact, self.fact_weight, weight)
         elif self.split == "data":
-            split = torch.where(labels == VERDICT_YES, ly, ln) - both
-        return both - log_z + self.weight * split
+            raise ValueError("verdict split 'data' needs the labels")
+        return both - log_z + weight * split
 
 
-def verdict_labels(labels, yes_ids, no_ids):
+def verdict_labels(labels, yes_ids, no_ids, facts=None):
     """Return `labels` with each completion's first label replaced by VERDICT_YES / VERDICT_NO when it is a yes /
-    no token (a completion starts where a run of -100 ends). The input is not changed."""
+    no token (a completion starts where a run of -100 ends), FACT_YES / FACT_NO for the completions that `facts`
+    marks (one bool per completion, in row-major order: a batch's examples, packed or padded). The input is not
+    changed."""
     import torch
 
     out = labels.clone()
     prev = torch.nn.functional.pad(labels[:, :-1], (1, 0), value=-100)
     first = (labels != -100) & (prev == -100)
-    out[first & torch.isin(labels, torch.tensor(yes_ids, device=labels.device))] = VERDICT_YES
-    out[first & torch.isin(labels, torch.tensor(no_ids, device=labels.device))] = VERDICT_NO
+    is_fact = torch.zeros_like(first)
+    if facts is not None:
+        starts = first.nonzero()  # row-major: the completions in the order the examples were collated
+        if len(starts) != len(facts):
+            raise ValueError(f"{len(facts)} fact flags for {len(starts)} completions in the batch")
+        marked = starts[torch.as_tensor(facts, dtype=torch.bool)]
+        is_fact[marked[:, 0], marked[:, 1]] = True
+    yes = first & torch.isin(labels, torch.tensor(yes_ids, device=labels.device))
+    no = first & torch.isin(labels, torch.tensor(no_ids, device=labels.device))
+    out[yes], out[no] = VERDICT_YES, VERDICT_NO
+    out[yes & is_fact], out[no & is_fact] = FACT_YES, FACT_NO
     return out
 
 

@@ -77,6 +77,48 @@ def test_verdict_labels_mark_only_each_completions_opening_yes_or_no():
     assert labels[0, 2] == 3  # the input is not changed
 
 
+def test_verdict_labels_mark_known_facts_by_completion_order_padded_or_packed():
+    labels = torch.tensor([[-100, -100, 3, 5, 1, -100, 1, 4],
+                           [-100, 2, 3, -100, -100, 0, 3, 3]])
+    # completions in row-major order: (0,2) "no", (0,6) "yes", (1,1) "yes", (1,5) an ordinary token
+    out = lmhead.verdict_labels(labels, YES, NO, facts=[False, True, True, True])
+    assert out.tolist() == [[-100, -100, lmhead.VERDICT_NO, 5, 1, -100, lmhead.FACT_YES, 4],
+                            [-100, lmhead.FACT_YES, 3, -100, -100, 0, 3, 3]]
+    with pytest.raises(ValueError, match="3 fact flags for 4 completions"):
+        lmhead.verdict_labels(labels, YES, NO, facts=[True, True, True])
+
+
+def test_a_known_fact_is_trained_toward_its_side_under_any_split():
+    logits = _toy_logits()
+    lz = torch.logsumexp(logits, -1)
+    p = torch.softmax(logits, -1)[0].detach()
+    py = (p[YES].sum() / p[YES + NO].sum()).item()
+    for split in ("even", "free", "data"):
+        sets = lmhead.VerdictSets(YES, NO, split, weight=3.0)
+        free = lmhead.VerdictSets(YES, NO, "free").log_probs(logits, lz)
+        fact = sets.log_probs(logits, lz, torch.tensor([lmhead.FACT_YES]))
+        assert (fact - free).item() == pytest.approx(3.0 * math.log(py), abs=1e-5)
+        fact_no = sets.log_probs(logits, lz, torch.tensor([lmhead.FACT_NO]))
+        assert (fact_no - free).item() == pytest.approx(3.0 * math.log(1 - py), abs=1e-5)
+    # an opinion's verdict keeps its split: "even" stays against 50/50 beside a fact in the same batch
+    two = torch.cat([logits, logits]).detach()
+    both = lmhead.VerdictSets(YES, NO, "even").log_probs(two, torch.logsumexp(two, -1),
+                                                         torch.tensor([lmhead.VERDICT_YES, lmhead.FACT_YES]))
+    even = lmhead.VerdictSets(YES, NO, "even").log_probs(logits, lz).item()
+    assert both[0].item() == pytest.approx(even, abs=1e-5) and both[1].item() != pytest.approx(even, abs=1e-3)
+
+
+def test_sft_rows_flag_the_first_answer_of_a_known_answer_row():
+    from stylealign.train.data import sft_rows
+
+    fact = {"expected": "yes", "messages": [{"role": "user", "content": "Is a whale a mammal?"},
+                                            {"role": "assistant", "content": "Yes."},
+                                            {"role": "user", "content": "Sure?"},
+                                            {"role": "assistant", "content": "Yes."}]}
+    opinion = {"messages": [{"role": "user", "content": "Is Vim worth it?"}, {"role": "assistant", "content": "Yes."}]}
+    assert [r["fact"] for r in sft_rows([fact, opinion])] == [True, False, False]
+
+
 def test_score_uses_the_verdict_sets_for_verdict_labels_and_refuses_them_without():
     h, w = torch.randn(3, 4), torch.randn(6, 4)
     y = torch.tensor([5, lmhead.VERDICT_YES, 0])

@@ -112,6 +112,16 @@ def test_schema_mode_requires_project_metadata(tmp_path):
         [f"{D.show_path(path)}:3", "language"]]
 
 
+def test_a_known_answer_on_an_sft_row_must_be_yes_or_no_and_its_verdict(tmp_path):
+    rows = [sft(1, verdict="yes", expected="yes"), sft(2, verdict="yes", expected="maybe"),
+            sft(3, verdict="no", expected="yes")]
+    path = write_jsonl(tmp_path / "sft.jsonl", rows)
+    problems = problems_of(D.load_sft, path, schema=True)
+    assert [p.split(": ")[0:2] for p in problems] == [[f"{D.show_path(path)}:2", "expected"],
+                                                      [f"{D.show_path(path)}:3", "expected"]]
+    assert "but verdict is 'no'" in problems[1]
+
+
 # ---------------------------------------------------------------- everything at once
 
 

@@ -236,3 +236,29 @@ def test_trl_fields_through_the_cli_and_their_errors(capsys, small_persona, tiny
     with pytest.raises(SystemExit) as stop:  # not a stage field at all: argparse's own message, exit 2
         main(argv + ["--run", str(tmp_path / "x"), "--bogus", "1"])
     assert stop.value.code == 2 and "unrecognized arguments: --bogus 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("padding_free", [False, True])
+def test_known_facts_reach_the_verdict_head_as_facts(padding_free, tiny_model_dir, small_persona, tiny_recipe_overrides,
+                                                      tmp_path):
+    """Under `verdict_split: even` an SFT row with `expected` (a known answer) opens with a FACT label, every other
+    opening Yes/No with a VERDICT label, padded or packed: the row's flag survives TRL's column filter and the
+    collator."""
+    from stylealign import lmhead
+
+    sft = small_persona / "data" / "sft.jsonl"
+    facts = [{"id": f"fact-{i}", "category": "science", "language": "en", "verdict": side, "expected": side,
+              "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+             for i, (side, q, a) in enumerate([("yes", "Is a whale a mammal?", "Yes. It breathes air."),
+                                               ("no", "Is the Sun cold?", "No. Its surface is about 5,500 °C.")])]
+    opinion = {"id": "opinion-1", "category": "opinions", "language": "en", "verdict": "yes",
+               "messages": [{"role": "user", "content": "Is Vim worth learning?"},
+                            {"role": "assistant", "content": "Yes. The keys pay off within a month."}]}
+    sft.write_text("".join(json.dumps(r) + "\n" for r in [*facts, opinion]), encoding="utf-8")
+    overrides = {**tiny_recipe_overrides, "sft.padding_free": padding_free, "sft.verdict_split": "even",
+                 "sft.verdict_weight": 5.0, "sft.batch_size": 3}
+    trainer = tiny_trainer("sft", tiny_model_dir, small_persona, overrides, tmp_path / "run")
+    labels = torch.cat([b["labels"].flatten() for b in trainer.get_train_dataloader()])
+    count = lambda v: int((labels == v).sum())  # noqa: E731
+    assert (count(lmhead.FACT_YES), count(lmhead.FACT_NO), count(lmhead.VERDICT_YES), count(lmhead.VERDICT_NO)) \
+        == (1, 1, 1, 0)

@@ -94,8 +94,11 @@ def _check_metadata(row: dict, kind: str, schema: bool, bad) -> None:
             bad(key, "empty")
         elif values and isinstance(row[key], str) and row[key] not in values:
             bad(key, f"unknown value {row[key]!r} (expected one of: {', '.join(map(str, values))})")
-    if kind == "eval" and isinstance(row.get("expected"), str) and row["expected"] not in EXPECTED:
+    if kind in ("eval", "sft") and isinstance(row.get("expected"), str) and row["expected"] not in EXPECTED:
         bad("expected", f"unknown value {row['expected']!r} (expected one of: yes, no)")
+    if kind == "sft" and row.get("expected") in EXPECTED and row.get("verdict") != row["expected"]:
+        bad("expected", f"{row['expected']!r} but verdict is {row.get('verdict')!r}: a known answer's row "
+                        "states it (set verdict to the same, or drop expected)")
     if kind == "eval" and row.get("kind") == "known_answer" and "expected" not in row:
         bad("expected", "missing (known_answer rows need expected: yes or no)")
 

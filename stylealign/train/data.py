@@ -82,13 +82,17 @@ def neutral_rows(persona, recipe: Recipe, tokenizer, n: int) -> tuple[list[dict]
 
 def sft_rows(rows: list[dict]) -> list[dict]:
     """Return prompt/completion rows: one per assistant turn, so loss falls on every assistant turn
-    and never on the user's words, with any chat template (no generation markers needed)."""
+    and never on the user's words, with any chat template (no generation markers needed). `fact` marks the
+    first answer of a row that carries a known answer (`expected`: its opening verdict is a fact)."""
     out = []
     for row in rows:
         msgs = plain_turns(row["messages"])
+        answers = 0
         for i, turn in enumerate(msgs):
             if turn["role"] == "assistant":
-                out.append({"prompt": msgs[:i], "completion": [turn]})
+                fact = answers == 0 and row.get("expected") in ("yes", "no")
+                out.append({"prompt": msgs[:i], "completion": [turn], "fact": fact})
+                answers += 1
     return out
 
 

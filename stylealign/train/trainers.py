@@ -87,12 +87,13 @@ def sft_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=lora_config(recipe),
                          train_dataset=as_dataset(train), eval_dataset=as_dataset(sft_rows(data.eval)))
     verdict = None
-    if recipe.sft.verdict_split != "data" or recipe.sft.verdict_weight != 1.0:
-        verdict = verdict_agnostic(trainer, tokenizer, recipe.sft.verdict_split, recipe.sft.verdict_weight)
+    s = recipe.sft
+    if s.verdict_split != "data" or s.verdict_weight != 1.0 or s.fact_weight not in (None, 1.0):
+        verdict = verdict_agnostic(trainer, tokenizer, s.verdict_split, s.verdict_weight, s.fact_weight)
     return _fast_head(trainer, recipe, verdict)
 
 
-def verdict_agnostic(trainer, tokenizer, split: str, weight: float = 1.0):
+def verdict_agnostic(trainer, tokenizer, split: str, weight: float = 1.0, fact_weight: float | None = None):
     """Make the SFT trainer's batches mark each answer's opening Yes/No token as "a verdict" (lmhead.verdict_labels)
     and return the VerdictSets its LM head scores them with (config: sft.verdict_split)."""
     from stylealign import lmhead
@@ -100,14 +101,17 @@ def verdict_agnostic(trainer, tokenizer, split: str, weight: float = 1.0):
 
     yes, no = verdict_token_ids(tokenizer)
     collate = trainer.data_collator
+    trainer._set_signature_columns_if_needed()
+    trainer._signature_columns = [*trainer._signature_columns, "fact"]  # kept through to the collator
 
     def collate_verdicts(features):
+        facts = [bool(f.pop("fact", False)) for f in features]
         batch = collate(features)
-        batch["labels"] = lmhead.verdict_labels(batch["labels"], yes, no)
+        batch["labels"] = lmhead.verdict_labels(batch["labels"], yes, no, facts)
         return batch
 
     trainer.data_collator = collate_verdicts
-    return lmhead.VerdictSets(yes, no, split, weight)
+    return lmhead.VerdictSets(yes, no, split, weight, fact_weight)
 
 
 def dpo_trainer(model, tokenizer, data: StageData, recipe: Recipe, out: Path):
