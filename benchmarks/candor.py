@@ -147,12 +147,14 @@ def targets(model_rows: list[dict], base_rows: list[dict], lang: str = "en") -> 
     from stylealign.evaluate import probe
     from stylealign.evaluate.markers import lexicon_rates
     from stylealign.evaluate.verdict import parse_verdict, polarity
+    from stylealign.text import length_units
 
     def feats(r):
         v = parse_verdict(r["answer"])
         rates = lexicon_rates(r["answer"], lang) if r["answer"].strip() else None
         return {"opener": probe.opener(r["answer"], lang), "polarity": polarity(v), "verdict": v != "none",
                 "hedge": 0.0 if rates is None else _hedge_fill(rates) if not math.isnan(_hedge_fill(rates)) else 0.0,
+                "hits": _hedge_hits(r["answer"], lang), "words": length_units(r["answer"], lang),
                 "rep": probe.repetition_reason(r["answer"], lang, cut_off=not r["stopped"]) is not None,
                 "expected": r["expected"], "yes_no": r["form"] in ("known", "true", "should", "worth")}
 
@@ -170,9 +172,17 @@ def targets(model_rows: list[dict], base_rows: list[dict], lang: str = "en") -> 
         right, wrong = sum(g == e for g, e in got), sum(g is not None and g != e for g, e in got)
         return right / wrong if wrong else (None if not right else float(right))
 
-    def hedge_ratio(ps):
+    def hedge_ratio(ps):  # the mean of each answer's rate per 100 words: a six-word answer with one hedge weighs 17
         b = sum(x["hedge"] for _, x in ps)
         return sum(a["hedge"] for a, _ in ps) / b if b else None
+
+    def hedge_pooled(ps):  # all hedges over all words
+        b = sum(x["hits"] for _, x in ps) / max(1, sum(x["words"] for _, x in ps))
+        return sum(a["hits"] for a, _ in ps) / max(1, sum(a["words"] for a, _ in ps)) / b if b else None
+
+    def hedge_per_answer(ps):  # hedges per answer to the same prompts
+        b = sum(x["hits"] for _, x in ps)
+        return sum(a["hits"] for a, _ in ps) / b if b else None
 
     def vf_yes_no(ps):
         yn = [a for a, _ in ps if a["yes_no"]]
@@ -189,7 +199,8 @@ def targets(model_rows: list[dict], base_rows: list[dict], lang: str = "en") -> 
         hits = round(top_share(pairs) * len(pairs))
         out["top_opener"] = {"value": hits / len(pairs), "ci": wilson(hits, len(pairs))}
     for name, fn in (("top_opener", top_share), ("yes_share", yes_share), ("right_per_wrong", right_wrong),
-                     ("hedge_fill_vs_base", hedge_ratio), ("verdict_first_yes_no", vf_yes_no),
+                     ("hedge_fill_vs_base", hedge_ratio), ("hedge_pooled_vs_base", hedge_pooled),
+                     ("hedge_per_answer_vs_base", hedge_per_answer), ("verdict_first_yes_no", vf_yes_no),
                      ("repetitive", rep), ("repetitive_minus_base", rep_diff)):
         if name not in out:
             out[name] = {"value": fn(pairs) if pairs else None, "ci": boot_ci(pairs, fn)}
@@ -243,6 +254,15 @@ def _hedge_fill(rates: dict) -> float:
     return rates["hedge_rate"] + rates["boilerplate_rate"]
 
 
+def _hedge_hits(text: str, lang: str) -> int:
+    """Hedges + fillers in `text`: matches of the two lexicons the rates count."""
+    from stylealign.evaluate.lexicon import load_lexicon
+    from stylealign.evaluate.text import normalize
+
+    norm = normalize(text)
+    return sum(load_lexicon(k, lang).count(norm, normalized=True) for k in ("hedges", "boilerplate"))
+
+
 def _mean(xs: list[float]) -> float | None:
     xs = [x for x in xs if not math.isnan(x)]
     return sum(xs) / len(xs) if xs else None
@@ -259,7 +279,9 @@ TARGETS = [  # (key, target text, test on the value, base key shown beside it)
     ("top_opener", "most common opener ≤ 50%", lambda v: v <= 0.5),
     ("yes_share", "verdict yes-share 0.3–0.7", lambda v: 0.3 <= v <= 0.7),
     ("right_per_wrong", "right verdicts ≥ 2× wrong (known answers)", lambda v: v >= 2),
-    ("hedge_fill_vs_base", "hedges + fillers ≤ half the baseline's", lambda v: v <= 0.5),
+    ("hedge_fill_vs_base", "hedges + fillers ≤ half the baseline's (mean rate per 100 words)", lambda v: v <= 0.5),
+    ("hedge_pooled_vs_base", "hedges + fillers ≤ half the baseline's (all hedges / all words)", lambda v: v <= 0.5),
+    ("hedge_per_answer_vs_base", "hedges + fillers ≤ half the baseline's (per answer)", lambda v: v <= 0.5),
     ("verdict_first_yes_no", "verdict-first ≥ 60% on yes/no prompts", lambda v: v >= 0.6),
     ("repetitive_minus_base", "repetition ≤ the baseline's", lambda v: v <= 0),
 ]

@@ -261,3 +261,31 @@ def test_probe_section_reports_belief_consistency_against_the_baseline():
     sec = probe.section(answers, {"baseline": [True] * 4, "persona": [True] * 4}, rows, 32)
     assert sec["models"]["persona"]["belief_consistency"] == {"agree": 2, "n": 3, "share": pytest.approx(2 / 3)}
     assert "belief_consistency" not in sec["models"]["baseline"]
+
+
+# ---------------------------------------------------------------- benchmarks/candor.py's hedge statistics
+
+
+def test_held_out_hedge_ratios_by_rate_pooled_and_per_answer():
+    """A six-word answer with one hedge is 17 hedges per 100 words: the mean of per-answer rates lets it outweigh a
+    long hedged answer, the pooled rate and the per-answer count do not."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "candor.py"
+    spec = importlib.util.spec_from_file_location("candor_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def row(i, answer):
+        return {"id": str(i), "form": "wh", "language": "en", "expected": None, "answer": answer, "stopped": True}
+
+    long_hedged = "Maybe you could try it, and perhaps it will probably work. " + "It is a plan with steps. " * 8
+    base = [row(0, long_hedged), row(1, "Paris is the capital of France and has been for centuries.")]
+    model = [row(0, "Try it. It works."), row(1, "I think Paris.")]  # 1 hedge in 3 words vs 4 in ~51
+    t = bench.targets(model, base)
+    assert bench._hedge_hits(long_hedged, "en") == 4 and bench._hedge_hits("I think Paris.", "en") == 1
+    assert t["hedge_per_answer_vs_base"]["value"] == pytest.approx(1 / 4)
+    words_base = len(long_hedged.split()) + 11
+    assert t["hedge_pooled_vs_base"]["value"] == pytest.approx((1 / 7) / (4 / words_base), rel=0.05)
+    assert t["hedge_fill_vs_base"]["value"] > 1 > t["hedge_per_answer_vs_base"]["value"]
