@@ -195,6 +195,9 @@ def save_candidate(model, prober: Prober, stage_dir: Path, stage: str, step: int
         model.save_pretrained(folder, selected_adapters=["default"], safe_serialization=True)
         record = {"stage": stage, "step": step, "path": str(folder), "scores": prober.score(model, folder)}
     write_json(record_file, record)
+    s = record["scores"]
+    print(f"[select] {stage} step {step}: verdict-first {_pct(s['verdict_first'])}, repetitive {_pct(s['repetitive'])}, "
+          f"top opener {_pct(s['top_opener'])}, yes-share {_pct(s['yes_share'])}", flush=True)
     return record
 
 
@@ -216,11 +219,7 @@ def probe_callback(stage: str, stage_dir: Path, prober: Prober):
     class ProbeCallback(TrainerCallback):
         def on_save(self, args, state, control, model=None, **kwargs):
             if state.is_world_process_zero and model is not None:
-                rec = save_candidate(model, prober, stage_dir, stage, state.global_step)
-                s = rec["scores"]
-                print(f"[select] {stage} step {state.global_step}: verdict-first {_pct(s['verdict_first'])}, "
-                      f"repetitive {_pct(s['repetitive'])}, top opener {_pct(s['top_opener'])}, "
-                      f"yes-share {_pct(s['yes_share'])}", flush=True)
+                save_candidate(model, prober, stage_dir, stage, state.global_step)
 
     return ProbeCallback()
 

@@ -122,9 +122,11 @@ def test_multi_loss_recipe_fields_reach_trl(tmp_path):
         load_recipe(None, {"dpo.loss_type": "sigmoid,sft", "dpo.loss_weights": "1.0"})
 
 
-def test_train_all_scores_candidates_and_publishes_the_selected_one(small_persona, tiny_recipe_overrides, tmp_path):
-    """On the tiny model: every checkpoint and stage end becomes a scored candidate, the manifest records
-    them with the rule, adapter/ holds the selected candidate's weights, and DPO got on-policy pairs."""
+def test_train_all_scores_candidates_and_publishes_the_selected_one(small_persona, tiny_recipe_overrides, tmp_path,
+                                                                    capsys):
+    """On the tiny model: every checkpoint and stage end becomes a scored candidate, each announced in one line, the
+    manifest records them with the rule, adapter/ holds the selected candidate's weights, and DPO got on-policy
+    pairs."""
     from safetensors.torch import load_file
 
     from stylealign.personas import load_persona
@@ -143,6 +145,9 @@ def test_train_all_scores_candidates_and_publishes_the_selected_one(small_person
     assert sel["status"] == "ok" and sel["rule"]["metric"] == "persona"
     assert sel["metric"] == selection.resolve_metric(load_recipe(None, overrides).select, load_persona(small_persona))
     assert [(c["stage"], c["step"]) for c in sel["candidates"]] == [("sft", 2), ("sft", 4), ("dpo", 2)]
+    out = capsys.readouterr().out.splitlines()
+    announced = [line.split(":")[0] for line in out if line.startswith(("[select] sft step", "[select] dpo step"))]
+    assert announced == ["[select] sft step 2", "[select] sft step 4", "[select] dpo step 2"]
     assert {"repetitive", "top_opener", "yes_share", "verdict_first", "stopped"} <= set(sel["candidates"][0]["scores"])
     assert "repetitive" in sel["baseline"]
     chosen = run / sel["selected"]["path"] / "adapter_model.safetensors"
