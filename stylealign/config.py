@@ -222,7 +222,8 @@ class Recipe:
     languages: str = _f("", "Train only on rows of these languages, comma-separated (e.g. 'en'); empty: all.")
     attn_implementation: str = _f("auto", "Attention kernel for training: auto (on a CPU eager_recompute: eager, "
                                   "which measured faster for short padded rows, with its length² probabilities "
-                                  "recomputed in backward instead of kept; the model's default on a GPU), eager, "
+                                  "recomputed in backward instead of kept, SDPA for rows of 512 tokens or more; the "
+                                  "model's default on a GPU), eager, "
                                   "eager_recompute, sdpa, ...")
     lm_head: str = _f("auto", "LM head in training: auto (on a CPU, score only label positions with a plain "
                       "log-softmax), or trl (TRL's fused head everywhere).", choices=("auto", "trl"))
