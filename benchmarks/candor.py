@@ -255,12 +255,11 @@ def _hedge_fill(rates: dict) -> float:
 
 
 def _hedge_hits(text: str, lang: str) -> int:
-    """Hedges + fillers in `text`: matches of the two lexicons the rates count."""
-    from stylealign.evaluate.lexicon import load_lexicon
-    from stylealign.evaluate.text import normalize
+    """Hedges + fillers in `text`: the matches behind the hedge and boilerplate rates."""
+    from stylealign.evaluate.markers import lexicon_counts
 
-    norm = normalize(text)
-    return sum(load_lexicon(k, lang).count(norm, normalized=True) for k in ("hedges", "boilerplate"))
+    counts = lexicon_counts(text, lang)
+    return counts["hedges"] + counts["boilerplate"]
 
 
 def _mean(xs: list[float]) -> float | None:

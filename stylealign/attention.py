@@ -22,16 +22,14 @@ LONG_ROWS = 512  # query length from which training attention runs in SDPA
 def _attention(module, query, key, value, attention_mask, **kwargs):
     import torch
     from torch.utils.checkpoint import checkpoint
+    from transformers.integrations import sdpa_attention
 
-    eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
-    if eager is None:  # a model without the usual eager function: transformers' own
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward as eager
+    # a model without the usual eager function: transformers' own SDPA
+    eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward", sdpa_attention.sdpa_attention_forward)
     if not (torch.is_grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad)):
         return eager(module, query, key, value, attention_mask, **kwargs)
     if query.shape[-2] >= LONG_ROWS:
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+        return sdpa_attention.sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
     def core(q, k, v):
         return eager(module, q, k, v, attention_mask, **kwargs)[0]

@@ -45,10 +45,15 @@ def rate(count: int, units: int, language: str) -> float:
     return count * RATE_SCALE.get(language, 100.0) / units if units else float("nan")
 
 
+def lexicon_counts(text: str, language: str) -> dict[str, int]:
+    """Return how many hedges, boosters and boilerplate fillers `text` holds (lexicon matches)."""
+    norm = normalize(text)
+    return {k: load_lexicon(k, language).count(norm, normalized=True) for k in ("hedges", "boosters", "boilerplate")}
+
+
 def lexicon_rates(text: str, language: str) -> dict[str, float]:
     """Return hedge/boilerplate/booster rates and assertiveness for `text` in `language`."""
-    norm, units = normalize(text), length_units(text, language)
-    counts = {k: load_lexicon(k, language).count(norm, normalized=True) for k in ("hedges", "boosters", "boilerplate")}
+    counts, units = lexicon_counts(text, language), length_units(text, language)
     h, b = counts["hedges"], counts["boosters"]
     return {
         "hedge_rate": rate(h, units, language),
