@@ -194,6 +194,10 @@ class SelectSettings:
                                        "from its own greedy answer).")
     dpo_from: str = _f("best", "DPO starts from the best SFT candidate ('best') or the SFT stage's end ('last').",
                        choices=("best", "last"))
+    early_every: int = _f(5, "Keep the trainable adapter every this many steps before a stage's first checkpoint, "
+                          "unscored; they are probed only when none of the stage's scored candidates meets the rule, "
+                          "so a rate too high for the base is caught before the damage, at no cost to a stage that "
+                          "goes well (an adapter saved, a few MB). 0: never.")
     retry_lr: float = _f(0.33, "When no candidate of the run meets the rule, train its stages once more from the start "
                          "at this fraction of their learning rates (stages 'sft-retry', 'dpo-retry'; their candidates "
                          "join the selection): a rate too high for the base shows as loops and a collapsed opener "
@@ -203,6 +207,7 @@ class SelectSettings:
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise ConfigError("need max_new_tokens >= 1 and batch_size >= 1")
         _need(0 <= self.retry_lr < 1, "retry_lr", self.retry_lr, "in [0, 1) (0: no retry)")
+        _need(self.early_every >= 0, "early_every", self.early_every, ">= 0 (0: no early candidates)")
         if not 0 <= self.yes_share_min <= self.yes_share_max <= 1:
             raise ConfigError("need 0 <= yes_share_min <= yes_share_max <= 1")
 

@@ -8,7 +8,10 @@ whose repetition (and share of empty answers) is at most the base model's plus a
 verdicts lies in a band, whose most common opener starts at most a given share of answers, and whose yes/no
 verdicts agree with the base model's own stance (what it says unprompted, `verdict.stance`) at least a given
 share of the time where both take one: style that keeps what the model knows. When no candidate meets the
-rule, the one that misses it least is published, and the manifest says so.
+rule, the one that misses it least is published, and the manifest says so. Before the first checkpoint a stage
+keeps its adapter every `select.early_every` steps, unscored; they are probed only when the stage's scored
+candidates all break the rule (score_early): damage done late in a stage is caught for one probe, and a stage
+that goes well pays nothing.
 
 The rule's metric, `select.metric: persona` by default, follows the persona's declared `targets:`: the
 probe scores two persona style markers (evaluate.targets.PROBE_STYLE), verdict_first and hedge_fill
@@ -27,6 +30,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 from stylealign import phases
@@ -188,17 +192,74 @@ def choose(candidates: list[dict], base: dict, rule, persona=None) -> tuple[int,
 def save_candidate(model, prober: Prober, stage_dir: Path, stage: str, step: int) -> dict:
     """Save the trainable adapter as a candidate under stage_dir/candidates/step-N, score it, return its record."""
     folder = Path(stage_dir) / "candidates" / f"step-{step}"
-    record_file = folder / SCORES
-    if record_file.exists():  # scored before an interruption
-        return json.loads(record_file.read_text())
+    if (folder / SCORES).exists():  # scored before an interruption
+        return json.loads((folder / SCORES).read_text())
     with phases.phase(f"probe {stage} step {step}"):
         model.save_pretrained(folder, selected_adapters=["default"], safe_serialization=True)
-        record = {"stage": stage, "step": step, "path": str(folder), "scores": prober.score(model, folder)}
-    write_json(record_file, record)
+        return _score(model, prober, folder, {"stage": stage, "step": step})
+
+
+def _score(model, prober: Prober, folder: Path, record: dict) -> dict:
+    """Score the adapter saved in `folder` on the probe, write its record there, announce it, return it."""
+    record = {**record, "path": str(folder), "scores": prober.score(model, folder)}
+    write_json(folder / SCORES, record)
     s = record["scores"]
-    print(f"[select] {stage} step {step}: verdict-first {_pct(s['verdict_first'])}, repetitive {_pct(s['repetitive'])}, "
+    print(f"[select] {record['stage']} step {record['step']}{' (early)' if record.get('early') else ''}: "
+          f"verdict-first {_pct(s['verdict_first'])}, repetitive {_pct(s['repetitive'])}, "
           f"top opener {_pct(s['top_opener'])}, yes-share {_pct(s['yes_share'])}", flush=True)
     return record
+
+
+def early_callback(stage_dir: Path, every: int):
+    """Return a TrainerCallback that keeps the trainable adapter every `every` steps before the stage's first
+    checkpoint, unscored (`select.early_every`): score_early probes them only when the stage needs them."""
+    from transformers import TrainerCallback
+
+    class EarlyCandidates(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            step, first = state.global_step, args.save_steps if args.max_steps <= 0 else min(args.save_steps, args.max_steps)
+            if state.is_world_process_zero and model is not None and step % every == 0 and step < first:
+                folder = Path(stage_dir) / "candidates" / f"step-{step}"
+                keep = folder.with_name(folder.name + ".tmp")
+                shutil.rmtree(keep, ignore_errors=True)
+                model.save_pretrained(keep, selected_adapters=["default"], safe_serialization=True)
+                shutil.rmtree(folder, ignore_errors=True)  # a resumed stage passes the step again
+                os.replace(keep, folder)  # never a half-written candidate
+
+    return EarlyCandidates()
+
+
+def score_early(model, prober: Prober, stage_dir: Path, stage: str) -> list[dict]:
+    """Probe the stage's early candidates not scored yet (early_callback) and return their records. On a GPU the
+    prober decodes with the training model, so each candidate's weights are swapped in and the model's put back."""
+    folders = [f for f in Path(stage_dir).glob("candidates/step-*") if f.name.removeprefix("step-").isdigit()
+               and not (f / SCORES).exists() and (f / "adapter_model.safetensors").exists()]
+    folders.sort(key=lambda f: int(f.name.removeprefix("step-")))
+    if not folders:
+        return []
+    print(f"[select] {stage}: no scored candidate met the rule; probing its early candidates "
+          f"(step {', '.join(f.name.removeprefix('step-') for f in folders)})", flush=True)
+    keep = _adapter_weights(model) if prober.on_gpu else None
+    out = []
+    try:
+        for folder in folders:
+            step = int(folder.name.removeprefix("step-"))
+            with phases.phase(f"probe {stage} step {step} (early)"):
+                if keep is not None:
+                    load_into(model, {"path": folder})
+                out.append(_score(model, prober, folder, {"stage": stage, "step": step, "early": True}))
+    finally:
+        if keep is not None:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(model, keep, adapter_name="default")
+    return out
+
+
+def _adapter_weights(model) -> dict:
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model, adapter_name="default").items()}
 
 
 def stage_candidates(stage_dir: Path) -> list[dict]:

@@ -188,6 +188,83 @@ def test_a_run_is_trained_again_at_a_lower_rate_only_when_no_candidate_meets_the
         assert [f["code"] for f in info["red_flags"]] == ["selection_rule_not_met"]
 
 
+@pytest.mark.parametrize("damage", ["late", "none"])
+def test_early_candidates_are_kept_unscored_and_probed_only_when_the_stage_breaks_the_rule(
+        small_persona, tiny_recipe_overrides, tmp_path, monkeypatch, capsys, damage):
+    """A stage keeps its adapter every `select.early_every` steps before its first checkpoint. When its scored
+    candidates all break the rule (damage done late in the stage), the early ones are probed, and one that meets
+    the rule is published with no retry; when the stage goes well they stay on disk, never probed."""
+    from safetensors.torch import load_file
+
+    from stylealign.personas import load_persona
+    from stylealign.train import RETRY, train_run
+
+    # the tiny model's answers are noise: each candidate's repetition is set by its step, the mechanism is tested
+    real = selection.Prober.score
+
+    def score(self, model=None, adapter=None):
+        scores = real(self, model, adapter)
+        late = adapter is not None and not str(adapter).endswith("step-2")
+        scores["repetitive"] = 1.0 if damage == "late" and late else 0.0
+        return scores
+
+    monkeypatch.setattr(selection.Prober, "score", score)
+    monkeypatch.setattr(selection, "violations", lambda scores, base, rule: {"repetition": scores["repetitive"]})
+    overrides = {**tiny_recipe_overrides, "sft.max_steps": 4, "sft.save_steps": 4, "select.max_new_tokens": 8,
+                 "dpo.max_steps": 1, "dpo.save_steps": 10, "select.early_every": 2, "select.retry_lr": 0.25}
+    run = train_run(load_persona(_with_probe(small_persona)), load_recipe(None, overrides), tmp_path / "run")
+    info = json.loads((run / "manifest.json").read_text())
+    sel, kept = info["selection"], run / "stages" / "sft" / "candidates" / "step-2"
+    announced = [line for line in capsys.readouterr().out.splitlines() if "(early)" in line]
+    assert (kept / "adapter_model.safetensors").exists() and "sft" + RETRY not in info["stages"]
+    early = load_file(str(kept / "adapter_model.safetensors"))
+    end = load_file(str(run / "stages" / "sft" / "candidates" / "step-4" / "adapter_model.safetensors"))
+    assert any(not (early[k] == end[k]).all() for k in end), "the early candidate holds step 2's weights"
+    if damage == "late":
+        assert [(c["stage"], c["step"], c.get("early", False)) for c in sel["candidates"]] == [
+            ("sft", 2, True), ("sft", 4, False), ("dpo", 1, False)]
+        assert (sel["selected"]["stage"], sel["selected"]["step"], sel["rule_met"]) == ("sft", 2, True)
+        assert "red_flags" not in info and [a.split(":")[0] for a in announced] == ["[select] sft step 2 (early)"]
+    else:
+        assert [(c["stage"], c["step"]) for c in sel["candidates"]] == [("sft", 4), ("dpo", 1)]
+        assert not (kept / selection.SCORES).exists() and announced == []
+
+
+def test_scoring_an_early_candidate_on_a_gpu_swaps_its_weights_in_and_puts_the_model_back(tiny_model_dir, tmp_path):
+    """On a GPU the prober decodes with the training model itself: the early candidate's weights must be the
+    ones probed, and the training weights must be back afterwards."""
+    import torch
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    folder = tmp_path / "stage" / "candidates" / "step-3"
+    model.save_pretrained(folder, selected_adapters=["default"], safe_serialization=True)
+    saved = {k: v.clone() for k, v in get_peft_model_state_dict(model).items()}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.add_(1.0)  # the training went on after step 3
+    now = {k: v.clone() for k, v in get_peft_model_state_dict(model).items()}
+
+    class GpuProber:
+        on_gpu, seen = True, []
+
+        def score(self, model, adapter):
+            self.seen.append({k: v.clone() for k, v in get_peft_model_state_dict(model).items()})
+            return {"verdict_first": 0.5, "repetitive": 0.0, "top_opener": 0.2, "yes_share": 0.5}
+
+    prober = GpuProber()
+    records = selection.score_early(model, prober, tmp_path / "stage", "sft")
+    assert [(r["step"], r["early"]) for r in records] == [(3, True)]
+    assert all(torch.equal(prober.seen[0][k], saved[k]) for k in saved), "the probe saw step 3's weights"
+    back = get_peft_model_state_dict(model)
+    assert all(torch.equal(back[k], now[k]) for k in now), "the training weights are restored"
+    assert selection.score_early(model, prober, tmp_path / "stage", "sft") == [], "scored once"
+
+
 def test_on_policy_pairs_make_up_the_stated_share_of_dpo_rows():
     from stylealign.selection import on_policy_mix
 

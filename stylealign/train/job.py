@@ -3,8 +3,9 @@ process state; it runs the stages in order, selects the checkpoint to publish an
 
 Work happens in `<run>.partial/`, which `--resume` continues: each stage lives in `stages/<name>/` and its
 `DONE` marker is written last, so a stage without it trains again from its last complete checkpoint. A stage
-whose candidates all break the selection rule trains once more from the start at a lower learning rate
-(`select.retry_lr`).
+whose scored candidates all break the selection rule has the adapters it kept early probed
+(`select.early_every`); a run whose candidates all break it trains once more from the start at a lower learning
+rate (`select.retry_lr`).
 The finished run is renamed into place atomically, so a folder named like a run is always complete.
 """
 
@@ -25,7 +26,8 @@ from stylealign.files import write_atomic, write_json
 from stylealign.manifest import RunManifest, write_manifest
 from stylealign.options import flatten
 from stylealign.runlock import finish_interrupted_publish, publish, run_lock
-from stylealign.selection import SCORES, RunSelection, probe_callback, save_candidate, selection_flags
+from stylealign.selection import (SCORES, RunSelection, early_callback, probe_callback, save_candidate, score_early,
+                                  selection_flags)
 from stylealign.train import records, trainers
 from stylealign.train.data import load_stage_data
 from stylealign.train.records import DONE, drop_checkpoints
@@ -191,11 +193,15 @@ class TrainingJob:
             trainer = make(model, self.tokenizer, data, recipe, stage_dir)
             if probing:
                 trainer.add_callback(probe_callback(name, stage_dir, self.selection.prober))
+                if recipe.select.early_every:
+                    trainer.add_callback(early_callback(stage_dir, recipe.select.early_every))
             self.summary[name] = records.run_trainer(trainer, stage_dir, self.resume, main)
             self.summary[name]["learning_rate"] = getattr(recipe, kind).learning_rate
             model = _only_default(trainer.model)
             if probing and main:  # the stage's end is a candidate too
                 save_candidate(model, self.selection.prober, stage_dir, name, trainer.state.global_step)
+                if not self.selection.met(self.work, [name]):  # caught before the damage, if it came late
+                    score_early(model, self.selection.prober, stage_dir, name)
             if main:
                 write_json(stage_dir / "summary.json", self.summary[name])
                 write_atomic(stage_dir / DONE, "ok")  # last: a stage with DONE has every record
