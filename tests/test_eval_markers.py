@@ -79,6 +79,7 @@ def test_every_lexicon_file_has_a_source_header():
     ("不一定，要看你的预算。", "depends"), ("这是一个很好的问题！", "none"), ("没人知道。", "unknown"),
     ("别买。", "no"), ("当然不是。", "no"), ("选 Postgres。", "recommend"), ("不少人认为这很难，而且很复杂。", "none"),
     ("首先，我们需要了解一下背景。", "none"), ("这个忙我不帮。", "refusal"),
+    ("不错。谐音好记。", "recommend"), ("不对。", "no"), ("没错。", "yes"),  # 不错 (good) opens with 不 but says no "no"
 ])
 def test_verdict_first_detection(text, label):
     assert parse_verdict(text) == label

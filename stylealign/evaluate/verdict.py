@@ -110,7 +110,12 @@ def _short_statement(sent: str, lang: str) -> str:
     size = han_count(sent) if lang == "zh" else len(sent.split())
     if not 0 < size <= 4:
         return "none"
-    return "no" if lang == "zh" and sent[:1] in "不没别" else "recommend"
+    negation = sent[:1] in "不没别" and not sent.startswith(_ZH_NOT_NEGATIVE)
+    return "no" if lang == "zh" and negation else "recommend"
+
+
+# Words that open with 不/没 but say no "no": "不错。" (good), "不少" (plenty), "不仅" (not only), ...
+_ZH_NOT_NEGATIVE = ("不错", "不少", "不仅", "不光", "不只", "不久", "不同", "不管", "不论", "不妨", "不愧", "不断", "没错")
 
 
 def polarity(label: str) -> str | None:
