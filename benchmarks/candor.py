@@ -184,6 +184,10 @@ def targets(model_rows: list[dict], base_rows: list[dict], lang: str = "en") -> 
         b = sum(x["hits"] for _, x in ps)
         return sum(a["hits"] for a, _ in ps) / b if b else None
 
+    def hedging_answers(ps):  # answers with any hedge or filler: a loop that repeats one counts once
+        b = sum(x["hits"] > 0 for _, x in ps)
+        return sum(a["hits"] > 0 for a, _ in ps) / b if b else None
+
     def vf_yes_no(ps):
         yn = [a for a, _ in ps if a["yes_no"]]
         return sum(a["verdict"] for a in yn) / len(yn) if yn else None
@@ -200,7 +204,8 @@ def targets(model_rows: list[dict], base_rows: list[dict], lang: str = "en") -> 
         out["top_opener"] = {"value": hits / len(pairs), "ci": wilson(hits, len(pairs))}
     for name, fn in (("top_opener", top_share), ("yes_share", yes_share), ("right_per_wrong", right_wrong),
                      ("hedge_fill_vs_base", hedge_ratio), ("hedge_pooled_vs_base", hedge_pooled),
-                     ("hedge_per_answer_vs_base", hedge_per_answer), ("verdict_first_yes_no", vf_yes_no),
+                     ("hedge_per_answer_vs_base", hedge_per_answer), ("hedging_answers_vs_base", hedging_answers),
+                     ("verdict_first_yes_no", vf_yes_no),
                      ("repetitive", rep), ("repetitive_minus_base", rep_diff)):
         if name not in out:
             out[name] = {"value": fn(pairs) if pairs else None, "ci": boot_ci(pairs, fn)}
@@ -281,6 +286,7 @@ TARGETS = [  # (key, target text, test on the value, base key shown beside it)
     ("hedge_fill_vs_base", "hedges + fillers ≤ half the baseline's (mean rate per 100 words)", lambda v: v <= 0.5),
     ("hedge_pooled_vs_base", "hedges + fillers ≤ half the baseline's (all hedges / all words)", lambda v: v <= 0.5),
     ("hedge_per_answer_vs_base", "hedges + fillers ≤ half the baseline's (per answer)", lambda v: v <= 0.5),
+    ("hedging_answers_vs_base", "hedges + fillers ≤ half the baseline's (answers with any)", lambda v: v <= 0.5),
     ("verdict_first_yes_no", "verdict-first ≥ 60% on yes/no prompts", lambda v: v >= 0.6),
     ("repetitive_minus_base", "repetition ≤ the baseline's", lambda v: v <= 0),
 ]

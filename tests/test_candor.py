@@ -266,7 +266,7 @@ def test_probe_section_reports_belief_consistency_against_the_baseline():
 # ---------------------------------------------------------------- benchmarks/candor.py's hedge statistics
 
 
-def test_held_out_hedge_ratios_by_rate_pooled_and_per_answer():
+def test_held_out_hedge_ratios_by_rate_pooled_per_answer_and_answers_with_any():
     """A six-word answer with one hedge is 17 hedges per 100 words: the mean of per-answer rates lets it outweigh a
     long hedged answer, the pooled rate and the per-answer count do not."""
     import importlib.util
@@ -289,3 +289,8 @@ def test_held_out_hedge_ratios_by_rate_pooled_and_per_answer():
     words_base = len(long_hedged.split()) + 11
     assert t["hedge_pooled_vs_base"]["value"] == pytest.approx((1 / 7) / (4 / words_base), rel=0.05)
     assert t["hedge_fill_vs_base"]["value"] > 1 > t["hedge_per_answer_vs_base"]["value"]
+    assert t["hedging_answers_vs_base"]["value"] == pytest.approx(1.0)  # one hedging answer each
+    loop = [row(0, "I'm not sure. " * 6), row(1, "Paris.")]  # one answer, six hedges: counted once here
+    t = bench.targets(loop, base)
+    assert t["hedge_per_answer_vs_base"]["value"] == pytest.approx(6 / 4)
+    assert t["hedging_answers_vs_base"]["value"] == pytest.approx(1.0)

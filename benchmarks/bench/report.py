@@ -111,6 +111,9 @@ def _train_rows(area: str, part: dict, targets: dict) -> list[list]:
                  "≤ 0.8×" if mem_t else "", _verdict(mem_t) if mem_t else ""])
     rows.append([label, "step time, s (tokens/step)", f"{_n(kit.get('step_seconds'), 2)} ({_n(kit.get('tokens_per_step'), 0)})",
                  f"{_n(ref.get('step_seconds'), 2)} ({_n(ref.get('tokens_per_step'), 0)})", "", "", ""])
+    rows.append([label, "untimed warm-up, s per run (a compile happens here)",
+                 ", ".join(_n(x) for x in kit.get("warmup_seconds") or []) or "—",
+                 ", ".join(_n(x) for x in ref.get("warmup_seconds") or []) or "—", "", "", ""])
     rows.append([label, "model GFLOP/s (of fp32 / bf16 peak)",
                  f"{_n(kit.get('gflops_per_s'))} ({_pct(kit.get('util_fp32'))} / {_pct(kit.get('util_bf16'))})",
                  f"{_n(ref.get('gflops_per_s'))} ({_pct(ref.get('util_fp32'))} / {_pct(ref.get('util_bf16'))})",

@@ -31,6 +31,7 @@ def train_summary(results: list[dict], dims: arith.Dims, r: int, mode: str, gpu:
         "tokens_per_step": arith.median([s["tokens"] for s in steps]),
         "padding_share": 1 - sum(s["tokens"] for s in steps) / max(1, sum(s["slots"] for s in steps)),
         "timed_steps": len(steps),
+        "warmup_seconds": [round(sum(res.get("warmup_seconds") or []), 2) for res in results],  # compile, when on
         "peak_memory_mb": max(res["memory"].get(mem_key) or 0 for res in results),
         "train_window_peak_rss_mb": max(res["memory"].get("window_peak_rss_mb") or 0 for res in results),
         "memory_kind": "cuda max allocated" if gpu else "process peak RSS",
