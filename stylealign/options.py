@@ -87,6 +87,8 @@ def coerce(value, kind, where: str = "recipe"):
         if number is not None and float(number).is_integer():
             return int(number)
         raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+    if kind is str and isinstance(value, bool):  # YAML 1.1 reads `compile: on` (and off, yes, no) as a boolean
+        return "on" if value else "off"
     if kind is str and not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     return value

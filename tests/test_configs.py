@@ -129,6 +129,19 @@ def test_recipe_flags_speak_the_cli_dialect_and_take_the_field_names_too():
     assert kebab == snake and (kebab.sft.max_steps, kebab.max_length) == (7, 99)
 
 
+def test_an_on_off_field_written_bare_in_yaml_reads_as_the_string(tmp_path):
+    """YAML 1.1 reads `compile: on` as a boolean; a string field with on/off choices takes it as written, and
+    the bench's --kit-set compile=on (parsed the same way) reaches the recipe."""
+    from stylealign.commands.bench import harness
+    from stylealign.config import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("compile: on\n")
+    assert load_recipe(str(recipe)).compile == "on"
+    assert load_recipe(None, {"compile": False}).compile == "off"
+    assert load_recipe(None, harness().settings._kit_set("compile=on")).compile == "on"
+
+
 def test_flags_build_their_configs_back(tmp_path):
     from stylealign.cli import build_parser
     from stylealign.commands import chat, export, personas, quickstart, train
