@@ -81,3 +81,17 @@ def test_compile_is_off_by_default_and_checked():
     assert load_recipe(None, {"compile": "on"}).compile == "on"
     with pytest.raises(ConfigError, match="compile"):
         load_recipe(None, {"compile": "sometimes"})
+
+
+def test_inductor_cache_lives_under_the_kit_home_unless_the_user_chose_one(tmp_path):
+    """Torch writes its /tmp default into TORCHINDUCTOR_CACHE_DIR the first time anything asks: that is not a
+    choice, and a /tmp cache is lost at reboot, so the compile would be paid again."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from stylealign.train.trainers import inductor_cache
+
+    kit = str(tmp_path / "inductor")
+    assert inductor_cache(None, tmp_path) == kit
+    assert inductor_cache(default_cache_dir(), tmp_path) == kit
+    assert inductor_cache(str(tmp_path / "mine"), tmp_path) == str(tmp_path / "mine")
+

@@ -222,10 +222,26 @@ def compile_blocks(model) -> str:
     blocks = decoder_blocks(model)
     if not blocks:
         raise ConfigError("compile: on: no decoder layers found in this base (no _no_split_modules); use compile: off")
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(home() / "inductor"))
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = inductor_cache(os.environ.get("TORCHINDUCTOR_CACHE_DIR"), home())
     for block in blocks:
         block.compile(dynamic=True)
     return f"inductor, {len(blocks)} decoder layers, dynamic shapes"
+
+
+def inductor_cache(current: str | None, kit_home) -> str:
+    """Return inductor's cache folder: the user's TORCHINDUCTOR_CACHE_DIR, else the kit's home. Torch writes its own
+    default (a folder under /tmp) into the variable the first time anything asks for it, often before a stage
+    compiles, so that value counts as unset: a /tmp cache does not outlive a reboot, and the compile is paid again."""
+    import os
+
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+        torch_default = os.path.abspath(default_cache_dir())
+    except ImportError:  # a torch that moved it: keep whatever is set
+        torch_default = None
+    if current and os.path.abspath(current) != torch_default:
+        return current
+    return str(Path(kit_home) / "inductor")
 
 
 def training_attention(recipe: Recipe) -> str | None:
