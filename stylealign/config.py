@@ -239,9 +239,10 @@ class Recipe:
     compile: str = _f("off", "torch.compile (inductor) of the decoder blocks in training: off, or on (each decoder "
                       "layer compiled with dynamic shapes, so length-grouped batches of any length share one graph; the "
                       "masks and the LM head stay eager; DPO then runs without dpo.shared_prompt, whose KV cache would give each "
-                      "layer a graph of its own). On 2 CPU cores a step ran 1.5-2.4x faster, but the first "
-                      "compile of each stage took 60-85 s (about 7 s once inductor's on-disk cache holds it), more "
-                      "than the main job's stages save: off by default (benchmarks/README.md).",
+                      "layer a graph of its own). On 2 CPU cores an SFT step ran 1.4-2.4x faster (with "
+                      "sft.gradient_checkpointing, 2.9x plain TRL in 0.78x its memory), but the first compile of a stage "
+                      "took 42-85 s (4-7 s once inductor's cache under the kit's home holds it), more than the main "
+                      "job's stages save: off by default (benchmarks/README.md).",
                       choices=("off", "on"))
     liger: bool = _f(False, "Liger kernels in the trainers (TrainingArguments.use_liger_kernel; needs the "
                      "liger-kernel package and a GPU).")
