@@ -278,7 +278,7 @@ class Studio:
     def progress(self, run: str) -> dict:
         """What a run has done so far, read from its records while it trains (`runs/RUN.partial`) or after:
         {"stages": {stage: {"step", "max_steps", "eta_s", "losses": [(step, loss)]}}, "candidates": [...]}."""
-        from stylealign.selection import stage_candidates
+        from stylealign.candidates import stage_candidates
         from stylealign.train.records import PROGRESS
 
         name = check_name("run", run)

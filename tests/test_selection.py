@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stylealign import selection
+from stylealign import candidates, selection
 from stylealign.config import SelectSettings, load_recipe
 
 HELDOUT = Path(__file__).resolve().parents[1] / "personas" / "sharp-candid" / "probe" / "heldout.jsonl"
@@ -222,7 +222,7 @@ def test_early_candidates_are_kept_unscored_and_probed_only_when_the_stage_break
     announced = [line.split(":")[0] for line in capsys.readouterr().out.splitlines() if "(early)" in line]
     assert announced == [f"[select] sft step {n} (early)" for n in (1, 2, 3)]
     kept = run / "stages" / "dpo" / "candidates" / "step-1"
-    assert (kept / "adapter_model.safetensors").exists() and not (kept / selection.SCORES).exists()
+    assert (kept / "adapter_model.safetensors").exists() and not (kept / candidates.SCORES).exists()
     early, end = (load_file(str(sft / f"step-{n}" / "adapter_model.safetensors")) for n in (2, 4))
     assert any(not (early[k] == end[k]).all() for k in end), "the early candidate holds step 2's weights"
 
@@ -254,12 +254,12 @@ def test_scoring_an_early_candidate_on_a_gpu_swaps_its_weights_in_and_puts_the_m
             return {"verdict_first": 0.5, "repetitive": 0.0, "top_opener": 0.2, "yes_share": 0.5}
 
     prober = GpuProber()
-    records = selection.score_early(model, prober, tmp_path / "stage", "sft")
+    records = candidates.score_early(model, prober, tmp_path / "stage", "sft")
     assert [(r["step"], r["early"]) for r in records] == [(3, True)]
     assert all(torch.equal(prober.seen[0][k], saved[k]) for k in saved), "the probe saw step 3's weights"
     back = get_peft_model_state_dict(model)
     assert all(torch.equal(back[k], now[k]) for k in now), "the training weights are restored"
-    assert selection.score_early(model, prober, tmp_path / "stage", "sft") == [], "scored once"
+    assert candidates.score_early(model, prober, tmp_path / "stage", "sft") == [], "scored once"
 
 
 def test_on_policy_pairs_make_up_the_stated_share_of_dpo_rows():

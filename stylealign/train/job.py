@@ -20,21 +20,14 @@ from pathlib import Path
 
 from stylealign import health, phases
 from stylealign.adapters import check_finite
+from stylealign.candidates import SCORES, early_callback, probe_callback, save_candidate, score_early
 from stylealign.config import Recipe
 from stylealign.errors import UserError
 from stylealign.files import write_atomic, write_json
 from stylealign.manifest import RunManifest, write_manifest
 from stylealign.options import flatten
 from stylealign.runlock import finish_interrupted_publish, publish, run_lock
-from stylealign.selection import (
-    SCORES,
-    RunSelection,
-    early_callback,
-    probe_callback,
-    save_candidate,
-    score_early,
-    selection_flags,
-)
+from stylealign.selection import RunSelection, selection_flags
 from stylealign.train import records, trainers
 from stylealign.train.data import load_stage_data
 from stylealign.train.records import DONE, drop_checkpoints
