@@ -23,8 +23,18 @@ def save_candidate(model, prober, stage_dir: Path, stage: str, step: int) -> dic
     if (folder / SCORES).exists():  # scored before an interruption
         return json.loads((folder / SCORES).read_text())
     with phases.phase(f"probe {stage} step {step}"):
-        model.save_pretrained(folder, selected_adapters=["default"], safe_serialization=True)
+        _save_adapter(model, folder)
         return _score(model, prober, folder, {"stage": stage, "step": step})
+
+
+def _save_adapter(model, folder: Path) -> None:
+    """Save the trainable adapter into `folder` whole: written beside it, then renamed over any older copy (a
+    resumed stage passes the same step again), so a candidate folder never holds a half-written adapter."""
+    part = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(part, ignore_errors=True)
+    model.save_pretrained(part, selected_adapters=["default"], safe_serialization=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(part, folder)
 
 
 def _score(model, prober, folder: Path, record: dict) -> dict:
@@ -47,12 +57,7 @@ def early_callback(stage_dir: Path, every: int):
         def on_step_end(self, args, state, control, model=None, **kwargs):
             step, first = state.global_step, args.save_steps if args.max_steps <= 0 else min(args.save_steps, args.max_steps)
             if state.is_world_process_zero and model is not None and step % every == 0 and step < first:
-                folder = Path(stage_dir) / "candidates" / f"step-{step}"
-                keep = folder.with_name(folder.name + ".tmp")
-                shutil.rmtree(keep, ignore_errors=True)
-                model.save_pretrained(keep, selected_adapters=["default"], safe_serialization=True)
-                shutil.rmtree(folder, ignore_errors=True)  # a resumed stage passes the step again
-                os.replace(keep, folder)  # never a half-written candidate
+                _save_adapter(model, Path(stage_dir) / "candidates" / f"step-{step}")
 
     return EarlyCandidates()
 
@@ -60,18 +65,17 @@ def early_callback(stage_dir: Path, every: int):
 def score_early(model, prober, stage_dir: Path, stage: str) -> list[dict]:
     """Probe the stage's early candidates not scored yet (early_callback) and return their records. On a GPU the
     prober decodes with the training model, so each candidate's weights are swapped in and the model's put back."""
-    folders = [f for f in Path(stage_dir).glob("candidates/step-*") if f.name.removeprefix("step-").isdigit()
-               and not (f / SCORES).exists() and (f / "adapter_model.safetensors").exists()]
-    folders.sort(key=lambda f: int(f.name.removeprefix("step-")))
-    if not folders:
+    kept = sorted((int(f.name.removeprefix("step-")), f) for f in Path(stage_dir).glob("candidates/step-*")
+                  if f.name.removeprefix("step-").isdigit() and not (f / SCORES).exists()
+                  and (f / "adapter_model.safetensors").exists())
+    if not kept:
         return []
     print(f"[select] {stage}: no scored candidate met the rule; probing its early candidates "
-          f"(step {', '.join(f.name.removeprefix('step-') for f in folders)})", flush=True)
+          f"(step {', '.join(str(step) for step, _ in kept)})", flush=True)
     keep = _adapter_weights(model) if prober.on_gpu else None
     out = []
     try:
-        for folder in folders:
-            step = int(folder.name.removeprefix("step-"))
+        for step, folder in kept:
             with phases.phase(f"probe {stage} step {step} (early)"):
                 if keep is not None:
                     load_into(model, {"path": folder})

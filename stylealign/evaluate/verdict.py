@@ -95,11 +95,15 @@ def parse_verdict(text: str, language: str | None = None) -> str:
 _ZH_GLUE = re.compile(r"^(?:首先|其次|另外|此外|总之|然而|但是|不过|所以|因此|其实|那么|关于|对于|嗯|好的|好吧|这个|这|那|如果|虽然)")
 
 
+# Words that open with 不/没 but say no "no": "不错。" (good), "不少" (plenty), "不仅" (not only), ...
+_ZH_NOT_NEGATIVE = ("不错", "不少", "不仅", "不光", "不只", "不久", "不同", "不管", "不论", "不妨", "不愧", "不断", "没错")
+
+
 def _short_statement(sent: str, lang: str) -> str:
     """Return a label for a terse opener: "Postgres." / "来得及，…" (a position), else "none".
 
     English: a hedge-free sentence of at most 4 words, not an exclamation ("That sounds frustrating!"). Chinese: a first clause (up to ，：) of at most
-    4 Han characters that is not discourse glue; it is a "no" when it starts with 不/没/别.
+    4 Han characters that is not discourse glue; it is a "no" when it starts with 不/没/别 (not 不错, 不少, ...).
     """
     if lang == "zh":
         sent = re.split(r"[，,：:；]", sent, maxsplit=1)[0]
@@ -113,9 +117,6 @@ def _short_statement(sent: str, lang: str) -> str:
     negation = sent[:1] in "不没别" and not sent.startswith(_ZH_NOT_NEGATIVE)
     return "no" if lang == "zh" and negation else "recommend"
 
-
-# Words that open with 不/没 but say no "no": "不错。" (good), "不少" (plenty), "不仅" (not only), ...
-_ZH_NOT_NEGATIVE = ("不错", "不少", "不仅", "不光", "不只", "不久", "不同", "不管", "不论", "不妨", "不愧", "不断", "没错")
 
 
 def polarity(label: str) -> str | None:
