@@ -180,7 +180,7 @@ class SelectSettings:
 
     enabled: bool = _f(True, "Score checkpoints on the persona's probe prompts and publish the best one.")
     max_new_tokens: int = _f(128, "Token budget of each greedy probe answer.")
-    batch_size: int = _f(16, "Probe answers generated per batch.")
+    batch_size: int = _f(64, "Probe answers generated per batch (the persona's probe in one).")
     metric: str = _f("persona", "What the rule optimises among candidates that meet its constraints: 'persona' "
                      "(the persona's declared direction on the first probe style marker it declares in targets: "
                      "verdict_first, else hedge_fill for hedge_rate/boilerplate_rate; none: verdict_first up), "

@@ -55,10 +55,11 @@ def test_mean_context_utilisation_median_ratio_rate():
 
 def test_targets_pass_fail_and_missing():
     values = {"sft_speed": 2.6, "sft_memory": 0.9, "dpo_speed": 2.5, "dpo_copies": 1, "eval_speed": None,
-              "arena_two_panes": 1.2, "utilisation": 0.31}
+              "eval_decoding": 1.4, "arena_two_panes": 1.2, "utilisation": 0.31}
     got = {t["key"]: t["pass"] for t in arith.evaluate_targets(values)}
     assert got == {"sft_speed": True, "sft_memory": False, "dpo_speed": True, "dpo_copies": True,
-                   "eval_speed": None, "arena_two_panes": True, "utilisation": None, "main_wall": None,
+                   "eval_speed": None, "eval_decoding": False, "arena_two_panes": True, "utilisation": None,
+                   "main_wall": None,
                    "main_memory": None}
     main = {t["key"]: t["pass"] for t in arith.evaluate_targets({"main_wall": 601, "main_memory": 3072})}
     assert main["main_wall"] is False and main["main_memory"] is True

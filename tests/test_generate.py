@@ -214,3 +214,40 @@ def test_batch_order_groups_rows_by_adapter_longest_first():
     convs = [[{"role": "user", "content": "x" * n}] for n in (5, 50, 20, 40, 10, 30)]
     adapters = ["b", None, "a", "a", None, "b"]
     assert batch_order(convs, adapters) == [1, 4, 3, 2, 5, 0]
+
+
+def test_base_rows_beside_one_adapter_take_a_per_row_scale_not_peft_routing(gen, monkeypatch):
+    """A batch of base rows and one adapter's runs the adapter alone, scaled 0 on base rows: the same logits as
+    PEFT's per-row routing (fp32 tolerance), PEFT's routing never entered, each layer's scaling restored."""
+    enc = gen.encode(CONVS * 2)
+    adapters = [None, "style", "style", None, "style", None]
+    layer = gen._lora_layers()[0]
+    with torch.no_grad(), gen._routing(adapters):
+        assert torch.is_tensor(layer.scaling["style"]) and layer.scaling["style"].flatten().tolist() == [
+            0.0 if a is None else gen._scalings["style"][layer]["style"] for a in adapters]
+        scaled = gen.model(**enc).logits
+    assert layer.scaling["style"] == gen._scalings["style"][layer]["style"]  # restored
+    with torch.no_grad(), gen.model.base_model._enable_peft_forward_hooks(adapter_names=[a or "__base__" for a in adapters]):
+        routed = gen.model(**enc).logits
+    tol = _tolerance("fp32", routed)
+    assert float((scaled - routed).abs().max()) <= tol
+    assert float((routed[1] - routed[0]).abs().max()) > 100 * tol  # the rows do differ by adapter
+
+    routed_rows, real = [], gen.model.base_model._enable_peft_forward_hooks
+    monkeypatch.setattr(gen.model.base_model, "_enable_peft_forward_hooks",
+                        lambda *a, **kw: (routed_rows.append(kw.get("adapter_names")), real(*a, **kw))[1])
+    gen.generate(CONVS, [None, "style", None], GenerationConfig(max_new_tokens=4, do_sample=False), batch_size=3)
+    assert routed_rows and not any(routed_rows)  # PeftModel's forward enters it, never with per-row names
+
+
+def test_two_adapters_in_one_batch_keep_peft_routing(tiny_model_dir, adapter_dir, monkeypatch):
+    g = Generator(base=str(tiny_model_dir), quant="none", dtype="fp32")
+    g.add_adapter("style", str(adapter_dir))
+    g.add_adapter("again", str(adapter_dir))
+    cfg = GenerationConfig(max_new_tokens=8, do_sample=False)
+    alone = [g.generate(CONVS[:1], [a], cfg)[0] for a in (None, "style", "again")]
+    routed_rows, real = [], g.model.base_model._enable_peft_forward_hooks
+    monkeypatch.setattr(g.model.base_model, "_enable_peft_forward_hooks",
+                        lambda *a, **kw: (routed_rows.append(kw.get("adapter_names")), real(*a, **kw))[1])
+    assert g.generate(CONVS[:1] * 3, [None, "style", "again"], cfg, batch_size=3) == alone
+    assert any(names and sorted(names) == ["__base__", "again", "style"] for names in routed_rows)

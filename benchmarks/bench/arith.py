@@ -179,6 +179,7 @@ TARGETS = (
     Target("dpo_speed", "DPO tokens/s vs plain TRL", ">=", 2.5),
     Target("dpo_copies", "DPO model copies in memory (kit)", "==", 1),
     Target("eval_speed", "evaluation answers/s vs one-by-one generate", ">=", 4.0),
+    Target("eval_decoding", "evaluation answers/s vs 16-row batches with PEFT's per-row routing", ">=", 1.5),
     Target("arena_two_panes", "two arena panes: time vs one pane", "<=", 1.6),
     Target("utilisation", "SFT kit utilisation of the bf16 matmul peak", "report", None),
     Target("main_wall", "main job wall time, s (2 cores)", "<=", 600),

@@ -1,5 +1,6 @@
 """The generation arm (in the worker process): the kit's batched Generator with mixed [None, adapter] batches
-against one `model.generate` per answer, and the arena's one and two streamed panes.
+against one `model.generate` per answer and against 16-row batches with PEFT's per-row routing, and the arena's
+one and two streamed panes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from pathlib import Path
 from .measure import memory, sync
 from .spec import ArmSpec
 from .training import user_lora
+
+ONE_BY_ONE_ROWS = 16  # the one-by-one reference answers the first rows only: a rate per answer, minutes saved
+FORMER_BATCH = 16     # the evaluation's batch of 16 rows with PEFT's per-row routing: the decoding reference
 
 
 def random_adapter(model, folder: Path):
@@ -45,10 +49,19 @@ def gen_arm(spec: ArmSpec) -> dict:
     gen.generate(convs[:2], adapters[:2], GenerationConfig(max_new_tokens=2, seed=0))  # warm-up
     one_by_one(gen, convs[:1], adapters[:1], GenerationConfig(max_new_tokens=2, seed=0))
 
-    def reference():  # what a user writes: one model.generate per answer
-        return one_by_one(gen, convs, adapters, cfg)
+    alone = min(len(convs), ONE_BY_ONE_ROWS)
 
-    batched, single, panes1, panes2 = [], [], [], []
+    def reference():  # what a user writes: one model.generate per answer
+        return one_by_one(gen, convs[:alone], adapters[:alone], cfg)
+
+    def former():  # the evaluation's batches before: 16 rows, PEFT's per-row routing
+        gen.row_scaling = False
+        try:
+            return gen.generate(convs, adapters, cfg, batch_size=FORMER_BATCH)
+        finally:
+            gen.row_scaling = True
+
+    batched, single, before, panes1, panes2 = [], [], [], [], []
     for rep in range(spec.reps):
         sync(); t = time.perf_counter()
         texts = gen.generate(convs, adapters, cfg, batch_size=spec.batch_size)
@@ -56,10 +69,13 @@ def gen_arm(spec: ArmSpec) -> dict:
         sync(); t = time.perf_counter()
         texts = reference()
         sync(); single.append({"seconds": time.perf_counter() - t, "answers": len(texts), "tokens": n_tok(texts)})
+        sync(); t = time.perf_counter()
+        texts = former()
+        sync(); before.append({"seconds": time.perf_counter() - t, "answers": len(texts), "tokens": n_tok(texts)})
         for rows, sink in (([prompts[0]], panes1), ([prompts[0], prompts[0]], panes2)):
             names = ["bench"] if len(rows) == 1 else [None, "bench"]
             sink.append(stream_once(gen, rows, names, cfg))
-    result = {"batched": batched, "one_by_one": single, "pane1": panes1, "pane2": panes2,
+    result = {"batched": batched, "one_by_one": single, "former": before, "pane1": panes1, "pane2": panes2,
               "reference": "one-by-one model.generate",
               "quant": spec.quant, "dtype": str(next(gen.model.parameters()).dtype).replace("torch.", ""),
               "threads": torch.get_num_threads(), "prompt_lengths": [len(gen.encode([p])["input_ids"][0]) for p in prompts],

@@ -125,11 +125,15 @@ def _gen_rows(g: dict, targets: dict) -> list[list]:
     """Return the table rows of the generation arm: evaluation throughput and the arena's two panes."""
     p1, p2 = g["pane1"], g["pane2"]
     return [
-        ["Evaluation", f"answers/s ({g['answers']} answers, ≤ {g['max_new_tokens']} new tokens)",
+        ["Evaluation", f"answers/s ({g['answers']} answers, ≤ {g['max_new_tokens']} new tokens; one by one: the first "
+                       f"{g['one_by_one'].get('answers')})",
          _n(g["batched"]["answers_per_s"], 3), _n(g["one_by_one"]["answers_per_s"], 3), _n(g["speed_ratio"], 2, "×"),
          "≥ 4×", _verdict(targets["eval_speed"])],
         ["Evaluation", "generated tokens/s", _n(g["batched"]["tokens_per_s"]), _n(g["one_by_one"]["tokens_per_s"]),
          "", "", ""],
+        ["Evaluation", f"answers/s vs 16-row batches, PEFT's per-row routing (batch {g['batch_size']} vs 16)",
+         _n(g["batched"]["answers_per_s"], 3), _n((g.get("former") or {}).get("answers_per_s"), 3),
+         _n(g.get("decode_ratio"), 2, "×"), "≥ 1.5×", _verdict(targets["eval_decoding"])],
         ["Arena", "time to first token, s (2 panes vs 1)", _n(p2["ttft_s"], 3), _n(p1["ttft_s"], 3),
          _n(arith.ratio(p2["ttft_s"], p1["ttft_s"]), 2, "×"), "", ""],
         ["Arena", "tokens/s per pane (2 panes vs 1)", _n(p2["tokens_per_s_per_pane"]), _n(p1["tokens_per_s_per_pane"]),

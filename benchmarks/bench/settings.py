@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stylealign.errors import ConfigError
+from stylealign.evaluate.config import EvalConfig
 from stylealign.options import option
 
 from .arith import SHAPES
@@ -83,9 +84,9 @@ class Settings:
     scale_steps: int = option(0, "Timed steps of the scale area (filled from --steps, default 2).", cli=False)
     max_tokens: int = option(0, "Longest row used, in tokens (0: quick 160, full the recipe's max_length).")
     seq_len: int = option(0, "Stitch rows to about this many tokens (0: natural rows; with --shape 2048).")
-    gen_pairs: int = option(0, "Prompts answered by baseline and adapter in the generation arm (0: 8, one "
-                            "evaluation batch of 16 answers, quick and full).")
-    gen_batch: int = option(16, "Rows per generation batch (the evaluation's default).")
+    gen_pairs: int = option(0, "Prompts answered by baseline and adapter in the generation arm (0: quick 8, full "
+                            "48: one evaluation batch of 96 answers).")
+    gen_batch: int = option(0, "Rows per generation batch (0: the evaluation's default).")
     gen_quant: str | None = option(None, "Base weights for generation (default: as `stylealign eval`: unquantized on a "
                                "CPU, the recipe's on a GPU).", choices=("nf4", "none"))
     max_new_tokens: int = option(0, "Generation length cap (0: quick 16, full 48).")
@@ -108,8 +109,9 @@ class Settings:
                               f"choose from {', '.join(SHAPES)}")
         if min(self.scale_seq_lens, default=128) < 128 or self.scale_batch < 1:
             raise ConfigError("scale seq lens must be at least 128 tokens and the scale batch at least 1")
-        if min(self.threads, self.reps, self.steps, self.warmup, self.seq_len, self.max_new_tokens, self.gen_pairs) < 0:
-            raise ConfigError("threads, reps, steps, warmup, seq_len, max_new_tokens and gen_pairs cannot be negative")
+        if min(self.threads, self.reps, self.steps, self.warmup, self.seq_len, self.max_new_tokens, self.gen_pairs,
+               self.gen_batch) < 0:
+            raise ConfigError("threads, reps, steps, warmup, seq_len, max_new_tokens, gen_pairs and gen_batch cannot be negative")
 
     def for_mode(self, recipe) -> Settings:
         """Fill every 0 / None with the quick or full default; return self."""
@@ -124,7 +126,8 @@ class Settings:
         self.max_tokens = pick(self.max_tokens, 160, recipe.max_length)
         self.seq_len = self.seq_len or (2048 if self.shape else 0)
         self.max_new_tokens = pick(self.max_new_tokens, 16, 48)
-        self.gen_pairs = self.gen_pairs or 8
+        self.gen_pairs = pick(self.gen_pairs, 8, 48)
+        self.gen_batch = self.gen_batch or EvalConfig.__dataclass_fields__["batch_size"].default
         shapes, seq_lens = SCALE["quick" if self.quick else "full"]
         self.scale_shapes, self.scale_seq_lens = self.scale_shapes or shapes, self.scale_seq_lens or seq_lens
         self.scale_steps = self.steps or 2

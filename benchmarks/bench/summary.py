@@ -65,7 +65,9 @@ def gen_summary(results: list[dict], dims: arith.Dims) -> dict | None:
     fpt = arith.flops_per_token(dims, "forward", 16, prompt + res["max_new_tokens"] / 2)
     out = {"batched": {"answers_per_s": per(res["batched"], "answers"), "tokens_per_s": per(res["batched"], "tokens")},
            "one_by_one": {"answers_per_s": per(res["one_by_one"], "answers"),
-                          "tokens_per_s": per(res["one_by_one"], "tokens")},
+                          "tokens_per_s": per(res["one_by_one"], "tokens"), "answers": res["one_by_one"][0]["answers"]},
+           "former": res.get("former") and {"answers_per_s": per(res["former"], "answers"),
+                                            "tokens_per_s": per(res["former"], "tokens")},
            "pane1": pane(res["pane1"]), "pane2": pane(res["pane2"]),
            "answers": res["batched"][0]["answers"], "max_new_tokens": res["max_new_tokens"],
            "batch_size": res["batch_size"], "quant": res["quant"], "dtype": res["dtype"], "threads": res["threads"],
@@ -109,6 +111,7 @@ def summarise(report: dict, dims: arith.Dims, r: int, gpu: bool) -> None:
     gen = gen_summary(arms.get("gen"), dims)
     if gen:
         gen["speed_ratio"] = arith.ratio(gen["batched"]["answers_per_s"], gen["one_by_one"]["answers_per_s"])
+        gen["decode_ratio"] = arith.ratio(gen["batched"]["answers_per_s"], (gen["former"] or {}).get("answers_per_s"))
         gen["util_bf16"] = arith.utilisation(gen["batched"]["tokens_per_s"], gen["flops_per_token"], bf16 and bf16 * 1e9)
     s["gen"] = gen
     s["main"] = main_summary(arms.get("main"))
@@ -118,7 +121,8 @@ def summarise(report: dict, dims: arith.Dims, r: int, gpu: bool) -> None:
         "sft_speed": s["sft"]["speed_ratio"], "sft_memory": s["sft"]["memory_ratio"],
         "dpo_speed": s["dpo"]["speed_ratio"],
         "dpo_copies": (s["dpo"]["kit"] or {}).get("model_copies"),
-        "eval_speed": gen and gen["speed_ratio"], "arena_two_panes": gen and gen["two_pane_time_ratio"],
+        "eval_speed": gen and gen["speed_ratio"], "eval_decoding": gen and gen["decode_ratio"],
+        "arena_two_panes": gen and gen["two_pane_time_ratio"],
         "utilisation": (s["sft"]["kit"] or {}).get("util_bf16"),
     }
     if s["main"] and s["main"]["shipped_recipe"]:  # the job's targets hold for the real job only
@@ -126,7 +130,7 @@ def summarise(report: dict, dims: arith.Dims, r: int, gpu: bool) -> None:
     if report["settings"].get("ref") == "kit":  # an A/B of --kit-set: the targets compare against plain TRL
         values = {}
     report["targets"] = arith.evaluate_targets(values)
-    profiles = {"sft_speed": "sft", "sft_memory": "sft", "dpo_speed": "dpo", "eval_speed": "gen",
+    profiles = {"sft_speed": "sft", "sft_memory": "sft", "dpo_speed": "dpo", "eval_speed": "gen", "eval_decoding": "gen",
                 "arena_two_panes": "gen"}
     for t in report["targets"]:
         area = profiles.get(t["key"])

@@ -27,7 +27,8 @@ class EvalConfig:
     strengths: tuple[float, ...] = option((1.0,), "LoRA strength(s) to evaluate (repeatable).", flag="--strength",
                                           action="append", parse=float, metavar="S")
     limit: int | None = option(None, "First N prompts of each suite.", metavar="N")
-    batch_size: int = option(16, "Answers per batched generation call.")
+    batch_size: int = option(96, "Answers per batched generation call: rows that end leave the batch, and a decode "
+                             "step reads every weight once for all its rows (benchmarks/README.md, \"Decoding\").")
     n_boot: int = option(2000, "Bootstrap resamples for every CI.")
     seed: int = option(0, "Seed of the bootstrap and the classifier split (the CLI passes --seed).", cli=False)
     persona: str = option("sharp-candid", "Persona whose preference pairs train the style classifier.", cli=False)
