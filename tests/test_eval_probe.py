@@ -97,7 +97,8 @@ def test_eval_report_flags_collapse_and_repetition_from_the_greedy_pass(tmp_path
     gen = FakeGenerator(answer=_looping_answer)
     rows = [{"id": f"q{i}", "language": "en", "category": "tech", "kind": "open",
              "messages": [{"role": "user", "content": f"Is option {i} worth it?"}]} for i in range(12)]
-    report = run_eval(gen, ["persona"], [rows], EvalConfig(classifier=False, retention=False, plots=False, n_boot=200),
+    report = run_eval(gen, ["persona"], [rows], EvalConfig(classifier=False, retention=False, plots=False, n_boot=200,
+                                                        batch_size=16),
                       embedder=None, out=tmp_path, fail_over=["probe.red_flags=0"])
     codes = {f["code"] for f in report["flags"]}
     assert {"greedy_repetition", "opener_collapse", "one_sided_verdicts"} <= codes
