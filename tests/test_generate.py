@@ -244,10 +244,9 @@ def test_two_adapters_in_one_batch_keep_peft_routing(tiny_model_dir, adapter_dir
     g = Generator(base=str(tiny_model_dir), quant="none", dtype="fp32")
     g.add_adapter("style", str(adapter_dir))
     g.add_adapter("again", str(adapter_dir))
-    cfg = GenerationConfig(max_new_tokens=8, do_sample=False)
-    alone = [g.generate(CONVS[:1], [a], cfg)[0] for a in (None, "style", "again")]
     routed_rows, real = [], g.model.base_model._enable_peft_forward_hooks
     monkeypatch.setattr(g.model.base_model, "_enable_peft_forward_hooks",
                         lambda *a, **kw: (routed_rows.append(kw.get("adapter_names")), real(*a, **kw))[1])
-    assert g.generate(CONVS[:1] * 3, [None, "style", "again"], cfg, batch_size=3) == alone
-    assert any(names and sorted(names) == ["__base__", "again", "style"] for names in routed_rows)
+    compared, _ = _compare_rows(g, [None, "style", "again", "again", None, "style"], monkeypatch, "fp32")
+    assert compared > 6
+    assert any(names and sorted(set(names)) == ["__base__", "again", "style"] for names in routed_rows)
