@@ -192,6 +192,10 @@ class SelectSettings:
     min_belief_consistency: float = _f(0.5, "Constraint: where the base model and the candidate both give a yes/no "
                                        "verdict on a probe prompt, at least this share agree (the base's stance read "
                                        "from its own greedy answer).")
+    style_enough: float = _f(0.6, "Enough style: with verdict_first the metric, raised, the candidates that meet the "
+                             "rule and open with a verdict on at least this share of the probe's yes/no prompts are "
+                             "styled enough, and the least repetitive of them wins rather than the most styled (each "
+                             "further step of style costs coherence; the evaluation's target is 60%). 0: off.")
     dpo_from: str = _f("best", "DPO starts from the best SFT candidate ('best') or the SFT stage's end ('last').",
                        choices=("best", "last"))
     early_every: int = _f(5, "Keep the trainable adapter every this many steps before a stage's first checkpoint, "
@@ -208,6 +212,7 @@ class SelectSettings:
             raise ConfigError("need max_new_tokens >= 1 and batch_size >= 1")
         _need(0 <= self.retry_lr < 1, "retry_lr", self.retry_lr, "in [0, 1) (0: no retry)")
         _need(self.early_every >= 0, "early_every", self.early_every, ">= 0 (0: no early candidates)")
+        _need(0 <= self.style_enough <= 1, "style_enough", self.style_enough, "in [0, 1] (0: off)")
         if not 0 <= self.yes_share_min <= self.yes_share_max <= 1:
             raise ConfigError("need 0 <= yes_share_min <= yes_share_max <= 1")
 

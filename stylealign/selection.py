@@ -168,7 +168,12 @@ def choose(candidates: list[dict], base: dict, rule, persona=None) -> tuple[int,
     """Return (index of the best candidate, whether it meets the rule). Among candidates that meet every
     constraint the best rule metric wins — highest for a metric wanted up, lowest for one wanted down
     (resolve_metric) — then less repetition, then the earlier one; when none does, the smallest total
-    miss wins. A candidate without a score on the metric ranks last on it."""
+    miss wins. A candidate without a score on the metric ranks last on it.
+
+    With verdict_first raised and `rule.style_enough` set, the candidates that meet every constraint and open
+    with a verdict on at least that share of the probe's yes/no prompts are styled enough: the least
+    repetitive of them wins, then the more styled, then the earlier. Past the target, more verdicts are bought
+    with coherence (the main job's SFT step 20 against step 10, benchmarks/CANDOR.md §8)."""
     if not candidates:
         raise ValueError("no candidates to choose from")
     wanted = resolve_metric(rule, persona)
@@ -178,6 +183,10 @@ def choose(candidates: list[dict], base: dict, rule, persona=None) -> tuple[int,
     metric = [float("-inf") if v is None else sign * v for v in values]
     rep = [c["scores"].get("repetitive") or 0.0 for c in candidates]
     ok = [i for i, m in enumerate(miss) if m == 0]
+    if wanted["metric"] == "verdict_first" and sign > 0 and rule.style_enough > 0:
+        enough = [i for i in ok if (candidates[i]["scores"].get("verdict_first_yes_no") or 0.0) >= rule.style_enough]
+        if enough:
+            return min(enough, key=lambda i: (rep[i], -metric[i], i)), True
     if ok:
         return max(ok, key=lambda i: (metric[i], -rep[i], -i)), True
     return min(range(len(candidates)), key=lambda i: (miss[i], -metric[i], i)), False

@@ -54,6 +54,17 @@ def test_summary_of_a_collapsed_set_vs_a_varied_set():
     assert collapsed["stopped"] == 1.0
 
 
+def test_verdict_first_on_yes_no_prompts_leaves_out_the_prompts_that_ask_for_something_else():
+    rows = [{"expected": "yes", "messages": [{"role": "user", "content": "Is water wet?"}]},
+            {"messages": [{"role": "user", "content": "Is Rust worth learning?"}]},
+            {"messages": [{"role": "user", "content": "How do I start?"}]},
+            {"messages": [{"role": "user", "content": "Review my plan: sell the car."}]}]
+    scores = probe.summarize(["Yes, it is.", "Rust has a steep learning curve.", "Most people start with a tutorial.",
+                              "Sell it."], rows)
+    assert scores["verdict_first_yes_no"] == 0.5  # 1 of the 2 yes/no prompts; the how-to and the review do not count
+    assert scores["verdict_first"] == 0.5  # "Yes" and "Sell it." (a recommendation) of all four
+
+
 def test_verdict_balance_counts_right_wrong_and_missing_and_open_yes_no():
     rows = [{"expected": e, "messages": [{"role": "user", "content": "Is it?"}]} for e in ("yes", "no", "yes", "no")]
     rows += [{"messages": [{"role": "user", "content": "Is Rust worth learning?"}]},

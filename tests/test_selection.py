@@ -50,6 +50,32 @@ def test_ties_prefer_less_repetition_then_the_earlier_candidate():
     assert cands[best]["step"] == 20
 
 
+def test_styled_enough_candidates_give_way_to_the_least_repetitive():
+    """With verdict_first raised, candidates past `style_enough` on the probe's yes/no prompts are styled enough:
+    the least repetitive of them wins (the main job's SFT step 10 over step 20); below it, or with the switch off,
+    or for a persona that wants fewer verdicts, the most styled candidate wins as before."""
+    def styled(step, vf, vf_yes_no, rep):
+        c = cand(step, vf, rep, 0.5, 0.3)
+        c["scores"]["verdict_first_yes_no"] = vf_yes_no
+        return c
+
+    cands = [styled(10, 0.49, 0.69, 0.07), styled(20, 0.62, 0.85, 0.18), styled(30, 0.67, 0.92, 0.36)]  # 30 loops
+    base = {"repetitive": 0.18, "yes_share": 0.25, "top_opener": 0.36}
+    assert selection.choose(cands, base, SelectSettings()) == (0, True)
+    assert selection.choose(cands, base, SelectSettings(style_enough=0.0)) == (1, True)
+    assert selection.choose(cands, base, SelectSettings(style_enough=0.9)) == (1, True)  # none enough: most styled
+    assert selection.choose(cands, base, SelectSettings(style_enough=0.8)) == (1, True)  # only step 20 is enough
+    assert selection.choose([styled(10, 0.5, 0.7, 0.1), styled(20, 0.6, 0.8, 0.1)], base, SelectSettings()) == (1, True)
+    from stylealign.personas import load_persona
+
+    tutor = load_persona(PERSONAS / "warm-tutor")  # verdict_first down: fewest verdicts, as before
+    assert selection.choose(cands, base, SelectSettings(), tutor) == (0, True)
+    assert selection.choose([styled(10, 0.3, 0.9, 0.07), styled(20, 0.2, 0.9, 0.18)], base, SelectSettings(),
+                            tutor) == (1, True)
+    with pytest.raises(ValueError, match="style_enough"):
+        SelectSettings(style_enough=1.5)
+
+
 PERSONAS = Path(__file__).resolve().parents[1] / "personas"
 
 

@@ -144,14 +144,17 @@ def show_selection(run_dir: Path) -> None:
     wanted = sel.get("metric") or {"metric": sel["rule"]["metric"], "direction": "up"}  # older manifests
     metric = f"{'max' if wanted['direction'] == 'up' else 'min'} {wanted['metric']}"
     metric += f" [{wanted['source']}]" if wanted.get("source") else ""
+    enough = sel["rule"].get("style_enough") if wanted["metric"] == "verdict_first" and wanted["direction"] == "up" else 0
+    metric += f", or the least repetitive with verdict-first >= {enough:.0%} on yes/no prompts" if enough else ""
     print(f"\n== checkpoint selection on {n} held-out probe prompts (greedy, {sel['rule']['max_new_tokens']} tokens; "
           f"rule: {metric}, repetition <= base + "
           f"{sel['rule']['max_repetition_over_base']:.0%}, yes-share {sel['rule']['yes_share_min']:.0%}-"
           f"{sel['rule']['yes_share_max']:.0%}, top opener <= {sel['rule']['max_top_opener']:.0%})")
     for name, s in [("base", sel["baseline"])] + [(f"{c['stage']} {c['step']}", c["scores"]) for c in sel["candidates"]]:
         mark = " <- published" if name == f"{sel['selected']['stage']} {sel['selected']['step']}" else ""
-        print(f"  {name:<9} verdict-first {pct(s['verdict_first']):>4}  repetitive {pct(s['repetitive']):>4}  "
-              f"top opener {pct(s['top_opener']):>4}  yes-share {pct(s['yes_share']):>4}{mark}")
+        print(f"  {name:<9} verdict-first {pct(s['verdict_first']):>4} (yes/no {pct(s.get('verdict_first_yes_no')):>4})  "
+              f"repetitive {pct(s['repetitive']):>4}  top opener {pct(s['top_opener']):>4}  "
+              f"yes-share {pct(s['yes_share']):>4}{mark}")
     if not sel["rule_met"]:
         print("  no candidate met the rule; published the one that missed it least")
 

@@ -189,6 +189,9 @@ def summarize(answers: list[str], rows: list[dict], stopped: list[bool] | None =
     out["verdicts"] = verdict_balance(answers, rows)
     out["yes_share"] = out.pop("yes")
     out["empty"] = sum(not a.strip() for a in answers) / len(answers) if answers else None
+    # verdict-first where a verdict can open the answer: known-answer and other yes/no questions (the evaluation's target)
+    out["verdict_first_yes_no"] = _mean([f["probe_verdict_first"] for f, r in zip(feats, rows)
+                                         if r.get("expected") in ("yes", "no") or is_yes_no_question(_last_user(r))])
     return out
 
 
