@@ -195,7 +195,7 @@ class SelectSettings:
     style_enough: float = _f(0.6, "Enough style: with verdict_first the metric, raised, the candidates that meet the "
                              "rule and open with a verdict on at least this share of the probe's yes/no prompts are "
                              "styled enough, and the least repetitive of them wins rather than the most styled (each "
-                             "further step of style costs coherence; the evaluation's target is 60%). 0: off.")
+                             "further step of style costs coherence; the evaluation's target is 0.6). 0: off.")
     dpo_from: str = _f("best", "DPO starts from the best SFT candidate ('best') or the SFT stage's end ('last').",
                        choices=("best", "last"))
     early_every: int = _f(5, "Keep the trainable adapter every this many steps before a stage's first checkpoint, "
@@ -367,6 +367,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                        choices=f.metadata.get("choices"), metavar=name.split(".")[-1].upper())
         shown = f"{f.metadata.get('help', '')} (default {f.default!r})" if f.default is not dataclasses.MISSING \
             else f.metadata.get("help")
+        shown = shown and shown.replace("%", "%%")  # plain text: a "60%" must not read as a format specifier
         group.add_argument(flag_name(name), help=shown, **options)
         if flag_name(name) != f"--{name}":
             group.add_argument(f"--{name}", help=argparse.SUPPRESS, **options)

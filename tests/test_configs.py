@@ -114,6 +114,25 @@ def test_every_flag_of_every_command_is_a_typed_config_field_with_help():
     assert seen > 150
 
 
+def test_every_command_help_renders():
+    """argparse formats help with %: a field's help that says "60%" broke `--help` of every command with recipe flags."""
+    import argparse
+
+    from stylealign.cli import build_parser
+
+    def parsers(parser, path=()):
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from parsers(sub, (*path, name))
+
+    rendered = [(path, parser.format_help()) for path, parser in parsers(build_parser())]
+    assert len(rendered) > 20 and all("usage:" in text for _, text in rendered)
+    train_all = dict(rendered)[("train", "all")]
+    assert "--select.style-enough" in train_all and "0.6" in train_all
+
+
 def test_recipe_flags_speak_the_cli_dialect_and_take_the_field_names_too():
     """`--sft.max-steps` like every other flag; `--sft.max_steps` (the YAML's and TRL's spelling) means the same,
     for the recipe's fields and for a TRL field the recipe passes through."""
