@@ -301,8 +301,8 @@ class Generator:
         """Route a batch of base rows and rows of one adapter, `name`, through the adapter alone with a per-row
         scaling: the adapter's own where `rows` is True, 0 on base rows (whose output is then the base layer's plus
         zero). PEFT's per-row routing instead gathers each adapter's rows and scatters them back in every layer:
-        on 2 CPU cores, 96 greedy answers (48 prompts, base and adapter) at 1.08x the answers/s, the same text
-        (benchmarks/README.md, "Decoding"). The scale is held in the LoRA's dtype where it is exact there (alpha/r
+        on 2 CPU cores, 64 greedy answers (32 prompts, base and adapter) in one batch at 1.08x the answers/s, the
+        same texts (benchmarks/README.md, "Decoding"). The scale is held in the LoRA's dtype where it is exact there (alpha/r
         of 2, a strength of 0.5), else in fp32 (PEFT casts the layer's sum back to its own dtype)."""
         import torch
 

@@ -7,7 +7,9 @@ the best candidate under the recipe's rule (`select:`): move the rule's metric t
 whose repetition (and share of empty answers) is at most the base model's plus a margin, whose yes-share of
 verdicts lies in a band, whose most common opener starts at most a given share of answers, and whose yes/no
 verdicts agree with the base model's own stance (what it says unprompted, `verdict.stance`) at least a given
-share of the time where both take one: style that keeps what the model knows. When no candidate meets the
+share of the time where both take one: style that keeps what the model knows. Once a candidate has enough
+style (`select.style_enough`: verdict-first on the probe's yes/no prompts, for verdict_first raised), the least
+repetitive of those with enough wins rather than the most styled. When no candidate meets the
 rule, the one that misses it least is published, and the manifest says so. Before the first checkpoint a stage
 keeps its adapter every `select.early_every` steps, unscored; they are probed only when the stage's scored
 candidates all break the rule (score_early): damage done late in a stage is caught for one probe, and a stage
