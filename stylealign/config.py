@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from stylealign.errors import ConfigError, NotFound
-from stylealign.options import coerce, dataclass_flags, from_dict, leaf_type, option, parse_bool
+from stylealign.options import coerce, dataclass_flags, from_dict, help_text, leaf_type, option, parse_bool
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
@@ -367,8 +367,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                        choices=f.metadata.get("choices"), metavar=name.split(".")[-1].upper())
         shown = f"{f.metadata.get('help', '')} (default {f.default!r})" if f.default is not dataclasses.MISSING \
             else f.metadata.get("help")
-        shown = shown and shown.replace("%", "%%")  # plain text: a "60%" must not read as a format specifier
-        group.add_argument(flag_name(name), help=shown, **options)
+        group.add_argument(flag_name(name), help=help_text(shown), **options)
         if flag_name(name) != f"--{name}":
             group.add_argument(f"--{name}", help=argparse.SUPPRESS, **options)
 

@@ -294,7 +294,7 @@ class Generator:
     def _plain_lora(self, name: str) -> bool:
         """Whether adapter `name` is vanilla LoRA in every layer (no DoRA or other variant), whose output is
         `lora_B(lora_A(x)) * scaling` and so takes a per-row scaling."""
-        return all(name not in layer.lora_variant for layer in self._lora_layers())
+        return all(name not in layer.lora_variant for layer in self._scalings[name])
 
     @contextlib.contextmanager
     def _row_scaled(self, name: str, rows: list[bool]):
@@ -307,8 +307,8 @@ class Generator:
         import torch
 
         self.model.set_adapter(name, inference_mode=True)
-        layers = [layer for layer in self._lora_layers() if name in layer.scaling]
-        saved = [layer.scaling[name] for layer in layers]
+        layers = [layer for layer, saved in self._scalings[name].items() if name in saved]  # the adapter's layers
+        saved = [layer.scaling[name] for layer in layers]  # as they stand (a strength may have scaled them)
         mask = torch.tensor(rows, device=self.device)[:, None, None]
         scales: dict[float, object] = {}
         try:

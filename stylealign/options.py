@@ -160,10 +160,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
                 groups[meta["exclusive"]] = parser.add_mutually_exclusive_group()
             target = groups[meta["exclusive"]]
         if meta.get("positional"):
-            parser.add_argument(f.name, help=meta.get("help"), nargs=meta.get("nargs"), type=meta.get("parse"),
+            parser.add_argument(f.name, help=help_text(meta.get("help")), nargs=meta.get("nargs"), type=meta.get("parse"),
                                 metavar=meta.get("metavar"), **({} if default is REQUIRED else {"default": default}))
             continue
         target.add_argument(meta.get("flag") or "--" + f.name.replace("_", "-"), **_flag_options(f, kind, default))
+
+
+def help_text(text: str | None) -> str | None:
+    """Return a help text as argparse wants it: plain text, its "%" doubled (argparse %-formats every help)."""
+    return text and text.replace("%", "%%")
 
 
 def _flag_options(f: dataclasses.Field, kind, default) -> dict:
@@ -186,7 +191,7 @@ def _flag_options(f: dataclasses.Field, kind, default) -> dict:
     if meta.get("required") or default is REQUIRED:
         kw.update(required=True, help=meta.get("help"))
         kw.pop("default", None)
-    return kw
+    return {**kw, "help": help_text(kw["help"])}
 
 
 def config_from_args(args: argparse.Namespace, cls):
